@@ -8,10 +8,13 @@
 //! reqwest: the storage, API, ingest and Kafka adapters depend on it, never the reverse,
 //! so the rules of PRODUCT.md §2.4 can be tested without a database or a network.
 
+pub mod command;
 pub mod dispute;
 pub mod envelope;
 pub mod event;
+pub mod evidence;
 pub mod ids;
+mod json_fields;
 pub mod money;
 pub mod order;
 pub mod pagination;
@@ -22,4 +25,4 @@ pub mod webhook;
 
 pub use ids::{DisputeId, EventId, IdempotencyKey, OrderId, ProviderEventId, UserId};
 pub use money::{Amount, Currency, Money};
-pub use validation::{FieldError, ValidationErrors};
+pub use validation::{FieldError, InputError, ValidationErrors};

@@ -74,3 +74,14 @@ impl std::fmt::Display for ValidationErrors {
         Ok(())
     }
 }
+
+/// Why a JSON request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Not a JSON object (HTTP 400).
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// A JSON object with invalid fields (HTTP 422).
+    #[error("invalid fields: {0}")]
+    Invalid(ValidationErrors),
+}

@@ -14,10 +14,11 @@ use serde_json::value::RawValue;
 
 use crate::dispute::{ChargebackStatus, Resolution};
 use crate::ids::{OrderId, ProviderEventId, UserId};
+use crate::json_fields::{parse_object, Fields};
 use crate::money::{Amount, Currency, Money};
 use crate::order::OrderStatus;
 use crate::time;
-use crate::validation::ValidationErrors;
+use crate::validation::{InputError, ValidationErrors};
 
 /// Free-form provider metadata: string keys to string values.
 pub type Meta = BTreeMap<String, String>;
@@ -37,17 +38,6 @@ impl WebhookKind {
             WebhookKind::Chargeback => "chargeback",
         }
     }
-}
-
-/// Why a webhook body was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    /// Not a JSON object (HTTP 400).
-    #[error("malformed JSON: {0}")]
-    Malformed(String),
-    /// A JSON object with invalid fields (HTTP 422).
-    #[error("invalid webhook: {0}")]
-    Invalid(ValidationErrors),
 }
 
 /// An order webhook (`POST /webhooks/payments/orders`).
@@ -123,110 +113,8 @@ struct RawChargeback<'a> {
     meta: Option<&'a RawValue>,
 }
 
-/// Parses the top level: it must be one JSON object.
-fn parse_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, WebhookError> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(WebhookError::Malformed(
-            "the body must be a JSON object".to_owned(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))
-}
-
-/// Collects field errors while reading raw JSON fields.
-struct Fields(ValidationErrors);
-
-impl Fields {
-    fn required<'a>(&mut self, name: &str, raw: Option<&'a RawValue>) -> Option<&'a RawValue> {
-        if raw.is_none() {
-            self.0.push(name, "is required");
-        }
-        raw
-    }
-
-    fn string(&mut self, name: &str, raw: Option<&RawValue>) -> Option<String> {
-        let raw = self.required(name, raw)?;
-        match serde_json::from_str::<String>(raw.get()) {
-            Ok(s) => Some(s),
-            Err(_) => {
-                self.0
-                    .push(name, format!("must be a string (got {})", json_type(raw)));
-                None
-            }
-        }
-    }
-
-    fn parsed<T, E: std::fmt::Display>(
-        &mut self,
-        name: &str,
-        raw: Option<&RawValue>,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
-        let s = self.string(name, raw)?;
-        self.0.check(name, parse(&s))
-    }
-
-    fn timestamp(&mut self, name: &str, raw: Option<&RawValue>) -> Option<DateTime<Utc>> {
-        self.parsed(name, raw, time::parse_rfc3339)
-    }
-
-    fn optional_timestamp(
-        &mut self,
-        name: &str,
-        raw: Option<&RawValue>,
-    ) -> Option<Option<DateTime<Utc>>> {
-        match raw {
-            None => Some(None),
-            Some(_) => self.timestamp(name, raw).map(Some),
-        }
-    }
-
-    fn meta(&mut self, raw: Option<&RawValue>) -> Option<Meta> {
-        let Some(raw) = raw else {
-            return Some(Meta::new());
-        };
-        let Ok(map) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
-            self.0.push(
-                "meta",
-                format!("must be an object of strings (got {})", json_type(raw)),
-            );
-            return None;
-        };
-        let mut meta = Meta::new();
-        let mut ok = true;
-        for (key, value) in map {
-            match serde_json::from_str::<String>(value.get()) {
-                Ok(s) => {
-                    meta.insert(key, s);
-                }
-                Err(_) => {
-                    ok = false;
-                    self.0.push(
-                        format!("meta.{key}"),
-                        format!("must be a string (got {})", json_type(value)),
-                    );
-                }
-            }
-        }
-        ok.then_some(meta)
-    }
-}
-
-/// The JSON type of a raw value, for error messages.
-fn json_type(raw: &RawValue) -> &'static str {
-    match raw.get().trim_start().as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
-}
-
 impl OrderWebhook {
-    pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
+    pub fn parse(body: &[u8]) -> Result<Self, InputError> {
         let raw: RawOrder<'_> = parse_object(body)?;
         let mut f = Fields(ValidationErrors::new());
         let provider_event_id = f.parsed("provider_event_id", raw.provider_event_id, |s| {
@@ -269,13 +157,13 @@ impl OrderWebhook {
                 updated_at,
                 meta,
             }),
-            _ => Err(WebhookError::Invalid(f.0)),
+            _ => Err(InputError::Invalid(f.0)),
         }
     }
 }
 
 impl ChargebackWebhook {
-    pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
+    pub fn parse(body: &[u8]) -> Result<Self, InputError> {
         let raw: RawChargeback<'_> = parse_object(body)?;
         let mut f = Fields(ValidationErrors::new());
         let provider_event_id = f.parsed("provider_event_id", raw.provider_event_id, |s| {
@@ -349,7 +237,7 @@ impl ChargebackWebhook {
                 meta,
                 resolution,
             }),
-            _ => Err(WebhookError::Invalid(f.0)),
+            _ => Err(InputError::Invalid(f.0)),
         }
     }
 }

@@ -24,9 +24,9 @@ fn chargeback_body(amount: &str, extra: &str) -> String {
     )
 }
 
-fn invalid_fields(err: WebhookError) -> Vec<String> {
+fn invalid_fields(err: InputError) -> Vec<String> {
     match err {
-        WebhookError::Invalid(e) => e.errors().iter().map(|e| e.field.clone()).collect(),
+        InputError::Invalid(e) => e.errors().iter().map(|e| e.field.clone()).collect(),
         other => panic!("expected field errors, got {other:?}"),
     }
 }
@@ -70,7 +70,7 @@ fn malformed_json_and_non_objects_are_malformed() {
         assert!(
             matches!(
                 OrderWebhook::parse(body.as_bytes()),
-                Err(WebhookError::Malformed(_))
+                Err(InputError::Malformed(_))
             ),
             "{body:?}"
         );
@@ -160,6 +160,6 @@ proptest! {
                      "currency", "occurred_at", "evidence_due_at", "meta"];
         let obj: serde_json::Map<_, _> = names.iter().map(|n| n.to_string()).zip(values).collect();
         let body = serde_json::Value::Object(obj).to_string();
-        prop_assert!(!matches!(ChargebackWebhook::parse(body.as_bytes()), Err(WebhookError::Malformed(_))));
+        prop_assert!(!matches!(ChargebackWebhook::parse(body.as_bytes()), Err(InputError::Malformed(_))));
     }
 }

@@ -1,0 +1,65 @@
+//! The one place where errors become HTTP responses.
+
+use axum::response::{IntoResponse, Response};
+use pm_domain::pagination::PageError;
+use pm_domain::InputError;
+use pm_http::intake::webhook_problem;
+use pm_http::Problem;
+use pm_storage::StorageError;
+
+/// A handler's error: a problem decided by the handler, or a storage failure.
+#[derive(Debug)]
+pub enum ApiError {
+    Problem(Problem),
+    Storage(StorageError),
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        ApiError::Problem(p)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::Storage(e)
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::Problem(webhook_problem(e))
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(e: PageError) -> Self {
+        ApiError::Problem(Problem::bad_request(e.to_string()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Problem(p) => p,
+            ApiError::Storage(StorageError::InvalidCursor) => {
+                Problem::bad_request(StorageError::InvalidCursor.to_string())
+            }
+            // Nothing was stored; the caller (a provider, ingest, an operator) may retry.
+            ApiError::Storage(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Problem::unavailable(
+                    "the database is unavailable; nothing was stored, retry later",
+                    1,
+                )
+            }
+            ApiError::Storage(e) => {
+                tracing::error!(error = %e, "storage error");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

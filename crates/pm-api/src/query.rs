@@ -1,0 +1,112 @@
+//! Query-string parsing with errors that name the parameter. Unknown parameters are
+//! refused, so a typo (`?stauts=won`) is an error rather than a silently unfiltered list.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use pm_domain::pagination::{PageRequest, Sort};
+use pm_http::Problem;
+
+/// The parameters of one request, consumed as they are read.
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn new(raw: Option<&str>) -> Self {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn bad(name: &str, message: impl std::fmt::Display) -> Problem {
+        let mut p = Problem::bad_request(format!("query parameter `{name}`: {message}"));
+        p.kind = "/problems/invalid-query".to_owned();
+        p
+    }
+
+    /// Every value of a repeatable parameter.
+    pub(crate) fn all<T: FromStr>(&mut self, name: &str) -> Result<Vec<T>, Problem>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(k, _)| k == name);
+        self.0 = rest;
+        mine.into_iter()
+            .map(|(_, v)| v.parse::<T>().map_err(|e| Self::bad(name, e)))
+            .collect()
+    }
+
+    /// At most one value.
+    pub(crate) fn one<T: FromStr>(&mut self, name: &str) -> Result<Option<T>, Problem>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let mut values = self.all::<T>(name)?;
+        match values.len() {
+            0 | 1 => Ok(values.pop()),
+            _ => Err(Self::bad(name, "may be given only once")),
+        }
+    }
+
+    pub(crate) fn text(&mut self, name: &str) -> Result<Option<String>, Problem> {
+        let value = self.one::<String>(name)?;
+        match value {
+            Some(v) if v.is_empty() => Err(Self::bad(name, "must not be empty")),
+            v => Ok(v),
+        }
+    }
+
+    pub(crate) fn time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, Problem> {
+        self.text(name)?
+            .map(|v| pm_domain::time::parse_rfc3339(&v).map_err(|e| Self::bad(name, e)))
+            .transpose()
+    }
+
+    pub(crate) fn flag(&mut self, name: &str) -> Result<Option<bool>, Problem> {
+        self.text(name)?
+            .map(|v| match v.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Self::bad(
+                    name,
+                    format!("must be true or false (got {v:?})"),
+                )),
+            })
+            .transpose()
+    }
+
+    /// `limit`, `sort` and `cursor`.
+    pub(crate) fn page(&mut self, default_sort: Sort) -> Result<PageRequest, Problem> {
+        let limit = self.one::<i64>("limit")?;
+        let sort = self.one::<Sort>("sort")?.unwrap_or(default_sort);
+        let cursor = self.text("cursor")?;
+        PageRequest::new(limit, sort, cursor.as_deref())
+            .map_err(|e| Problem::bad_request(e.to_string()))
+    }
+
+    /// Refuses whatever was not read.
+    pub(crate) fn finish(self) -> Result<(), Problem> {
+        match self.0.first() {
+            None => Ok(()),
+            Some((k, _)) => Err(Self::bad(k, "is not a parameter of this route")),
+        }
+    }
+}
+
+/// Checks that `from < to` when both are given.
+pub(crate) fn check_window(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    names: (&str, &str),
+) -> Result<(), Problem> {
+    match (from, to) {
+        (Some(f), Some(t)) if f >= t => Err(Problem::bad_request(format!(
+            "`{}` must be earlier than `{}`",
+            names.0, names.1
+        ))),
+        _ => Ok(()),
+    }
+}

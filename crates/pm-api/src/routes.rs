@@ -1,0 +1,75 @@
+//! The router: every route of PRODUCT.md §3.2 behind the telemetry middleware.
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub(crate) mod disputes;
+pub(crate) mod ops;
+pub(crate) mod orders;
+pub(crate) mod webhooks;
+
+/// Builds the API router.
+pub fn router(state: AppState) -> Router {
+    let http_metrics = state.inner.metrics.http.clone();
+    Router::new()
+        .route("/webhooks/payments/orders", post(webhooks::order_webhook))
+        .route(
+            "/webhooks/payments/chargebacks",
+            post(webhooks::chargeback_webhook),
+        )
+        .route(
+            "/internal/updates/orders",
+            post(webhooks::internal_order_update),
+        )
+        .route(
+            "/internal/updates/disputes",
+            post(webhooks::internal_dispute_update),
+        )
+        .route("/orders", get(orders::list_orders))
+        .route("/orders/events", get(orders::list_order_events))
+        .route("/orders/{order_id}", get(orders::get_order))
+        .route("/orders/{order_id}/events", get(orders::order_events))
+        .route("/orders/{order_id}/hold", post(orders::hold))
+        .route("/orders/{order_id}/capture", post(orders::capture))
+        .route("/disputes", get(disputes::list_disputes))
+        .route("/disputes/events", get(disputes::list_dispute_events))
+        .route("/disputes/{dispute_id}", get(disputes::get_dispute))
+        .route(
+            "/disputes/{dispute_id}/evidence",
+            get(disputes::get_evidence).post(disputes::put_evidence),
+        )
+        .route("/disputes/{dispute_id}/submit", post(disputes::submit))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(pm_http::problem::no_route)
+        .method_not_allowed_fallback(pm_http::problem::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            pm_telemetry::http::track,
+        ))
+        .with_state(state)
+}
+
+/// Largest JSON body of an operator request (evidence is the biggest).
+pub(crate) const MAX_COMMAND_BODY: usize = 256 * 1024;
+
+/// A path segment, percent-decoded by axum; a malformed one is a 400 problem.
+pub(crate) struct PathParam(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
+    type Rejection = pm_http::Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathParam(p))
+            .map_err(|e| pm_http::Problem::bad_request(format!("invalid path: {e}")))
+    }
+}

@@ -1,0 +1,225 @@
+//! Dispute reads, evidence and representment submission.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pm_domain::dispute::DisputeStatus;
+use pm_domain::event::DisputeEventKind;
+use pm_domain::evidence::Evidence as EvidenceInput;
+use pm_domain::pagination::Sort;
+use pm_domain::DisputeId;
+use pm_http::intake::read_json_body;
+use pm_http::Problem;
+use pm_provider::ProviderError;
+use pm_storage::disputes::{self, DisputeFilter, EvidenceOutcome, SubmissionPlan};
+use pm_storage::events::{self, EventTable};
+use pm_telemetry::CorrelationId;
+
+use super::orders::event_filter;
+use super::{PathParam, MAX_COMMAND_BODY};
+use crate::dto::{Dispute, Event, Evidence, List, Submission};
+use crate::error::ApiResult;
+use crate::query::Params;
+use crate::state::AppState;
+
+fn dispute_id(raw: &str) -> Result<DisputeId, Problem> {
+    DisputeId::parse(raw).map_err(|e| Problem::bad_request(format!("dispute_id {e}")))
+}
+
+fn unknown_dispute(id: DisputeId) -> Problem {
+    Problem::not_found(format!("dispute {id} does not exist"))
+}
+
+#[utoipa::path(get, path = "/disputes", tag = "disputes",
+    params(
+        ("status" = Option<Vec<String>>, Query, description = "open | under_review | submitted | won | lost | closed | canceled; repeatable"),
+        ("reason" = Option<String>, Query), ("order_id" = Option<String>, Query),
+        ("limit" = Option<u32>, Query), ("sort" = Option<String>, Query, description = "asc | desc (default desc)"),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses((status = 200, body = List<Dispute>), (status = 400, body = Problem)))]
+pub(crate) async fn list_disputes(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<List<Dispute>>> {
+    let mut p = Params::new(q.as_deref());
+    let filter = DisputeFilter {
+        statuses: p.all::<DisputeStatus>("status")?,
+        reason: p.text("reason")?,
+        order_id: p.text("order_id")?,
+    };
+    let page = p.page(Sort::Desc)?;
+    p.finish()?;
+    let result = disputes::list(app.pool(), &filter, &page).await?;
+    Ok(Json(List::from_page(result, Dispute::from)))
+}
+
+#[utoipa::path(get, path = "/disputes/{dispute_id}", tag = "disputes",
+    params(("dispute_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Dispute), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get_dispute(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+) -> ApiResult<Json<Dispute>> {
+    let id = dispute_id(&id)?;
+    let d = disputes::get(app.pool(), id)
+        .await?
+        .ok_or_else(|| unknown_dispute(id))?;
+    Ok(Json(d.into()))
+}
+
+#[utoipa::path(get, path = "/disputes/events", tag = "disputes",
+    params(
+        ("dispute_id" = Option<String>, Query, format = Uuid),
+        ("kind" = Option<Vec<String>>, Query, description = "event kind; repeatable"),
+        ("time_from" = Option<String>, Query, format = DateTime), ("time_to" = Option<String>, Query, format = DateTime),
+        ("sort" = Option<String>, Query, description = "asc (default) | desc"),
+        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query),
+    ),
+    responses((status = 200, body = List<Event>), (status = 400, body = Problem)))]
+pub(crate) async fn list_dispute_events(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<List<Event>>> {
+    let mut p = Params::new(q.as_deref());
+    let dispute = p
+        .text("dispute_id")?
+        .map(|id| dispute_id(&id))
+        .transpose()?;
+    let filter = event_filter::<DisputeEventKind>(&mut p, dispute.map(|d| d.to_string()))?;
+    let page = p.page(Sort::Asc)?;
+    p.finish()?;
+    let result = events::list_events(app.pool(), EventTable::Dispute, &filter, &page).await?;
+    Ok(Json(List::from_page(result, Event::dispute)))
+}
+
+#[utoipa::path(get, path = "/disputes/{dispute_id}/evidence", tag = "disputes",
+    params(("dispute_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Evidence), (status = 404, description = "No such dispute, or no evidence yet", body = Problem)))]
+pub(crate) async fn get_evidence(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+) -> ApiResult<Json<Evidence>> {
+    let id = dispute_id(&id)?;
+    match disputes::get_evidence(app.pool(), id).await? {
+        Some(e) => Ok(Json(e.into())),
+        None if disputes::get(app.pool(), id).await?.is_some() => {
+            Err(Problem::not_found(format!("dispute {id} has no evidence yet")).into())
+        }
+        None => Err(unknown_dispute(id).into()),
+    }
+}
+
+#[utoipa::path(post, path = "/disputes/{dispute_id}/evidence", tag = "disputes",
+    params(("dispute_id" = String, Path, format = Uuid)),
+    request_body(content = Object, content_type = "application/json",
+        description = "{fields: {string: string}, files: [{file_id, name, content_type, size}]}; replaces earlier evidence"),
+    responses((status = 200, body = Evidence), (status = 404, body = Problem),
+              (status = 409, description = "The dispute no longer accepts evidence", body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn put_evidence(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Evidence>> {
+    let id = dispute_id(&id)?;
+    let bytes = read_json_body(&headers, body, MAX_COMMAND_BODY).await?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| pm_domain::InputError::Malformed(e.to_string()))?;
+    let evidence = EvidenceInput::from_json(&value).map_err(pm_domain::InputError::Invalid)?;
+    match disputes::upsert_evidence(app.pool(), id, &evidence, pm_domain::time::now()).await? {
+        EvidenceOutcome::Stored(e) => Ok(Json(e.into())),
+        EvidenceOutcome::NotFound => Err(unknown_dispute(id).into()),
+        EvidenceOutcome::NotAccepted(status) => Err(Problem::conflict(
+            "dispute-not-editable",
+            format!("dispute {id} is {status}; evidence can be stored only while it is open or under_review"),
+        )
+        .into()),
+    }
+}
+
+#[utoipa::path(post, path = "/disputes/{dispute_id}/submit", tag = "disputes",
+    params(("dispute_id" = String, Path, format = Uuid)),
+    responses(
+        (status = 202, description = "The provider accepted the representment", body = Submission),
+        (status = 404, body = Problem),
+        (status = 409, description = "Not eligible, or no evidence", body = Problem),
+        (status = 422, description = "The provider refused it (its message is in detail)", body = Problem),
+        (status = 502, description = "The provider is unavailable", body = Problem),
+    ))]
+pub(crate) async fn submit(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+    correlation: CorrelationId,
+) -> ApiResult<Response> {
+    let id = dispute_id(&id)?;
+    let (dispute, evidence) =
+        match disputes::plan_submission(app.pool(), id).await? {
+            SubmissionPlan::Ready { dispute, evidence } => (dispute, evidence),
+            SubmissionPlan::NotFound => return Err(unknown_dispute(id).into()),
+            SubmissionPlan::NotEligible(status) => return Err(Problem::conflict(
+                "dispute-not-eligible",
+                format!(
+                    "dispute {id} is {status}; only open or under_review disputes can be submitted"
+                ),
+            )
+            .into()),
+            SubmissionPlan::NoEvidence => {
+                return Err(Problem::conflict(
+                    "no-evidence",
+                    format!("dispute {id} has no evidence; store evidence first"),
+                )
+                .into())
+            }
+        };
+    let order_id =
+        pm_domain::OrderId::parse(dispute.order_id.clone()).map_err(|_| Problem::internal())?;
+    // The same evidence submitted twice is one representment at the provider.
+    let idempotency_key = format!(
+        "representment:{id}:{}",
+        evidence.updated_at.timestamp_micros()
+    );
+    // No transaction is open during the provider call.
+    let submitted = app
+        .inner
+        .provider
+        .submit_representment(
+            &order_id,
+            &evidence.evidence.file_ids(),
+            &idempotency_key,
+            correlation.as_str(),
+        )
+        .await;
+    let representment = match submitted {
+        Ok(r) => r,
+        Err(ProviderError::Rejected { code, message, .. }) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider-rejected",
+                format!("the provider refused the representment: {message} ({code})"),
+            )
+            .into())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dispute_id = %id, "submit: provider unavailable");
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "provider-unavailable",
+                format!("the provider is unavailable: {e}"),
+            )
+            .into());
+        }
+    };
+    let updated =
+        disputes::record_submission(app.pool(), id, &representment.id, pm_domain::time::now())
+            .await?
+            .ok_or_else(|| unknown_dispute(id))?;
+    let body = Submission {
+        submission_id: representment.id,
+        status: updated.status.as_str().to_owned(),
+        submitted_at: updated.submitted_at,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

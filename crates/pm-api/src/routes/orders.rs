@@ -1,0 +1,302 @@
+//! Order reads, hold and capture.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pm_domain::command::{CaptureCommand, HoldChange};
+use pm_domain::event::OrderEventKind;
+use pm_domain::order::OrderStatus;
+use pm_domain::pagination::Sort;
+use pm_domain::{OrderId, UserId};
+use pm_http::intake::read_json_body;
+use pm_http::Problem;
+use pm_provider::ProviderError;
+use pm_storage::captures::{self, CaptureResult, CaptureStart, CaptureStatus};
+use pm_storage::events::{self, EventFilter, EventTable};
+use pm_storage::orders::{self, OrderFilter};
+use pm_telemetry::CorrelationId;
+
+use super::{PathParam, MAX_COMMAND_BODY};
+use crate::dto::{Capture, Event, Hold, List, Order};
+use crate::error::ApiResult;
+use crate::query::{check_window, Params};
+use crate::state::AppState;
+
+fn order_id(raw: &str) -> Result<OrderId, Problem> {
+    OrderId::parse(raw).map_err(|e| Problem::bad_request(format!("order_id {e}")))
+}
+
+fn unknown_order(id: &OrderId) -> Problem {
+    Problem::not_found(format!("order {id} does not exist"))
+}
+
+#[utoipa::path(get, path = "/orders", tag = "orders",
+    params(
+        ("status" = Option<Vec<String>>, Query, description = "created | updated | success | failed; repeatable"),
+        ("user_id" = Option<String>, Query, format = Uuid),
+        ("on_hold" = Option<bool>, Query),
+        ("created_from" = Option<String>, Query, format = DateTime, description = "inclusive"),
+        ("created_to" = Option<String>, Query, format = DateTime, description = "exclusive"),
+        ("limit" = Option<u32>, Query, description = "1..=1000, default 50"),
+        ("sort" = Option<String>, Query, description = "asc | desc (default desc)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses((status = 200, body = List<Order>), (status = 400, body = Problem)))]
+pub(crate) async fn list_orders(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<List<Order>>> {
+    let mut p = Params::new(q.as_deref());
+    let filter = OrderFilter {
+        statuses: p.all::<OrderStatus>("status")?,
+        user_id: p.one::<UserId>("user_id")?,
+        on_hold: p.flag("on_hold")?,
+        created_from: p.time("created_from")?,
+        created_to: p.time("created_to")?,
+    };
+    let page = p.page(Sort::Desc)?;
+    p.finish()?;
+    check_window(
+        filter.created_from,
+        filter.created_to,
+        ("created_from", "created_to"),
+    )?;
+    let result = orders::list(app.pool(), &filter, &page).await?;
+    Ok(Json(List::from_page(result, Order::from)))
+}
+
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = Order), (status = 404, body = Problem)))]
+pub(crate) async fn get_order(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+) -> ApiResult<Json<Order>> {
+    let id = order_id(&id)?;
+    let order = orders::get(app.pool(), &id)
+        .await?
+        .ok_or_else(|| unknown_order(&id))?;
+    Ok(Json(order.into()))
+}
+
+/// The filters shared by both event routes.
+pub(crate) fn event_filter<K>(
+    p: &mut Params,
+    aggregate_id: Option<String>,
+) -> Result<EventFilter, Problem>
+where
+    K: std::str::FromStr + std::fmt::Display,
+    K::Err: std::fmt::Display,
+{
+    let filter = EventFilter {
+        aggregate_id,
+        kinds: p
+            .all::<K>("kind")?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        time_from: p.time("time_from")?,
+        time_to: p.time("time_to")?,
+    };
+    check_window(filter.time_from, filter.time_to, ("time_from", "time_to"))?;
+    Ok(filter)
+}
+
+#[utoipa::path(get, path = "/orders/events", tag = "orders",
+    params(
+        ("order_id" = Option<String>, Query),
+        ("kind" = Option<Vec<String>>, Query, description = "event kind; repeatable"),
+        ("time_from" = Option<String>, Query, format = DateTime, description = "inclusive"),
+        ("time_to" = Option<String>, Query, format = DateTime, description = "exclusive"),
+        ("sort" = Option<String>, Query, description = "asc (default) | desc"),
+        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query),
+    ),
+    responses((status = 200, body = List<Event>), (status = 400, body = Problem)))]
+pub(crate) async fn list_order_events(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<List<Event>>> {
+    let mut p = Params::new(q.as_deref());
+    let order = p.text("order_id")?.map(|id| order_id(&id)).transpose()?;
+    let filter = event_filter::<OrderEventKind>(&mut p, order.map(String::from))?;
+    let page = p.page(Sort::Asc)?;
+    p.finish()?;
+    let result = events::list_events(app.pool(), EventTable::Order, &filter, &page).await?;
+    Ok(Json(List::from_page(result, Event::order)))
+}
+
+#[utoipa::path(get, path = "/orders/{order_id}/events", tag = "orders",
+    params(("order_id" = String, Path), ("kind" = Option<Vec<String>>, Query), ("time_from" = Option<String>, Query),
+           ("time_to" = Option<String>, Query), ("sort" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = List<Event>), (status = 404, body = Problem)))]
+pub(crate) async fn order_events(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<List<Event>>> {
+    let id = order_id(&id)?;
+    let mut p = Params::new(q.as_deref());
+    let filter = event_filter::<OrderEventKind>(&mut p, Some(id.to_string()))?;
+    let page = p.page(Sort::Asc)?;
+    p.finish()?;
+    if orders::get(app.pool(), &id).await?.is_none() {
+        return Err(unknown_order(&id).into());
+    }
+    let result = events::list_events(app.pool(), EventTable::Order, &filter, &page).await?;
+    Ok(Json(List::from_page(result, Event::order)))
+}
+
+#[utoipa::path(post, path = "/orders/{order_id}/hold", tag = "orders",
+    params(("order_id" = String, Path)),
+    request_body(content = Object, content_type = "application/json", description = "{action: set|clear, reason: manual_review|risk}"),
+    responses((status = 200, body = Hold), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn hold(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Hold>> {
+    let id = order_id(&id)?;
+    let change = HoldChange::parse(&read_json_body(&headers, body, MAX_COMMAND_BODY).await?)?;
+    let order = orders::set_hold(app.pool(), &id, change, pm_domain::time::now())
+        .await?
+        .ok_or_else(|| unknown_order(&id))?;
+    Ok(Json(order.into()))
+}
+
+/// A finished capture: 200 with the capture, or 502 with the provider's reason.
+fn capture_response(c: &captures::CaptureRecord) -> Response {
+    match c.status {
+        CaptureStatus::Success => (StatusCode::OK, Json(Capture::from(c))).into_response(),
+        _ => {
+            let reason = c
+                .failure_reason
+                .as_deref()
+                .unwrap_or("the provider did not capture");
+            let mut p = Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "capture-failed",
+                format!("the provider did not capture: {reason}"),
+            );
+            p.title = "Capture failed".to_owned();
+            p.into_response()
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/orders/{order_id}/capture", tag = "orders",
+    params(("order_id" = String, Path)),
+    request_body(content = Object, content_type = "application/json", description = "{amount, currency, idempotency_key}"),
+    responses(
+        (status = 200, description = "Captured (or the stored result of the same request)", body = Capture),
+        (status = 404, body = Problem),
+        (status = 409, description = "On hold, final, already captured, or in progress", body = Problem),
+        (status = 422, description = "Invalid body, or the key was used for a different request", body = Problem),
+        (status = 502, description = "The provider declined or is unavailable", body = Problem),
+    ))]
+pub(crate) async fn capture(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+    correlation: CorrelationId,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = order_id(&id)?;
+    let cmd = CaptureCommand::parse(&read_json_body(&headers, body, MAX_COMMAND_BODY).await?)?;
+    let key = &cmd.idempotency_key;
+    let start = captures::begin(
+        app.pool(),
+        &id,
+        &cmd.money,
+        key,
+        pm_domain::time::now(),
+        app.inner.config.capture_stale_after,
+    )
+    .await?;
+    let pending = match start {
+        CaptureStart::Proceed(record) => record,
+        CaptureStart::Replay(record) => return Ok(capture_response(&record)),
+        CaptureStart::InProgress => {
+            let mut p = Problem::conflict(
+                "capture-in-progress",
+                "a capture of this order is in progress; retry with the same idempotency key",
+            );
+            p.retry_after = Some(1);
+            return Err(p.into());
+        }
+        CaptureStart::KeyReused => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "this idempotency_key was used for a different capture request",
+            )
+            .into())
+        }
+        CaptureStart::OrderNotFound => return Err(unknown_order(&id).into()),
+        CaptureStart::OnHold(reason) => {
+            let why = reason.map_or(String::new(), |r| format!(" ({})", r.as_str()));
+            return Err(Problem::conflict(
+                "order-on-hold",
+                format!("order {id} is on hold{why}; clear the hold first"),
+            )
+            .into());
+        }
+        CaptureStart::Final(status) => {
+            return Err(Problem::conflict(
+                "order-final",
+                format!("order {id} is {status}; a final order cannot be captured"),
+            )
+            .into())
+        }
+        CaptureStart::AlreadyCaptured { idempotency_key } => {
+            return Err(Problem::conflict(
+                "already-captured",
+                format!("order {id} was already captured (idempotency_key {idempotency_key})"),
+            )
+            .into())
+        }
+    };
+
+    // No transaction is open here: the provider may take seconds.
+    let result = match app
+        .inner
+        .provider
+        .capture(&id, &pending.money, key, correlation.as_str())
+        .await
+    {
+        Ok(outcome) if outcome.is_success() => CaptureResult::Success {
+            provider_tx_id: outcome.transaction_id,
+        },
+        Ok(outcome) => CaptureResult::Failed {
+            reason: format!(
+                "provider status {:?} (transaction {})",
+                outcome.status, outcome.transaction_id
+            ),
+            provider_tx_id: Some(outcome.transaction_id),
+        },
+        Err(ProviderError::Rejected {
+            status,
+            code,
+            message,
+            ..
+        }) => CaptureResult::Failed {
+            provider_tx_id: None,
+            reason: format!("{message} ({code}, HTTP {status})"),
+        },
+        Err(e) => {
+            // Unknown outcome: keep the capture pending so the same key can retry.
+            tracing::warn!(error = %e, order_id = %id, "capture: provider unavailable");
+            captures::release(app.pool(), key).await?;
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "provider-unavailable",
+                format!("the provider is unavailable ({e}); retry with the same idempotency_key"),
+            )
+            .into());
+        }
+    };
+    let stored = captures::finish(app.pool(), key, &result, pm_domain::time::now()).await?;
+    Ok(capture_response(&stored))
+}

@@ -1,0 +1,142 @@
+//! The state shared by every handler.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pm_http::intake::IntakeConfig;
+use pm_provider::ProviderClient;
+use pm_storage::PgPool;
+use pm_telemetry::http::HttpMetrics;
+use pm_telemetry::metrics::{Registry, SharedRegistry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+/// Settings of the API that are not connections.
+#[derive(Clone)]
+pub struct ApiConfig {
+    pub intake: IntakeConfig,
+    /// The service token ingest's HTTP sink sends to `/internal/*`; `None` disables them.
+    pub internal_token: Option<SecretString>,
+    /// A pending capture whose provider call started longer ago than this is taken over
+    /// by a retry with the same key (the first attempt is presumed dead).
+    pub capture_stale_after: Duration,
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("intake", &self.intake)
+            .field(
+                "internal_token",
+                &self.internal_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("capture_stale_after", &self.capture_stale_after)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WebhookLabels {
+    pub(crate) kind: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+/// The API's metrics.
+#[derive(Clone, Debug)]
+pub struct ApiMetrics {
+    pub(crate) http: HttpMetrics,
+    pub(crate) webhooks: Family<WebhookLabels, Counter>,
+}
+
+impl ApiMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhooks_processed",
+            "Webhooks processed by kind and outcome (applied, stale, final_kept, duplicate, order_unknown)",
+            webhooks.clone(),
+        );
+        Self {
+            http: HttpMetrics::register(registry),
+            webhooks,
+        }
+    }
+}
+
+/// An extra readiness check (e.g. the Kafka consumers in kafka mode).
+pub type Readiness =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) config: ApiConfig,
+    pub(crate) provider: ProviderClient,
+    pub(crate) metrics: ApiMetrics,
+    pub(crate) registry: SharedRegistry,
+    pub(crate) readiness: Vec<(&'static str, Readiness)>,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        pool: PgPool,
+        config: ApiConfig,
+        provider: ProviderClient,
+        metrics: ApiMetrics,
+        registry: SharedRegistry,
+        readiness: Vec<(&'static str, Readiness)>,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                provider,
+                metrics,
+                registry,
+                readiness,
+            }),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Constant-time check of a bearer token against the configured service token.
+    pub(crate) fn internal_token_matches(&self, presented: &str) -> Option<bool> {
+        let expected = self.inner.config.internal_token.as_ref()?;
+        Some(bool::from(
+            expected
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(presented.as_bytes()),
+        ))
+    }
+
+    pub(crate) fn count_webhook(&self, kind: &'static str, outcome: &'static str) {
+        self.inner
+            .metrics
+            .webhooks
+            .get_or_create(&WebhookLabels { kind, outcome })
+            .inc();
+    }
+}

@@ -1,0 +1,10 @@
+//! API tests over real HTTP against a real PostgreSQL (a fresh database per test) and a
+//! wiremock provider whose received requests are asserted exactly.
+
+mod app;
+mod bad_input;
+mod disputes;
+mod operations;
+mod orders;
+mod reads;
+mod webhooks;

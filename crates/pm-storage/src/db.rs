@@ -1,0 +1,50 @@
+//! Connecting to PostgreSQL.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::StorageError;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection before the request fails.
+    pub acquire_timeout: Duration,
+    /// Shown in `pg_stat_activity`.
+    pub application_name: String,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            application_name: "pmctl".to_owned(),
+        }
+    }
+}
+
+/// Opens a pool. Every session runs in UTC, whatever the server's default, so day
+/// boundaries of partitions and of time filters are UTC days.
+pub fn connect(url: &str, opts: &PoolOptions) -> Result<PgPool, StorageError> {
+    let connect: PgConnectOptions = url.parse()?;
+    let connect = connect
+        .application_name(&opts.application_name)
+        .options([("timezone", "UTC")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        // Connect lazily: a service starts (and reports not-ready) while the database is
+        // still coming up, instead of failing at start-up.
+        .connect_lazy_with(connect);
+    Ok(pool)
+}
+
+/// Checks that the database answers (readiness probe).
+pub async fn ping(pool: &PgPool) -> Result<(), StorageError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

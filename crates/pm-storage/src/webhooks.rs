@@ -1,0 +1,360 @@
+//! Applying provider webhooks: deduplicate, lock the aggregate, let the domain decide,
+//! store the change and its event — all in the caller's transaction.
+//!
+//! The functions take a connection that is already inside a transaction so that a caller
+//! can apply one webhook per transaction (HTTP) or a batch of them (Kafka), and commit only
+//! when everything in it is stored. Deduplication inserts the provider's event id first:
+//! a concurrent second delivery of the same event blocks on that row until the first
+//! transaction ends, then sees the conflict and reports a duplicate — so 20 parallel
+//! deliveries make exactly one change and one event row.
+
+use chrono::{DateTime, Utc};
+use pm_domain::dispute::{self, ChargebackChange, DisputeEffect, DisputeProgress};
+use pm_domain::event::{DisputeEventKind, OrderEventKind};
+use pm_domain::order::{self, OrderEffect, OrderProgress};
+use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
+use pm_domain::{DisputeId, EventId};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::events::{insert_event, EventTable};
+use crate::StorageError;
+
+/// When and under which id a webhook was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The id of the event row to write (ingest's envelope id, or a fresh one).
+    pub event_id: EventId,
+    /// When the webhook was accepted; stamps the event row (and picks its partition).
+    pub received_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// A delivery accepted now, with a fresh event id.
+    pub fn now() -> Self {
+        Self {
+            event_id: EventId::generate(),
+            received_at: pm_domain::time::now(),
+        }
+    }
+}
+
+/// The result of applying an order webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderOutcome {
+    /// Recorded as an event; `effect` tells whether the order changed.
+    Applied {
+        event_id: EventId,
+        effect: OrderEffect,
+    },
+    /// This provider event id was processed before; nothing was written.
+    Duplicate,
+}
+
+/// The result of applying a chargeback webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargebackOutcome {
+    Applied {
+        event_id: EventId,
+        dispute_id: DisputeId,
+        effect: DisputeEffect,
+    },
+    Duplicate,
+    /// The order is not known (yet): nothing was written, so a later retry, once the
+    /// order webhook has arrived, applies the chargeback in full.
+    OrderUnknown,
+}
+
+/// Records the provider event id; `false` when it was already there.
+async fn first_delivery(
+    conn: &mut PgConnection,
+    kind: WebhookKind,
+    provider_event_id: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind.as_str())
+    .bind(provider_event_id)
+    .bind(at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// The JSON stored with a webhook event: what arrived and what it did.
+#[derive(Serialize)]
+struct WebhookEventData<'a, W> {
+    effect: &'static str,
+    webhook: &'a W,
+}
+
+/// Applies an order webhook inside the caller's transaction.
+pub async fn apply_order(
+    conn: &mut PgConnection,
+    w: &OrderWebhook,
+    delivery: Delivery,
+) -> Result<OrderOutcome, StorageError> {
+    if !first_delivery(
+        conn,
+        WebhookKind::Order,
+        w.provider_event_id.as_str(),
+        delivery.received_at,
+    )
+    .await?
+    {
+        return Ok(OrderOutcome::Duplicate);
+    }
+    let incoming = OrderProgress {
+        status: w.status,
+        updated_at: w.updated_at,
+    };
+
+    // An order we have not seen is created from what the webhook carries (it has the user,
+    // the status and both timestamps), whichever webhook of its lifecycle arrives first.
+    let created = sqlx::query(
+        "INSERT INTO orders (order_id, user_id, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(w.order_id.as_str())
+    .bind(w.user_id.as_uuid())
+    .bind(w.status.as_str())
+    .bind(w.created_at)
+    .bind(w.updated_at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+
+    let effect = if created {
+        OrderEffect::Created
+    } else {
+        let (status, updated_at): (String, DateTime<Utc>) =
+            sqlx::query_as("SELECT status, updated_at FROM orders WHERE order_id = $1 FOR UPDATE")
+                .bind(w.order_id.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+        let status = status
+            .parse()
+            .map_err(|_| StorageError::corrupt("orders.status", &status))?;
+        let (next, effect) = order::apply(Some(OrderProgress { status, updated_at }), incoming);
+        if effect.changes_state() {
+            sqlx::query("UPDATE orders SET status = $2, updated_at = $3 WHERE order_id = $1")
+                .bind(w.order_id.as_str())
+                .bind(next.status.as_str())
+                .bind(next.updated_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        effect
+    };
+
+    let data = serde_json::to_string(&WebhookEventData {
+        effect: effect.as_str(),
+        webhook: w,
+    })?;
+    insert_event(
+        conn,
+        EventTable::Order,
+        delivery.event_id,
+        w.order_id.as_str(),
+        OrderEventKind::WebhookReceived.as_str(),
+        Some(w.provider_event_id.as_str()),
+        &data,
+        delivery.received_at,
+    )
+    .await?;
+    Ok(OrderOutcome::Applied {
+        event_id: delivery.event_id,
+        effect,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct DisputeProgressRow {
+    dispute_id: uuid::Uuid,
+    status: String,
+    evidence_due_at: Option<DateTime<Utc>>,
+    provider_updated_at: DateTime<Utc>,
+    opened_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl DisputeProgressRow {
+    fn progress(&self) -> Result<DisputeProgress, StorageError> {
+        Ok(DisputeProgress {
+            status: self
+                .status
+                .parse()
+                .map_err(|_| StorageError::corrupt("disputes.status", &self.status))?,
+            evidence_due_at: self.evidence_due_at,
+            provider_updated_at: self.provider_updated_at,
+            opened_at: self.opened_at,
+            closed_at: self.closed_at,
+        })
+    }
+}
+
+async fn lock_dispute_of_order(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<Option<DisputeProgressRow>, StorageError> {
+    Ok(sqlx::query_as(
+        "SELECT dispute_id, status, evidence_due_at, provider_updated_at, opened_at, closed_at
+         FROM disputes WHERE order_id = $1 FOR UPDATE",
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Applies a chargeback webhook inside the caller's transaction.
+pub async fn apply_chargeback(
+    conn: &mut PgConnection,
+    w: &ChargebackWebhook,
+    delivery: Delivery,
+) -> Result<ChargebackOutcome, StorageError> {
+    let order_known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1)")
+            .bind(w.order_id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+    if !order_known {
+        return Ok(ChargebackOutcome::OrderUnknown);
+    }
+    if !first_delivery(
+        conn,
+        WebhookKind::Chargeback,
+        w.provider_event_id.as_str(),
+        delivery.received_at,
+    )
+    .await?
+    {
+        return Ok(ChargebackOutcome::Duplicate);
+    }
+    let change = ChargebackChange {
+        status: w.status,
+        resolution: w.resolution,
+        occurred_at: w.occurred_at,
+        evidence_due_at: w.evidence_due_at,
+    };
+
+    let mut current = lock_dispute_of_order(conn, w.order_id.as_str()).await?;
+    if current.is_none() {
+        let (fresh, _) = dispute::apply(None, change);
+        let dispute_id = DisputeId::generate();
+        let inserted = sqlx::query(
+            "INSERT INTO disputes (dispute_id, order_id, user_id, status, reason, amount, currency,
+                                   opened_at, evidence_due_at, closed_at, provider_updated_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(dispute_id.as_uuid())
+        .bind(w.order_id.as_str())
+        .bind(w.user_id.as_uuid())
+        .bind(fresh.status.as_str())
+        .bind(&w.reason)
+        .bind(w.money.amount().value())
+        .bind(w.money.currency().code())
+        .bind(fresh.opened_at)
+        .bind(fresh.evidence_due_at)
+        .bind(fresh.closed_at)
+        .bind(fresh.provider_updated_at)
+        .bind(delivery.received_at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return record_chargeback(
+                conn,
+                w,
+                delivery,
+                dispute_id.as_uuid(),
+                DisputeEffect::Created,
+            )
+            .await;
+        }
+        // Another transaction created it between our read and insert: apply to theirs.
+        current = lock_dispute_of_order(conn, w.order_id.as_str()).await?;
+    }
+    let row =
+        current.ok_or_else(|| StorageError::corrupt("disputes.order_id", w.order_id.as_str()))?;
+    let (next, effect) = dispute::apply(Some(row.progress()?), change);
+    if effect.changes_state() {
+        sqlx::query(
+            "UPDATE disputes SET status = $2, evidence_due_at = $3, provider_updated_at = $4,
+                                 opened_at = $5, closed_at = $6
+             WHERE dispute_id = $1",
+        )
+        .bind(row.dispute_id)
+        .bind(next.status.as_str())
+        .bind(next.evidence_due_at)
+        .bind(next.provider_updated_at)
+        .bind(next.opened_at)
+        .bind(next.closed_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    record_chargeback(conn, w, delivery, row.dispute_id, effect).await
+}
+
+async fn record_chargeback(
+    conn: &mut PgConnection,
+    w: &ChargebackWebhook,
+    delivery: Delivery,
+    dispute_id: uuid::Uuid,
+    effect: DisputeEffect,
+) -> Result<ChargebackOutcome, StorageError> {
+    let data = serde_json::to_string(&WebhookEventData {
+        effect: effect.as_str(),
+        webhook: w,
+    })?;
+    insert_event(
+        conn,
+        EventTable::Dispute,
+        delivery.event_id,
+        &dispute_id.to_string(),
+        DisputeEventKind::for_chargeback(w.status).as_str(),
+        Some(w.provider_event_id.as_str()),
+        &data,
+        delivery.received_at,
+    )
+    .await?;
+    Ok(ChargebackOutcome::Applied {
+        event_id: delivery.event_id,
+        dispute_id: DisputeId::from_uuid(dispute_id),
+        effect,
+    })
+}
+
+/// Applies one order webhook in its own transaction.
+pub async fn apply_order_tx(
+    pool: &PgPool,
+    w: &OrderWebhook,
+    delivery: Delivery,
+) -> Result<OrderOutcome, StorageError> {
+    let mut tx = pool.begin().await?;
+    let outcome = apply_order(&mut tx, w, delivery).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Applies one chargeback webhook in its own transaction (rolled back when the order is
+/// unknown, so nothing of it is kept).
+pub async fn apply_chargeback_tx(
+    pool: &PgPool,
+    w: &ChargebackWebhook,
+    delivery: Delivery,
+) -> Result<ChargebackOutcome, StorageError> {
+    let mut tx = pool.begin().await?;
+    let outcome = apply_chargeback(&mut tx, w, delivery).await?;
+    if outcome == ChargebackOutcome::OrderUnknown {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,8 @@
+//! Storage tests against a real PostgreSQL with pg_partman: a fresh database per test,
+//! cloned from a migrated template (see `pm_storage::testing`).
+
+mod fixtures;
+mod migrations;
+mod pagination;
+mod partitions;
+mod webhooks;

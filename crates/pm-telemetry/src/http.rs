@@ -1,0 +1,184 @@
+//! HTTP middleware: correlation id, per-route metrics and one log line per request.
+//!
+//! Routes are measured by their template (`/orders/{order_id}`), never by the concrete
+//! path, so the number of time series stays bounded whatever the traffic.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use tracing::Instrument;
+
+use crate::correlation::{self, CorrelationId};
+use crate::metrics::{Registry, LATENCY_BUCKETS};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Request counters and latency histograms of one HTTP server.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl HttpMetrics {
+    /// Registers `http_requests_total` and `http_request_duration_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            latency.clone(),
+        );
+        Self { requests, latency }
+    }
+}
+
+/// The middleware (`axum::middleware::from_fn_with_state(metrics, http::track)`).
+///
+/// Assigns the correlation id (request extension, response header, log span), measures the
+/// request, and logs it: server errors at `error`, client errors at `info`, the rest at
+/// `debug` so that a webhook firehose does not drown the logs.
+pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let id = CorrelationId::from_header(
+        req.headers()
+            .get(correlation::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions_mut().insert(id.clone());
+    let span =
+        tracing::info_span!("request", correlation_id = %id, method = %method, route = %route);
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(correlation::HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { method, route })
+        .observe(elapsed.as_secs_f64());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| match status {
+        500.. => tracing::error!(status, latency_ms, "request failed"),
+        400..=499 => tracing::info!(status, latency_ms, "request refused"),
+        _ => tracing::debug!(status, latency_ms, "request served"),
+    });
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::SharedRegistry;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn requests_are_counted_per_route_template_and_echo_the_correlation_id() {
+        let mut registry = Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        let app = Router::new()
+            .route(
+                "/orders/{id}",
+                get(|id: CorrelationId| async move { id.to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(metrics, track));
+        let request = Request::builder()
+            .uri("/orders/42")
+            .header("X-Correlation-ID", "abc-1")
+            .body(Body::empty());
+        let response = app
+            .clone()
+            .oneshot(request.expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(
+            response
+                .headers()
+                .get("x-correlation-id")
+                .map(|v| v.as_bytes()),
+            Some(&b"abc-1"[..])
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"abc-1");
+
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .uri("/orders/43")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        let generated = response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+
+        let text = SharedRegistry::new(registry).render();
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/orders/{id}",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_request_duration_seconds_count"),
+            "{text}"
+        );
+    }
+}

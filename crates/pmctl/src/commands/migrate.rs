@@ -1,0 +1,51 @@
+//! `pmctl migrate`: apply the SQL migrations.
+
+use comfy_table::Table;
+
+use crate::args::DatabaseArgs;
+
+/// Apply pending migrations (or, with --dry-run, list them).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// List the migrations and which are pending, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let pool = args.db.pool("pmctl-migrate")?;
+    let status = pm_storage::migrate::status(&pool).await?;
+    let pending = status.iter().filter(|m| !m.applied).count();
+    if args.dry_run {
+        let mut table = Table::new();
+        table.set_header(["version", "description", "state"]);
+        for m in &status {
+            table.add_row([
+                m.version.to_string(),
+                m.description.clone(),
+                if m.applied { "applied" } else { "pending" }.to_owned(),
+            ]);
+        }
+        println!("{table}");
+        println!("{pending} pending migration(s); nothing was changed (--dry-run)");
+        if pending > 0 {
+            pm_storage::migrate::require_partman(&pool).await?;
+        }
+        return Ok(());
+    }
+    let applied = pm_storage::migrate::run(&pool).await?;
+    if applied.is_empty() {
+        println!(
+            "schema is up to date ({} migrations applied earlier)",
+            status.len()
+        );
+    } else {
+        for m in &applied {
+            println!("applied {} {}", m.version, m.description);
+        }
+        println!("{} migration(s) applied", applied.len());
+    }
+    Ok(())
+}

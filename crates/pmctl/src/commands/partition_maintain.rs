@@ -1,0 +1,100 @@
+//! `pmctl partition-maintain`: pg_partman maintenance and dedupe pruning, with a report.
+
+use std::time::Duration;
+
+use comfy_table::Table;
+use pm_domain::time;
+use pm_storage::partitions::{self, MaintainOptions, MaintenanceReport};
+
+use crate::args::{duration, DatabaseArgs};
+
+/// Premake future partitions of the event tables, drop partitions past the retention,
+/// prune the webhook dedupe table, and report. Schedule it (cron, systemd timer,
+/// Kubernetes CronJob) at least daily: no pg_partman background worker is assumed.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Drop event partitions entirely older than this (e.g. `90d`). Applies to this run
+    /// only; without it nothing is dropped.
+    #[arg(long, env = "PM_PARTITION_RETENTION", value_parser = duration)]
+    retention: Option<Duration>,
+    /// Forget processed webhook ids older than this; at least 35d, since providers retry for
+    /// up to 30 days and a forgotten id would let a late retry apply twice.
+    #[arg(long, env = "PM_DEDUPE_KEEP", default_value = "35d", value_parser = duration)]
+    dedupe_keep: Duration,
+    /// Report what exists; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let pool = args.db.pool("pmctl-partition-maintain")?;
+    let opts = MaintainOptions {
+        retention: args.retention,
+        dedupe_keep: args.dedupe_keep,
+        dry_run: args.dry_run,
+    };
+    let report = partitions::maintain(&pool, &opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, args.dry_run);
+    }
+    for t in report.tables.iter().filter(|t| t.default_rows > 0) {
+        tracing::warn!(
+            table = %t.table,
+            rows = t.default_rows,
+            "rows in the default partition: a partition was missing when they arrived; move them with pg_partman's partition_data_proc"
+        );
+    }
+    Ok(())
+}
+
+fn print_report(report: &MaintenanceReport, dry_run: bool) {
+    let mut table = Table::new();
+    table.set_header([
+        "table",
+        "partitions",
+        "oldest",
+        "covered until",
+        "rows in default",
+        "created",
+        "dropped",
+    ]);
+    let day =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), |t| time::format(&t));
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join("\n")
+        }
+    };
+    for t in &report.tables {
+        table.add_row([
+            t.table.clone(),
+            t.partitions.to_string(),
+            day(t.oldest),
+            day(t.newest_until),
+            t.default_rows.to_string(),
+            list(&t.created),
+            list(&t.dropped),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "pg_partman {}; webhook dedupe: {} pruned, {} kept{}",
+        report.pg_partman_version,
+        report.dedupe_pruned,
+        report.dedupe_rows,
+        if dry_run {
+            " (--dry-run: nothing was changed)"
+        } else {
+            ""
+        }
+    );
+}

@@ -1,0 +1,60 @@
+//! `pmctl`: the one binary of Payment Manager. Each subcommand is a module of
+//! [`commands`]; this is the only place that wires the crates together.
+
+use clap::{Parser, Subcommand};
+
+mod args;
+mod commands;
+mod shutdown;
+
+/// Payment Manager: a merchant's payment backend and a lab for the techniques around it.
+#[derive(Debug, Parser)]
+#[command(name = "pmctl", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    log: args::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the SQL migrations (idempotent; safe in CI and at every deploy).
+    Migrate(commands::migrate::Args),
+    /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
+    PartitionMaintain(commands::partition_maintain::Args),
+    /// Serve the core API (webhooks, reads, operator actions) on port 3000.
+    ServeApi(commands::serve_api::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.log.init() {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate(a) => commands::migrate::run(a).await,
+            Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
+            Command::ServeApi(a) => commands::serve_api::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
