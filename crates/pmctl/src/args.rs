@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pm_telemetry::LogFormat;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Logging (global flags).
 #[derive(Debug, clap::Args)]
@@ -35,8 +36,8 @@ impl LogArgs {
 pub(crate) struct DatabaseArgs {
     /// PostgreSQL URL, e.g. `postgres://user:pass@127.0.0.1:5432/payments`. `DATABASE_URL` is
     /// also accepted. The password is never logged.
-    #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    database_url: Option<SecretString>,
     /// Largest number of pooled database connections.
     #[arg(
         long = "db-max-connections",
@@ -50,7 +51,8 @@ impl DatabaseArgs {
     /// The URL from the flag, `PM_DATABASE_URL` or `DATABASE_URL`.
     pub(crate) fn url(&self) -> anyhow::Result<String> {
         self.database_url
-            .clone()
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
             .context("no database configured: pass --database-url or set PM_DATABASE_URL (or DATABASE_URL)")
     }
@@ -68,4 +70,9 @@ impl DatabaseArgs {
 /// Parses `5s`, `250ms`, `90d`.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 2m, 90d)"))
+}
+
+/// Wraps a secret flag value so that `Debug` never shows it.
+pub(crate) fn secret(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s))
 }

@@ -155,25 +155,26 @@ pub(crate) async fn submit(
     correlation: CorrelationId,
 ) -> ApiResult<Response> {
     let id = dispute_id(&id)?;
-    let (dispute, evidence) =
-        match disputes::plan_submission(app.pool(), id).await? {
-            SubmissionPlan::Ready { dispute, evidence } => (dispute, evidence),
-            SubmissionPlan::NotFound => return Err(unknown_dispute(id).into()),
-            SubmissionPlan::NotEligible(status) => return Err(Problem::conflict(
+    let (dispute, evidence) = match disputes::plan_submission(app.pool(), id).await? {
+        SubmissionPlan::Ready { dispute, evidence } => (dispute, evidence),
+        SubmissionPlan::NotFound => return Err(unknown_dispute(id).into()),
+        SubmissionPlan::NotEligible(status) => {
+            return Err(Problem::conflict(
                 "dispute-not-eligible",
                 format!(
                     "dispute {id} is {status}; only open or under_review disputes can be submitted"
                 ),
             )
-            .into()),
-            SubmissionPlan::NoEvidence => {
-                return Err(Problem::conflict(
-                    "no-evidence",
-                    format!("dispute {id} has no evidence; store evidence first"),
-                )
-                .into())
-            }
-        };
+            .into())
+        }
+        SubmissionPlan::NoEvidence => {
+            return Err(Problem::conflict(
+                "no-evidence",
+                format!("dispute {id} has no evidence; store evidence first"),
+            )
+            .into())
+        }
+    };
     let order_id =
         pm_domain::OrderId::parse(dispute.order_id.clone()).map_err(|_| Problem::internal())?;
     // The same evidence submitted twice is one representment at the provider.

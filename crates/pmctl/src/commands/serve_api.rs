@@ -9,9 +9,9 @@ use pm_domain::signature::{Verifier, DEFAULT_TOLERANCE_SECS};
 use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
 use pm_provider::{ProviderClient, ProviderConfig};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, DatabaseArgs};
+use crate::args::{duration, secret, DatabaseArgs};
 
 /// How webhooks are processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,8 +37,8 @@ pub(crate) struct Args {
     webhooks: WebhookArgs,
     /// Service token that ingest's HTTP sink must send to /internal/* (Bearer). Without
     /// it the internal routes refuse every call.
-    #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true)]
-    internal_token: Option<String>,
+    #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
+    internal_token: Option<SecretString>,
     #[command(flatten)]
     provider: ProviderArgs,
     /// A pending capture whose provider call started longer ago than this may be taken
@@ -145,8 +145,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         intake: args.webhooks.intake()?,
         internal_token: args
             .internal_token
-            .filter(|t| !t.is_empty())
-            .map(SecretString::from),
+            .filter(|t| !t.expose_secret().is_empty()),
         capture_stale_after: args.capture_stale_after,
     };
     let mut registry = Registry::with_prefix("pm");
