@@ -59,9 +59,10 @@ pub(crate) struct WebhookArgs {
         long = "webhook-secret",
         env = "PM_WEBHOOK_SECRETS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    secrets: Vec<String>,
+    secrets: Vec<SecretString>,
     /// Accept webhooks without checking signatures. For local experiments only: anyone
     /// who can reach the port can then forge provider events.
     #[arg(long, env = "PM_INSECURE_SKIP_SIGNATURE")]
@@ -79,8 +80,8 @@ impl WebhookArgs {
         let secrets: Vec<Vec<u8>> = self
             .secrets
             .iter()
+            .map(|s| s.expose_secret().as_bytes().to_vec())
             .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
             .collect();
         let verifier = match (secrets.is_empty(), self.insecure_skip_signature) {
             (false, _) => Some(Verifier::new(secrets, self.signature_tolerance_secs)),
