@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use pm_domain::signature::{Verifier, DEFAULT_TOLERANCE_SECS};
+use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
 use pm_telemetry::LogFormat;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -75,4 +77,94 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
 /// Wraps a secret flag value so that `Debug` never shows it.
 pub(crate) fn secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s))
+}
+
+/// Webhook signature and body settings (shared with serve-ingest).
+#[derive(Debug, clap::Args)]
+pub(crate) struct WebhookArgs {
+    /// Accepted webhook signing secret; repeat the flag (or comma-separate the variable)
+    /// during a rotation: a signature from any of them passes.
+    #[arg(
+        long = "webhook-secret",
+        env = "PM_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    secrets: Vec<SecretString>,
+    /// Accept webhooks without checking signatures. For local experiments only: anyone
+    /// who can reach the port can then forge provider events.
+    #[arg(long, env = "PM_INSECURE_SKIP_SIGNATURE")]
+    insecure_skip_signature: bool,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, env = "PM_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Allowed difference between the signature timestamp and now, in seconds.
+    #[arg(long, env = "PM_SIGNATURE_TOLERANCE_SECS", default_value_t = DEFAULT_TOLERANCE_SECS)]
+    signature_tolerance_secs: i64,
+}
+
+impl WebhookArgs {
+    pub(crate) fn intake(&self) -> anyhow::Result<IntakeConfig> {
+        let secrets: Vec<Vec<u8>> = self
+            .secrets
+            .iter()
+            .map(|s| s.expose_secret().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let verifier = match (secrets.is_empty(), self.insecure_skip_signature) {
+            (false, _) => Some(Verifier::new(secrets, self.signature_tolerance_secs)),
+            (true, true) => {
+                tracing::warn!(
+                    "WEBHOOK SIGNATURES ARE NOT CHECKED (--insecure-skip-signature): anyone who can reach \
+                     this port can forge provider events"
+                );
+                None
+            }
+            (true, false) => anyhow::bail!(
+                "no webhook secret configured: pass --webhook-secret (or PM_WEBHOOK_SECRETS), or \
+                 --insecure-skip-signature for a local experiment"
+            ),
+        };
+        Ok(IntakeConfig {
+            verifier,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+}
+
+/// The Kafka cluster and the project's topics.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port]`.
+    #[arg(long = "kafka-brokers", env = "PM_KAFKA_BROKERS")]
+    pub(crate) brokers: Option<String>,
+    /// Prefix of every topic name (to keep environments apart on one cluster).
+    #[arg(
+        long = "kafka-topic-prefix",
+        env = "PM_KAFKA_TOPIC_PREFIX",
+        default_value = ""
+    )]
+    pub(crate) topic_prefix: String,
+    /// Partitions of the topics created at start-up when missing.
+    #[arg(
+        long = "kafka-topic-partitions",
+        env = "PM_KAFKA_TOPIC_PARTITIONS",
+        default_value_t = 3
+    )]
+    pub(crate) topic_partitions: i32,
+}
+
+impl KafkaArgs {
+    pub(crate) fn config(&self, client_id: &str) -> anyhow::Result<pm_kafka::KafkaConfig> {
+        let brokers =
+            self.brokers.clone().filter(|b| !b.is_empty()).context(
+                "no Kafka brokers configured: pass --kafka-brokers or set PM_KAFKA_BROKERS",
+            )?;
+        Ok(pm_kafka::KafkaConfig::new(brokers, client_id))
+    }
+
+    pub(crate) fn topics(&self) -> pm_kafka::Topics {
+        pm_kafka::Topics::with_prefix(&self.topic_prefix)
+    }
 }

@@ -1,5 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod demo;
 pub(crate) mod migrate;
 pub(crate) mod partition_maintain;
+pub(crate) mod replay_dlq;
 pub(crate) mod serve_api;
+pub(crate) mod serve_ingest;
+pub(crate) mod simulate_provider;
+pub(crate) mod verify;

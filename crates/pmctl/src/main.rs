@@ -19,12 +19,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run everything on this machine and show it working: database, API, ingest, provider
+    /// simulator, a scenario, and a verified report.
+    Demo(commands::demo::Args),
     /// Apply the SQL migrations (idempotent; safe in CI and at every deploy).
     Migrate(commands::migrate::Args),
     /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
     PartitionMaintain(commands::partition_maintain::Args),
     /// Serve the core API (webhooks, reads, operator actions) on port 3000.
     ServeApi(commands::serve_api::Args),
+    /// Serve the public webhook gateway on port 3001: verify, validate, hand on to Kafka or the API.
+    ServeIngest(commands::serve_ingest::Args),
+    /// Inspect and replay dead-lettered webhooks (Kafka mode).
+    ReplayDlq(commands::replay_dlq::Args),
+    /// The fake payment provider: its API on port 3002, and scenario webhooks to play.
+    SimulateProvider(commands::simulate_provider::Args),
+    /// Compare a simulator ledger with the database: nothing lost, nothing doubled.
+    Verify(commands::verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,9 +56,14 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Demo(a) => commands::demo::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(a).await,
+            Command::ServeIngest(a) => commands::serve_ingest::run(a).await,
+            Command::ReplayDlq(a) => commands::replay_dlq::run(a).await,
+            Command::SimulateProvider(a) => commands::simulate_provider::run(a).await,
+            Command::Verify(a) => commands::verify::run(a).await,
         }
     });
     match result {

@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pm_api::{ApiConfig, ApiMetrics, AppState};
-use pm_domain::signature::{Verifier, DEFAULT_TOLERANCE_SECS};
-use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
 use pm_provider::{ProviderClient, ProviderConfig};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, DatabaseArgs};
+use crate::args::{duration, secret, DatabaseArgs, KafkaArgs, WebhookArgs};
 
 /// How webhooks are processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {
     /// Webhooks are applied in the request that delivers them.
     Sync,
+    /// Webhooks are also consumed from Kafka (`webhooks.orders`, `webhooks.disputes`),
+    /// as `pmctl serve-ingest --sink kafka` produces them; failures go to the DLQ topics.
+    Kafka,
 }
 
 /// Serve the core API: provider webhooks (sync mode), internal updates from ingest, reads
@@ -45,63 +46,21 @@ pub(crate) struct Args {
     /// over by a retry with the same idempotency key.
     #[arg(long, env = "PM_CAPTURE_STALE_AFTER", default_value = "30s", value_parser = duration)]
     capture_stale_after: Duration,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Kafka mode: most messages of one partition applied in one database transaction.
+    #[arg(long, env = "PM_KAFKA_BATCH_SIZE", default_value_t = 100)]
+    kafka_batch_size: usize,
+    /// Kafka mode: attempts for a retryable message (e.g. a chargeback before its order)
+    /// before it goes to the DLQ.
+    #[arg(long, env = "PM_KAFKA_RETRY_ATTEMPTS", default_value_t = 5)]
+    kafka_retry_attempts: u32,
+    /// Kafka mode: first backoff between those attempts (doubling, with jitter).
+    #[arg(long, env = "PM_KAFKA_RETRY_BACKOFF", default_value = "200ms", value_parser = duration)]
+    kafka_retry_backoff: Duration,
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
     shutdown_timeout: Duration,
-}
-
-/// Webhook signature and body settings (shared with serve-ingest).
-#[derive(Debug, clap::Args)]
-pub(crate) struct WebhookArgs {
-    /// Accepted webhook signing secret; repeat the flag (or comma-separate the variable)
-    /// during a rotation: a signature from any of them passes.
-    #[arg(
-        long = "webhook-secret",
-        env = "PM_WEBHOOK_SECRETS",
-        value_delimiter = ',',
-        hide_env_values = true,
-        value_parser = secret
-    )]
-    secrets: Vec<SecretString>,
-    /// Accept webhooks without checking signatures. For local experiments only: anyone
-    /// who can reach the port can then forge provider events.
-    #[arg(long, env = "PM_INSECURE_SKIP_SIGNATURE")]
-    insecure_skip_signature: bool,
-    /// Largest accepted webhook body, in bytes.
-    #[arg(long, env = "PM_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
-    /// Allowed difference between the signature timestamp and now, in seconds.
-    #[arg(long, env = "PM_SIGNATURE_TOLERANCE_SECS", default_value_t = DEFAULT_TOLERANCE_SECS)]
-    signature_tolerance_secs: i64,
-}
-
-impl WebhookArgs {
-    pub(crate) fn intake(&self) -> anyhow::Result<IntakeConfig> {
-        let secrets: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .map(|s| s.expose_secret().as_bytes().to_vec())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let verifier = match (secrets.is_empty(), self.insecure_skip_signature) {
-            (false, _) => Some(Verifier::new(secrets, self.signature_tolerance_secs)),
-            (true, true) => {
-                tracing::warn!(
-                    "WEBHOOK SIGNATURES ARE NOT CHECKED (--insecure-skip-signature): anyone who can reach \
-                     this port can forge provider events"
-                );
-                None
-            }
-            (true, false) => anyhow::bail!(
-                "no webhook secret configured: pass --webhook-secret (or PM_WEBHOOK_SECRETS), or \
-                 --insecure-skip-signature for a local experiment"
-            ),
-        };
-        Ok(IntakeConfig {
-            verifier,
-            max_body_bytes: self.max_body_bytes,
-        })
-    }
 }
 
 /// Where and how the provider API is called.
@@ -146,18 +105,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         intake: args.webhooks.intake()?,
         internal_token: args
             .internal_token
+            .clone()
             .filter(|t| !t.expose_secret().is_empty()),
         capture_stale_after: args.capture_stale_after,
     };
     let mut registry = Registry::with_prefix("pm");
     let metrics = ApiMetrics::register(&mut registry);
+    let kafka = match args.mode {
+        Mode::Sync => None,
+        Mode::Kafka => {
+            Some(start_consumers(&args, &pool, &metrics, &mut registry, &shutdown).await?)
+        }
+    };
+    let readiness = kafka.iter().map(|k| ("kafka", k.readiness())).collect();
     let state = AppState::new(
         pool.clone(),
         config,
         args.provider.client()?,
         metrics,
         SharedRegistry::new(registry),
-        Vec::new(),
+        readiness,
     );
     let app = pm_api::router(state);
 
@@ -174,7 +141,100 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Ok(result) => result??,
         Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
     }
+    if let Some(kafka) = kafka {
+        kafka.stop().await;
+    }
     pool.close().await;
     tracing::info!("serve-api stopped");
     Ok(())
+}
+
+/// The Kafka consumers of kafka mode and the producer of their dead letters.
+struct KafkaConsumers {
+    tasks: Vec<tokio::task::JoinHandle<Result<(), pm_kafka::KafkaError>>>,
+    dlq: pm_kafka::Producer,
+}
+
+async fn start_consumers(
+    args: &Args,
+    pool: &pm_storage::PgPool,
+    metrics: &ApiMetrics,
+    registry: &mut Registry,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<KafkaConsumers> {
+    use pm_domain::webhook::WebhookKind;
+    use pm_kafka::consumer::{self, ConsumerSettings};
+    use pm_kafka::topics::{self, DISPUTES_GROUP, ORDERS_GROUP};
+
+    let config = args.kafka.config("pmctl-serve-api")?;
+    let names = args.kafka.topics();
+    topics::ensure_topics(&config, &names.all(), args.kafka.topic_partitions)
+        .await
+        .with_context(|| format!("cannot create the Kafka topics on {}", config.brokers))?;
+    // Dead letters must be stored before offsets move on; a generous timeout, retried.
+    let dlq = pm_kafka::Producer::new(&config, Duration::from_secs(30))?;
+    let consumer_metrics = pm_kafka::metrics::ConsumerMetrics::register(registry);
+    let prefix = &args.kafka.topic_prefix;
+    let mut tasks = Vec::new();
+    for (topic, group, kind) in [
+        (names.orders.clone(), ORDERS_GROUP, WebhookKind::Order),
+        (
+            names.disputes.clone(),
+            DISPUTES_GROUP,
+            WebhookKind::Chargeback,
+        ),
+    ] {
+        let mut settings = ConsumerSettings::new(topic, format!("{prefix}{group}"));
+        settings.batch_size = args.kafka_batch_size.max(1);
+        settings.retry_attempts = args.kafka_retry_attempts.max(1);
+        settings.retry_backoff = args.kafka_retry_backoff;
+        let handler = std::sync::Arc::new(pm_api::consumer::WebhookHandler::new(
+            pool.clone(),
+            kind,
+            metrics.clone(),
+        ));
+        let (config, dlq, m, stop) = (
+            config.clone(),
+            dlq.clone(),
+            consumer_metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            consumer::run(&config, settings, handler, dlq, m, stop).await
+        }));
+    }
+    Ok(KafkaConsumers { tasks, dlq })
+}
+
+impl KafkaConsumers {
+    fn readiness(&self) -> pm_api::Readiness {
+        let producer = self.dlq.clone();
+        std::sync::Arc::new(move || {
+            let producer = producer.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || producer.reachable(Duration::from_secs(2)))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("brokers unreachable: {e}"))
+            })
+        })
+    }
+
+    /// Waits for the consumers to finish their batches and commit, then flushes the DLQ
+    /// producer (closing it only now: the original system closed its DLQ writers at
+    /// start-up and lost every dead letter).
+    async fn stop(self) {
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "consumer failed"),
+                Err(e) => tracing::error!(error = %e, "consumer task failed"),
+            }
+        }
+        let dlq = self.dlq;
+        let flushed = tokio::task::spawn_blocking(move || dlq.flush(Duration::from_secs(10))).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("the DLQ producer did not flush in time");
+        }
+    }
 }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use pm_storage::testing::TestDatabase;
 
+use crate::process::free_port;
+
 fn pmctl(args: &[&str], database_url: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pmctl"))
         .args(args)
@@ -76,13 +78,6 @@ async fn serve_api_refuses_to_start_without_a_webhook_secret() {
     let out = pmctl(&["serve-api", "--listen", "127.0.0.1:0"], &db.url);
     assert!(!out.status.success());
     assert!(text(&out).contains("--webhook-secret"), "{}", text(&out));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]

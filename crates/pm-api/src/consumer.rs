@@ -1,0 +1,186 @@
+//! Kafka mode: the handler that applies batches of webhook envelopes from Kafka.
+//!
+//! A batch (one partition's messages) is applied in one transaction — the main lever for
+//! throughput — and the consumer commits the offsets only after that transaction
+//! committed. Decoding happens before the transaction: an undecodable message is
+//! rejected (dead-lettered at once) without touching the database. A chargeback whose
+//! order is not known yet writes nothing and is reported retryable (the messages after it
+//! wait for its retries, keeping the partition's order). A database that is
+//! unavailable is transient: the whole batch is retried and the partition waits. Any
+//! other database error aborts the batch, which is then applied one message per
+//! transaction so that only the message that cannot be stored is dead-lettered.
+
+use pm_domain::envelope::WebhookEnvelope;
+use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
+use pm_kafka::consumer::{Handler, Outcome, Received, Transient};
+use pm_storage::webhooks::{self, ChargebackOutcome, Delivery, OrderOutcome};
+use pm_storage::{PgPool, StorageError};
+
+use crate::state::{ApiMetrics, WebhookLabels};
+
+/// Applies the envelopes of one topic.
+#[derive(Debug, Clone)]
+pub struct WebhookHandler {
+    pool: PgPool,
+    kind: WebhookKind,
+    metrics: ApiMetrics,
+}
+
+impl WebhookHandler {
+    pub fn new(pool: PgPool, kind: WebhookKind, metrics: ApiMetrics) -> Self {
+        Self {
+            pool,
+            kind,
+            metrics,
+        }
+    }
+}
+
+enum Decoded {
+    Order(OrderWebhook, Delivery),
+    Chargeback(ChargebackWebhook, Delivery),
+}
+
+impl WebhookHandler {
+    fn decode(&self, m: &Received) -> Result<Decoded, String> {
+        let payload = m.payload.as_deref().ok_or("the message has no value")?;
+        let env: WebhookEnvelope =
+            serde_json::from_slice(payload).map_err(|e| format!("not a webhook envelope: {e}"))?;
+        if env.kind != self.kind {
+            return Err(format!(
+                "a {} envelope on the {} topic",
+                env.kind.as_str(),
+                self.kind.as_str()
+            ));
+        }
+        let delivery = Delivery {
+            event_id: env.event_id,
+            received_at: env.received_at,
+        };
+        let body = env.payload.get().as_bytes();
+        match env.kind {
+            WebhookKind::Order => OrderWebhook::parse(body).map(|w| Decoded::Order(w, delivery)),
+            WebhookKind::Chargeback => {
+                ChargebackWebhook::parse(body).map(|w| Decoded::Chargeback(w, delivery))
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn count(&self, outcome: &'static str) {
+        let kind = self.kind.as_str();
+        self.metrics
+            .webhooks
+            .get_or_create(&WebhookLabels { kind, outcome })
+            .inc();
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        d: &Decoded,
+    ) -> Result<(Outcome, &'static str), StorageError> {
+        Ok(match d {
+            Decoded::Order(w, delivery) => match webhooks::apply_order(conn, w, *delivery).await? {
+                OrderOutcome::Applied { effect, .. } => (Outcome::Done, effect.as_str()),
+                OrderOutcome::Duplicate => (Outcome::Done, "duplicate"),
+            },
+            Decoded::Chargeback(w, delivery) => {
+                match webhooks::apply_chargeback(conn, w, *delivery).await? {
+                    ChargebackOutcome::Applied { effect, .. } => (Outcome::Done, effect.as_str()),
+                    ChargebackOutcome::Duplicate => (Outcome::Done, "duplicate"),
+                    ChargebackOutcome::OrderUnknown => (
+                        Outcome::Retry(format!("order {} is not known yet", w.order_id)),
+                        "order_unknown",
+                    ),
+                }
+            }
+        })
+    }
+
+    /// All decodable messages in one transaction.
+    async fn apply_batch(
+        &self,
+        decoded: &[Result<Decoded, String>],
+    ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            // After a message that must be retried, the rest wait so the partition's
+            // order holds (the consumer hands them over again).
+            if out.iter().any(|(o, _)| matches!(o, Outcome::Retry(_))) {
+                out.push((Outcome::Skipped, "skipped"));
+                continue;
+            }
+            out.push(match d {
+                Ok(d) => self.apply(&mut tx, d).await?,
+                Err(e) => (Outcome::Reject(e.clone()), "rejected"),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// One transaction per message: isolates a message the database refuses.
+    async fn apply_each(
+        &self,
+        decoded: &[Result<Decoded, String>],
+    ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
+        let mut out = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            if out.iter().any(|(o, _)| matches!(o, Outcome::Retry(_))) {
+                out.push((Outcome::Skipped, "skipped"));
+                continue;
+            }
+            let Ok(d) = d else {
+                out.push((
+                    Outcome::Reject(d.as_ref().err().cloned().unwrap_or_default()),
+                    "rejected",
+                ));
+                continue;
+            };
+            let mut tx = self.pool.begin().await?;
+            match self.apply(&mut tx, d).await {
+                Ok(result) => {
+                    tx.commit().await?;
+                    out.push(result);
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tx.rollback().await?;
+                    tracing::error!(error = %e, "the database refused a webhook; it goes to the DLQ");
+                    out.push((
+                        Outcome::Reject(format!("database refused it: {e}")),
+                        "rejected",
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Handler for WebhookHandler {
+    async fn handle(&self, batch: &[Received]) -> Result<Vec<Outcome>, Transient> {
+        let decoded: Vec<Result<Decoded, String>> = batch.iter().map(|m| self.decode(m)).collect();
+        let results = match self.apply_batch(&decoded).await {
+            Ok(r) => r,
+            Err(e) if e.is_transient() => return Err(Transient(e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), "batch refused; applying its messages one by one");
+                self.apply_each(&decoded)
+                    .await
+                    .map_err(|e| Transient(e.to_string()))?
+            }
+        };
+        Ok(results
+            .into_iter()
+            .map(|(outcome, label)| {
+                if outcome != Outcome::Skipped {
+                    self.count(label);
+                }
+                outcome
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,54 @@
+//! Health and metrics.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::state::IngestState;
+
+/// `{status, checks}`, the same shape as the API's health documents.
+#[derive(Debug, Serialize)]
+pub(crate) struct Health {
+    status: &'static str,
+    checks: BTreeMap<&'static str, String>,
+}
+
+/// The process is up (no dependency is checked: a restart would not fix them).
+pub(crate) async fn live() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        checks: BTreeMap::new(),
+    })
+}
+
+/// Ready when the sink's downstream answers: a broker's metadata, or the API's own
+/// readiness. A load balancer then stops sending webhooks that could only get a 503.
+pub(crate) async fn ready(State(state): State<IngestState>) -> Response {
+    let (name, result) = state.sink().ready().await;
+    let ok = result.is_ok();
+    let mut checks = BTreeMap::new();
+    checks.insert(name, result.err().unwrap_or_else(|| "ok".to_owned()));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if ok { "ok" } else { "unavailable" },
+        checks,
+    };
+    (status, Json(health)).into_response()
+}
+
+/// Prometheus text format.
+pub(crate) async fn metrics(State(state): State<IngestState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, pm_telemetry::metrics::CONTENT_TYPE)],
+        state.registry().render(),
+    )
+        .into_response()
+}

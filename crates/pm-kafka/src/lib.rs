@@ -1,0 +1,31 @@
+//! Kafka for Payment Manager.
+//!
+//! - [`topics`]: topic names (`webhooks.orders`, `webhooks.disputes`, their `.dlq`) and
+//!   idempotent creation at start-up;
+//! - [`producer`]: an idempotent, `acks=all` producer whose `send` resolves only when the
+//!   broker has stored the message, keyed with the Java-compatible murmur2 partitioner;
+//! - [`consumer`]: the at-least-once consumer loop: partitions processed concurrently, order
+//!   kept within a partition, offsets committed only after the handler's transaction
+//!   committed or the message was durably dead-lettered, errors classified as transient
+//!   (retry forever, the partition waits), retryable (bounded, then DLQ) or permanent (DLQ);
+//! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters.
+//!
+//! Nothing here knows about PostgreSQL or HTTP: the consumer calls a [`consumer::Handler`]
+//! that the application provides, and nothing depends on a particular broker (tests use
+//! a Kafka-protocol broker started by [`testing`], users Apache Kafka or Redpanda).
+
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod headers;
+pub mod metrics;
+pub mod producer;
+pub mod replay;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod topics;
+
+pub use config::KafkaConfig;
+pub use producer::Producer;
+pub use rdkafka::error::KafkaError;
+pub use topics::Topics;

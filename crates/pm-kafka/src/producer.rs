@@ -1,0 +1,166 @@
+//! The producer: a send resolves only when the broker has stored the message.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+
+use crate::{KafkaConfig, KafkaError};
+
+/// An idempotent producer with `acks=all` and the murmur2 partitioner that the Java client
+/// uses, so a key lands on the partition a Java producer would choose.
+///
+/// An idempotent producer can enter a state it never leaves (a fatal error, or a broker
+/// that lost its producer state after a restart and rejects every further batch); the
+/// producer is then rebuilt, so a restarted broker does not mean a gateway that answers
+/// 503 forever.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<RwLock<(FutureProducer, Instant)>>,
+    config: KafkaConfig,
+    delivery_timeout: Duration,
+}
+
+/// A producer is replaced at most this often.
+const REBUILD_INTERVAL: Duration = Duration::from_secs(5);
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+/// Where a message was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Producer {
+    /// `delivery_timeout` bounds how long a send may take in total (retries included)
+    /// before it fails: ingest keeps it short so that an unavailable broker becomes a
+    /// prompt 503 the provider retries, never an acknowledged webhook that was not stored.
+    pub fn new(config: &KafkaConfig, delivery_timeout: Duration) -> Result<Self, KafkaError> {
+        let inner = Self::build(config, delivery_timeout)?;
+        Ok(Producer {
+            inner: Arc::new(RwLock::new((inner, Instant::now()))),
+            config: config.clone(),
+            delivery_timeout,
+        })
+    }
+
+    fn build(
+        config: &KafkaConfig,
+        delivery_timeout: Duration,
+    ) -> Result<FutureProducer, KafkaError> {
+        config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .create()
+    }
+
+    fn current(&self) -> FutureProducer {
+        match self.inner.read() {
+            Ok(p) => p.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// Sends one message and waits for the broker's acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Stored, KafkaError> {
+        let producer = self.current();
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        match producer
+            .send(record, Timeout::After(Duration::from_secs(1)))
+            .await
+        {
+            Ok(delivery) => Ok(Stored {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((e, _)) => {
+                if needs_rebuild(&producer, &e) {
+                    self.rebuild(&producer);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces a stuck producer, unless another caller already did or it is young.
+    fn rebuild(&self, stuck: &FutureProducer) {
+        let Ok(mut slot) = self.inner.write() else {
+            return;
+        };
+        if !std::ptr::eq(slot.0.client().native_ptr(), stuck.client().native_ptr())
+            || slot.1.elapsed() < REBUILD_INTERVAL
+        {
+            return;
+        }
+        match Self::build(&self.config, self.delivery_timeout) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "the Kafka producer stopped delivering; replaced it with a fresh one"
+                );
+                *slot = (fresh, Instant::now());
+            }
+            Err(e) => tracing::error!(error = %e, "cannot rebuild the Kafka producer"),
+        }
+    }
+
+    /// Waits until everything queued was delivered (or the timeout passed).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.current().flush(timeout)
+    }
+
+    /// Whether a broker answers a metadata request (readiness probe; blocking call).
+    pub fn reachable(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.current()
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+    }
+}
+
+/// Errors after which this producer instance may not recover by itself. A timed-out
+/// message stalls an idempotent producer's partition queue until its fate is known, and
+/// some brokers never resolve it after a restart; a fresh producer does not carry that
+/// state. (What the old one held was answered as not stored, so nothing acknowledged is
+/// lost; at worst a retried message is stored twice, which consumers deduplicate.)
+fn needs_rebuild(producer: &FutureProducer, e: &KafkaError) -> bool {
+    if producer.client().fatal_error().is_some() {
+        return true;
+    }
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}

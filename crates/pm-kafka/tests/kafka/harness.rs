@@ -1,0 +1,189 @@
+//! A scriptable handler and helpers to run consumers and read topics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pm_kafka::consumer::{self, ConsumerSettings, Handler, Outcome, Received, Transient};
+use pm_kafka::metrics::ConsumerMetrics;
+use pm_kafka::{headers, KafkaConfig, Producer, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What the handler does with a payload: by default `Done`; scripted per payload text.
+#[derive(Default)]
+pub struct Script {
+    /// Payloads to reject (permanent).
+    pub reject: Vec<String>,
+    /// Payload → how many calls answer `Retry` before `Done` (u32::MAX: always).
+    pub retry: HashMap<String, u32>,
+    /// The first N calls of `handle` fail as transient.
+    pub transient_calls: u32,
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub script: Mutex<Script>,
+    /// Every payload applied (`Done`), in the order applied.
+    pub applied: Mutex<Vec<Received>>,
+    pub calls: Mutex<u32>,
+    pub seen: Mutex<HashMap<String, u32>>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, batch: &[Received]) -> Result<Vec<Outcome>, Transient> {
+        {
+            let mut calls = self.calls.lock().expect("lock");
+            *calls += 1;
+            if *calls <= self.script.lock().expect("lock").transient_calls {
+                return Err(Transient("database unavailable (scripted)".to_owned()));
+            }
+        }
+        let script = self.script.lock().expect("lock");
+        let mut out = Vec::new();
+        for m in batch {
+            if out.iter().any(|o| matches!(o, Outcome::Retry(_))) {
+                out.push(Outcome::Skipped);
+                continue;
+            }
+            let text =
+                String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default()).into_owned();
+            let mut seen = self.seen.lock().expect("lock");
+            let n = seen.entry(text.clone()).or_default();
+            *n += 1;
+            let outcome = if script.reject.contains(&text) {
+                Outcome::Reject(format!("cannot decode {text}"))
+            } else if script.retry.get(&text).is_some_and(|limit| *n <= *limit) {
+                Outcome::Retry(format!("{text} not ready"))
+            } else {
+                self.applied.lock().expect("lock").push(m.clone());
+                Outcome::Done
+            };
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+}
+
+pub struct Env {
+    pub config: KafkaConfig,
+    pub topics: Topics,
+    pub producer: Producer,
+}
+
+impl Env {
+    pub async fn new(partitions: i32) -> Env {
+        let config = KafkaConfig::new(pm_kafka::testing::brokers(), "pm-kafka-tests");
+        let topics = Topics::with_prefix(&pm_kafka::testing::unique("t"));
+        pm_kafka::topics::ensure_topics(&config, &topics.all(), partitions)
+            .await
+            .expect("topics");
+        let producer = Producer::new(&config, Duration::from_secs(10)).expect("producer");
+        Env {
+            config,
+            topics,
+            producer,
+        }
+    }
+
+    pub async fn send(&self, topic: &str, key: &str, payload: &str) {
+        let h = headers::build([
+            (headers::CORRELATION_ID, "corr-1"),
+            (headers::EVENT_TYPE, "order"),
+        ]);
+        self.producer
+            .send(topic, key.as_bytes(), payload.as_bytes(), h)
+            .await
+            .expect("send");
+    }
+
+    pub fn settings(&self, group: &str) -> ConsumerSettings {
+        let mut s = ConsumerSettings::new(
+            &self.topics.orders,
+            format!("{}{group}", self.topics.orders),
+        );
+        s.retry_attempts = 3;
+        s.retry_backoff = Duration::from_millis(20);
+        s.max_backoff = Duration::from_millis(200);
+        s
+    }
+
+    /// Starts a consumer; returns its shutdown token and task.
+    pub fn start(
+        &self,
+        settings: ConsumerSettings,
+        handler: Arc<Recorder>,
+        dlq: Producer,
+    ) -> (CancellationToken, JoinHandle<()>) {
+        let token = CancellationToken::new();
+        let metrics = ConsumerMetrics::register(&mut Default::default());
+        let (config, t) = (self.config.clone(), token.clone());
+        let task = tokio::spawn(async move {
+            consumer::run(&config, settings, handler, dlq, metrics, t)
+                .await
+                .expect("consumer");
+        });
+        (token, task)
+    }
+
+    /// Every message of `topic` (reads to the current end of each partition).
+    pub fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            if high > 0 {
+                ends.insert(p.id(), high);
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .expect("tpl");
+            }
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ends.is_empty() && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    ends.remove(&m.partition());
+                }
+                out.push(m.detach());
+            }
+        }
+        out
+    }
+}
+
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    let h = m.headers()?;
+    (0..h.count())
+        .map(|i| h.get(i))
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! Tests against a real Kafka-protocol broker (see `pm_kafka::testing`); each test uses
+//! its own topics and consumer groups.
+
+mod consumer;
+mod harness;
+mod replay;
+mod restart;

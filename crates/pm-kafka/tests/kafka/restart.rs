@@ -1,0 +1,57 @@
+//! Producing across a broker restart.
+
+use std::time::Duration;
+
+use pm_kafka::testing::PrivateBroker;
+use pm_kafka::{headers, KafkaConfig, Producer, Topics};
+
+#[tokio::test]
+async fn a_producer_recovers_after_its_broker_restarts() {
+    let mut broker = tokio::task::spawn_blocking(PrivateBroker::start)
+        .await
+        .expect("task")
+        .expect("broker");
+    let config = KafkaConfig::new(broker.brokers(), "restart");
+    let topics = Topics::with_prefix("r-");
+    pm_kafka::topics::ensure_topics(&config, &topics.all(), 3)
+        .await
+        .expect("topics");
+    let producer = Producer::new(&config, Duration::from_secs(2)).expect("producer");
+    producer
+        .send(&topics.orders, b"k", b"before", headers::build([]))
+        .await
+        .expect("before the restart");
+
+    broker = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    })
+    .await
+    .expect("task");
+    assert!(producer
+        .send(&topics.orders, b"k", b"during", headers::build([]))
+        .await
+        .is_err());
+    broker = tokio::task::spawn_blocking(move || {
+        broker.restart().expect("restart");
+        broker
+    })
+    .await
+    .expect("task");
+    let mut last = None;
+    for _ in 0..40 {
+        match producer
+            .send(&topics.orders, b"k", b"after", headers::build([]))
+            .await
+        {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, None, "the producer never recovered");
+    drop(broker);
+}

@@ -1,0 +1,383 @@
+//! `pmctl demo`: the one-command tour. A database (a private throw-away cluster unless one
+//! is configured), migrations, the API and ingest as child processes, the provider
+//! simulator in this process, the quickstart scenario played through ingest, `verify`,
+//! and a report of what ran where and what happened.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use comfy_table::Table;
+use pm_sim::provider::{Accepted, ProviderSim};
+use pm_sim::verify::{self, VerifyReport};
+use secrecy::ExposeSecret;
+use tokio::process::{Child, Command};
+
+use super::simulate_provider::{self, BehaviourArgs};
+use crate::args::secret;
+
+/// The scenario played when none is given.
+const QUICKSTART: &str = include_str!("../../../../scenarios/quickstart.toml");
+
+/// Run the whole system on this machine and show it working: a database (a private
+/// PostgreSQL cluster unless --database-url/PM_DATABASE_URL is set), the API, ingest and
+/// the provider simulator; plays the quickstart scenario, verifies that nothing was lost or
+/// doubled, and prints a report with URLs to try next.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Use this database instead of a private throw-away cluster (it is migrated).
+    #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    database_url: Option<secrecy::SecretString>,
+    /// Run the pipeline through Kafka at these brokers (serve-api --mode kafka, ingest
+    /// --sink kafka) instead of HTTP.
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Play this scenario file instead of the built-in quickstart.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Leave everything running after the report, until Ctrl+C.
+    #[arg(long)]
+    keep_running: bool,
+    /// Ports of the API, ingest and the provider simulator (a free port is used instead of
+    /// one that is taken).
+    #[arg(long, default_value_t = 3000)]
+    api_port: u16,
+    #[arg(long, default_value_t = 3001)]
+    ingest_port: u16,
+    #[arg(long, default_value_t = 3002)]
+    provider_port: u16,
+    #[command(flatten)]
+    behaviour: BehaviourArgs,
+}
+
+/// A child `pmctl` process, stopped with SIGTERM (then killed) when the demo ends.
+struct Service {
+    name: &'static str,
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+fn port_or_free(preferred: u16) -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", preferred))
+        .or_else(|_| TcpListener::bind(("127.0.0.1", 0)))?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn random_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn spawn(
+    name: &'static str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: &Path,
+    port: u16,
+) -> anyhow::Result<Service> {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log)?;
+    let exe = std::env::current_exe().context("cannot find the pmctl executable")?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .args(["--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(file)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    Ok(Service {
+        name,
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    })
+}
+
+impl Service {
+    /// Waits until `/health/ready` answers 200.
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("{}/health/ready", self.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                anyhow::bail!("{} exited ({status}) during start-up:\n{log}", self.name);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not become ready; see {}",
+                self.name,
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let workdir = tempfile_dir()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+
+    // 1. The database.
+    let mut cluster = None;
+    let (database_url, database_label) = match &args.database_url {
+        Some(url) => (
+            url.expose_secret().to_owned(),
+            "configured (PM_DATABASE_URL)".to_owned(),
+        ),
+        None => {
+            println!("starting a private PostgreSQL cluster…");
+            let c =
+                pm_embedded_pg::EmbeddedCluster::start(pm_embedded_pg::EmbeddedOptions::default())
+                    .await
+                    .context("cannot start the embedded PostgreSQL (or set PM_DATABASE_URL)")?;
+            let admin = pm_storage::connect(&c.admin_url(), &Default::default())?;
+            sqlx::query("CREATE DATABASE payments")
+                .execute(&admin)
+                .await
+                .context("cannot create the demo database")?;
+            admin.close().await;
+            let label = format!(
+                "embedded PostgreSQL {} on port {} (throw-away, {})",
+                c.major_version(),
+                c.port(),
+                c.data_dir().display()
+            );
+            let url = c.url_for("payments");
+            cluster = Some(c);
+            (url, label)
+        }
+    };
+    let pool = pm_storage::connect(&database_url, &Default::default())?;
+    let applied = pm_storage::migrate::run(&pool)
+        .await
+        .context("migrating the database")?;
+    pool.close().await;
+
+    // 2. The provider simulator (this process) and the services (child processes).
+    let sim = ProviderSim::new(args.behaviour.behaviour());
+    let provider_port = port_or_free(args.provider_port)?;
+    let provider_addr: SocketAddr = ([127, 0, 0, 1], provider_port).into();
+    simulate_provider::serve_provider(provider_addr, &sim, shutdown.clone()).await?;
+    let provider_url = format!("http://{provider_addr}");
+    let secret = format!("whsec_{}", random_token());
+    let token = random_token();
+    let prefix = format!("demo-{}-", &random_token()[..8]);
+    let (api_port, ingest_port) = (
+        port_or_free(args.api_port)?,
+        port_or_free(args.ingest_port)?,
+    );
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let mut env: Vec<(&str, &str)> = vec![
+        ("PM_DATABASE_URL", &database_url),
+        ("PM_WEBHOOK_SECRETS", &secret),
+        ("PM_INTERNAL_TOKEN", &token),
+        ("PM_PROVIDER_URL", &provider_url),
+        ("PM_API_URL", &api_url),
+        ("PM_LOG", "info,sqlx=warn,librdkafka=warn"),
+    ];
+    if let Some(brokers) = &args.kafka {
+        env.extend([
+            ("PM_KAFKA_BROKERS", brokers.as_str()),
+            ("PM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ]);
+    }
+    let (mode, sink) = if args.kafka.is_some() {
+        ("kafka", "kafka")
+    } else {
+        ("sync", "http")
+    };
+    let mut api = spawn(
+        "api",
+        &["serve-api", "--mode", mode],
+        &env,
+        &workdir,
+        api_port,
+    )
+    .await?;
+    let mut ingest = spawn(
+        "ingest",
+        &["serve-ingest", "--sink", sink],
+        &env,
+        &workdir,
+        ingest_port,
+    )
+    .await?;
+    api.ready().await?;
+    ingest.ready().await?;
+
+    // 3. Play the scenario through ingest.
+    let (scenario_text, scenario_name) = match &args.scenario {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (QUICKSTART.to_owned(), "quickstart (built in)".to_owned()),
+    };
+    let plan = simulate_provider::load(&scenario_text, None)?;
+    let ledger_path = workdir.join("ledger.json");
+    std::fs::write(&ledger_path, plan.ledger.to_json())?;
+    let emitter = pm_sim::emitter::EmitterConfig {
+        target: ingest.url.clone(),
+        api: api.url.clone(),
+        secret: secret.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    println!(
+        "playing {scenario_name}: {} webhooks, {} merchant actions…",
+        plan.deliveries.len(),
+        plan.actions.len()
+    );
+    let emitted = simulate_provider::play(&plan, &emitter).await?;
+
+    // 4. Verify (in kafka mode the consumers may still be catching up).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let r = verify::verify(&api.url, &plan.ledger).await?;
+        if r.ok() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let dlq = match &args.kafka {
+        Some(brokers) => Some(dlq_size(brokers, &prefix).await),
+        None => None,
+    };
+
+    // 5. The report.
+    println!();
+    let mut services = Table::new();
+    services.set_header(["what", "where"]);
+    services.add_row(["database", &database_label]);
+    services.add_row([
+        "API",
+        &format!("{} ({mode} mode; log {})", api.url, api.log.display()),
+    ]);
+    services.add_row([
+        "ingest",
+        &format!("{} ({sink} sink; log {})", ingest.url, ingest.log.display()),
+    ]);
+    services.add_row(["provider simulator", &provider_url]);
+    if let Some(b) = &args.kafka {
+        services.add_row(["Kafka", &format!("{b} (topics {prefix}webhooks.*)")]);
+    }
+    services.add_row(["ledger", &ledger_path.display().to_string()]);
+    println!("{services}");
+    println!("migrations applied: {}", applied.len());
+    println!("{}", simulate_provider::summary(&emitted));
+    super::verify::print_report(&report);
+    let accepted = sim.accepted();
+    let representments = accepted
+        .iter()
+        .filter(|a| matches!(a, Accepted::Representment { .. }))
+        .count();
+    println!(
+        "provider accepted {representments} representment(s); {} duplicate deliveries suppressed; DLQ: {}",
+        emitted_duplicates(&report),
+        dlq.map_or("not used (HTTP pipeline)".to_owned(), |n| format!("{n} message(s)")),
+    );
+    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    println!();
+    print_next_steps(&api.url, &ingest.url, &secret);
+
+    let ok = report.ok() && emitted.ok();
+    if args.keep_running {
+        println!("\nrunning until Ctrl+C …");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+    ingest.stop().await;
+    api.stop().await;
+    if let Some(c) = cluster {
+        let _ = c.stop().await;
+    }
+    anyhow::ensure!(
+        ok,
+        "the demo run did not verify: {}",
+        describe(&report, &emitted)
+    );
+    Ok(())
+}
+
+fn emitted_duplicates(report: &VerifyReport) -> u64 {
+    report.duplicates_delivered
+}
+
+fn describe(report: &VerifyReport, emitted: &pm_sim::emitter::EmitReport) -> String {
+    format!(
+        "{} mismatch(es), {} unexpected answer(s), {} failed action(s)",
+        report.mismatches(),
+        emitted.unexpected.len(),
+        emitted.actions_failed.len()
+    )
+}
+
+async fn dlq_size(brokers: &str, prefix: &str) -> usize {
+    let config = pm_kafka::KafkaConfig::new(brokers, "pmctl-demo");
+    let topics = pm_kafka::Topics::with_prefix(prefix);
+    tokio::task::spawn_blocking(move || {
+        [topics.orders, topics.disputes]
+            .iter()
+            .map(|t| {
+                pm_kafka::replay::list(
+                    &config,
+                    &pm_kafka::Topics::dlq(t),
+                    &Default::default(),
+                    100_000,
+                )
+                .map_or(0, |l| l.len())
+            })
+            .sum()
+    })
+    .await
+    .unwrap_or(0)
+}
+
+fn print_next_steps(api: &str, ingest: &str, secret: &str) {
+    println!("Try next (with --keep-running):");
+    println!("  curl -s '{api}/orders?status=success&limit=5'");
+    println!("  curl -s '{api}/disputes?status=won&limit=5'");
+    println!("  curl -s '{api}/orders/events?kind=webhook_received&sort=desc&limit=5'");
+    println!("  curl -s {api}/metrics | grep pm_webhooks_processed");
+    println!("  curl -s {api}/openapi.json | head -c 300");
+    println!("  # a signed webhook through ingest:");
+    println!("  body='{{\"provider_event_id\":\"try-1\",\"order_id\":\"try-order\",\"user_id\":\"0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e\",\"status\":\"created\",\"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\"}}'");
+    println!("  t=$(date +%s); sig=$(printf '%s' \"$t.$body\" | openssl dgst -sha256 -hmac {secret} -hex | sed 's/^.*= //')");
+    println!("  curl -s -X POST {ingest}/webhooks/payments/orders -H 'Content-Type: application/json' -H \"Webhook-Signature: t=$t,v1=$sig\" -d \"$body\"");
+}
+
+/// A directory of this run's own for logs and the ledger.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("pmctl-demo-{}", &random_token()[..8]));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,132 @@
+//! `pmctl serve-ingest`: the public webhook gateway.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use pm_ingest::{HttpSinkConfig, IngestMetrics, IngestState, Sink};
+use pm_kafka::Producer;
+use pm_telemetry::metrics::{Registry, SharedRegistry};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::args::{duration, secret, KafkaArgs, WebhookArgs};
+
+/// Where accepted webhooks go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SinkKind {
+    /// Produce to the Kafka topics; the API consumes them (serve-api in kafka mode).
+    Kafka,
+    /// Forward to the API's /internal/updates/* routes.
+    Http,
+}
+
+/// Serve the public webhook gateway: verify signatures, validate webhooks and hand them
+/// on to Kafka or to the API, answering 202 only once they were durably taken (503 with
+/// Retry-After otherwise, so the provider delivers again). Uses no database.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "PM_INGEST_LISTEN", default_value = "0.0.0.0:3001")]
+    listen: SocketAddr,
+    /// Where accepted webhooks go.
+    #[arg(long, env = "PM_INGEST_SINK", value_enum, default_value = "kafka")]
+    sink: SinkKind,
+    /// Base URL of the API that the http sink forwards to.
+    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
+    api_url: String,
+    /// Service token sent to the API's /internal/* routes (Bearer); required by the
+    /// http sink, and the same value as serve-api's.
+    #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
+    internal_token: Option<SecretString>,
+    /// Timeout of one forward to the API (http sink).
+    #[arg(long, env = "PM_INGEST_API_TIMEOUT", default_value = "2s", value_parser = duration)]
+    api_timeout: Duration,
+    /// Attempts per webhook forwarded to the API, retried only on 5xx, timeouts and
+    /// connection errors (http sink).
+    #[arg(long, env = "PM_INGEST_API_ATTEMPTS", default_value_t = 4)]
+    api_attempts: u32,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// How long a produce may take in total before the webhook is answered 503 (kafka sink).
+    #[arg(long, env = "PM_KAFKA_DELIVERY_TIMEOUT", default_value = "5s", value_parser = duration)]
+    kafka_delivery_timeout: Duration,
+    /// How long to wait for in-flight requests on shutdown.
+    #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
+    shutdown_timeout: Duration,
+}
+
+/// The sink, and the producer to flush on exit (kafka sink).
+async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
+    match args.sink {
+        SinkKind::Kafka => {
+            let config = args.kafka.config("pmctl-serve-ingest")?;
+            let topics = args.kafka.topics();
+            pm_kafka::topics::ensure_topics(&config, &topics.all(), args.kafka.topic_partitions)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot create the Kafka topics at {} (is the broker reachable?)",
+                        config.brokers
+                    )
+                })?;
+            let producer = Producer::new(&config, args.kafka_delivery_timeout)
+                .context("cannot create the Kafka producer")?;
+            tracing::info!(brokers = %config.brokers, orders = %topics.orders, disputes = %topics.disputes, "kafka sink");
+            Ok((Sink::kafka(producer.clone(), topics), Some(producer)))
+        }
+        SinkKind::Http => {
+            let token = args
+                .internal_token
+                .clone()
+                .filter(|t| !t.expose_secret().is_empty())
+                .context("the http sink needs the API's service token: pass --internal-token or set PM_INTERNAL_TOKEN")?;
+            let config = HttpSinkConfig {
+                request_timeout: args.api_timeout,
+                max_attempts: args.api_attempts,
+                ..HttpSinkConfig::new(args.api_url.clone(), token)
+            };
+            let sink = Sink::http(config).context("invalid http sink settings")?;
+            tracing::info!(api_url = %args.api_url, "http sink");
+            Ok((sink, None))
+        }
+    }
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::on_signal();
+    let intake = args.webhooks.intake()?;
+    let (sink, producer) = sink(&args).await?;
+    let sink_name = sink.name();
+    let mut registry = Registry::with_prefix("pm");
+    let metrics = IngestMetrics::register(&mut registry);
+    let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
+    let app = pm_ingest::router(state);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, sink = sink_name, "serve-ingest listening");
+    let drained = shutdown.clone();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { drained.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    match tokio::time::timeout(args.shutdown_timeout, server).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
+    }
+    if let Some(producer) = producer {
+        // Every acknowledged webhook was already stored; this only waits for anything a
+        // request abandoned at the timeout may still have queued.
+        let timeout = args.kafka_delivery_timeout;
+        match tokio::task::spawn_blocking(move || producer.flush(timeout)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the Kafka producer did not flush"),
+            Err(e) => tracing::warn!(error = %e, "the Kafka producer flush failed"),
+        }
+    }
+    tracing::info!("serve-ingest stopped");
+    Ok(())
+}

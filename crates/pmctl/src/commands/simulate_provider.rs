@@ -1,0 +1,224 @@
+//! `pmctl simulate-provider`: the fake payment provider (its API, and optionally a
+//! scenario played as webhooks).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::Table;
+use indicatif::{ProgressBar, ProgressStyle};
+use pm_scenario::{Plan, Scenario};
+use pm_sim::emitter::{self, EmitReport, EmitterConfig};
+use pm_sim::provider::{ProviderBehaviour, ProviderSim};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::args::{duration, secret};
+
+/// Serve the provider API the merchant calls (capture, representments) and, with
+/// --scenario, play the scenario's webhooks against ingest or the API, retrying like a
+/// real provider, then write the ledger for `pmctl verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address of the provider API.
+    #[arg(long, env = "PM_PROVIDER_LISTEN", default_value = "0.0.0.0:3002")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    behaviour: BehaviourArgs,
+    #[command(flatten)]
+    emit: EmitArgs,
+    /// Stop once the scenario was played (default: keep serving the provider API until Ctrl+C).
+    #[arg(long)]
+    exit_when_done: bool,
+}
+
+/// How the simulated provider API behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BehaviourArgs {
+    /// Smallest added latency of a provider answer.
+    #[arg(long, default_value = "0ms", value_parser = duration)]
+    latency_min: Duration,
+    /// Largest added latency (uniform between min and max).
+    #[arg(long, default_value = "0ms", value_parser = duration)]
+    latency_max: Duration,
+    /// Share of provider calls answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+    /// Share of captures declined.
+    #[arg(long, default_value_t = 0.0)]
+    decline_rate: f64,
+    /// Share of representments answered 422 (file not ready).
+    #[arg(long, default_value_t = 0.0)]
+    not_ready_rate: f64,
+}
+
+impl BehaviourArgs {
+    pub(crate) fn behaviour(&self) -> ProviderBehaviour {
+        ProviderBehaviour {
+            latency: (self.latency_min, self.latency_max.max(self.latency_min)),
+            failure_rate: self.failure_rate,
+            decline_rate: self.decline_rate,
+            not_ready_rate: self.not_ready_rate,
+        }
+    }
+}
+
+/// Which scenario to play, where, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct EmitArgs {
+    /// Scenario file (TOML, see scenarios/README.md) to play as webhooks.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Replace the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where webhooks go: ingest (port 3001) or the API (port 3000).
+    #[arg(long, env = "PM_SIM_TARGET", default_value = "http://127.0.0.1:3001")]
+    target: String,
+    /// The API, for the merchant's actions (evidence, submit).
+    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
+    api_url: String,
+    /// Secret to sign webhooks with (the API's/ingest's PM_WEBHOOK_SECRETS).
+    #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
+    secrets: Vec<SecretString>,
+    /// Where to write the ledger (what was sent and the final state it must produce).
+    #[arg(long, default_value = "ledger.json")]
+    ledger: PathBuf,
+    /// Play the schedule this many times faster.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Most webhook requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+impl EmitArgs {
+    pub(crate) fn config(&self) -> anyhow::Result<EmitterConfig> {
+        let secret = self
+            .secrets
+            .first()
+            .map(|s| s.expose_secret().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .context("a webhook secret is needed to sign webhooks: --webhook-secret or PM_WEBHOOK_SECRETS")?;
+        Ok(EmitterConfig {
+            target: self.target.clone(),
+            api: self.api_url.clone(),
+            secret,
+            concurrency: self.concurrency.max(1),
+            speed: self.speed,
+            ..EmitterConfig::default()
+        })
+    }
+}
+
+/// Loads and generates a scenario.
+pub(crate) fn load(text: &str, seed: Option<u64>) -> anyhow::Result<Plan> {
+    let scenario =
+        Scenario::from_toml(text).map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
+    let scenario = match seed {
+        Some(s) => scenario.with_seed(s),
+        None => scenario,
+    };
+    Ok(scenario.generate())
+}
+
+/// Plays a plan with a progress bar.
+pub(crate) async fn play(plan: &Plan, config: &EmitterConfig) -> anyhow::Result<EmitReport> {
+    let bar = ProgressBar::new(plan.deliveries.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("webhooks [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = emitter::emit(plan, config, |done, _| bar.set_position(done)).await?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// The emitter's summary table.
+pub(crate) fn summary(report: &EmitReport) -> Table {
+    let mut t = Table::new();
+    t.set_header([
+        "webhooks",
+        "final answers",
+        "retries",
+        "not as expected",
+        "merchant actions",
+        "failed actions",
+        "seconds",
+    ]);
+    let answers = report
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    t.add_row([
+        report.deliveries.to_string(),
+        answers,
+        report.retries.to_string(),
+        report.unexpected.len().to_string(),
+        report.actions_done.to_string(),
+        report.actions_failed.len().to_string(),
+        format!("{:.1}", report.elapsed_ms as f64 / 1000.0),
+    ]);
+    t
+}
+
+/// Serves the provider API on `listen`; returns the bound address.
+pub(crate) async fn serve_provider(
+    listen: SocketAddr,
+    sim: &ProviderSim,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    let router = sim.router();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "provider API stopped");
+        }
+    });
+    Ok(address)
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::on_signal();
+    let sim = ProviderSim::new(args.behaviour.behaviour());
+    let address = serve_provider(args.listen, &sim, shutdown.clone()).await?;
+    tracing::info!(%address, "provider API listening");
+    if let Some(path) = &args.emit.scenario {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let plan = load(&text, args.emit.seed)?;
+        let config = args.emit.config()?;
+        std::fs::write(&args.emit.ledger, plan.ledger.to_json())
+            .with_context(|| format!("cannot write {}", args.emit.ledger.display()))?;
+        let report = play(&plan, &config).await?;
+        println!("{}", summary(&report));
+        println!(
+            "ledger written to {}; check it with `pmctl verify --ledger {}`",
+            args.emit.ledger.display(),
+            args.emit.ledger.display()
+        );
+        for o in report.unexpected.iter().take(10) {
+            println!(
+                "delivery {} ended with {:?} after {} attempts",
+                o.delivery, o.status, o.attempts
+            );
+        }
+        for a in report.actions_failed.iter().take(10) {
+            println!("action failed: {a}");
+        }
+        if args.exit_when_done {
+            anyhow::ensure!(report.ok(), "the provider did not get the expected answers");
+            return Ok(());
+        }
+    }
+    shutdown.cancelled().await;
+    Ok(())
+}

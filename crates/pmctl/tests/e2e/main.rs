@@ -1,0 +1,8 @@
+//! End-to-end tests of the `pmctl` binary: real processes on free ports, a real
+//! PostgreSQL, a real Kafka-protocol broker, and HTTP between them.
+
+mod cli;
+mod ingest;
+mod kafka_mode;
+mod process;
+mod scenarios;

@@ -1,0 +1,100 @@
+//! Starting `pmctl` processes and waiting for them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "whsec_e2e";
+pub const USER: &str = "0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `pmctl` subcommand, killed when dropped.
+pub struct Pmctl {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Pmctl {
+    /// Starts `pmctl <args>` with `--listen 127.0.0.1:<free port>` appended and waits
+    /// until `/health/live` answers.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Pmctl {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmctl"));
+        cmd.args(args)
+            .args(["--listen", &listen])
+            .env_remove("DATABASE_URL")
+            // Warnings and errors only: the test output stays readable, failures visible.
+            .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn pmctl");
+        let p = Pmctl { child, port };
+        p.wait_for("/health/live", 200).await;
+        p
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Polls `path` until it answers `status`.
+    pub async fn wait_for(&self, path: &str, status: u16) {
+        let client = reqwest::Client::new();
+        eventually(&format!("{path} → {status}"), || async {
+            client
+                .get(self.url(path))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == status)
+        })
+        .await;
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pmctl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls an async check until it holds or 90 s passed.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn order_json(event: &str, order_id: &str, status: &str, updated_secs: u32) -> String {
+    format!(
+        r#"{{"provider_event_id":"{event}","order_id":"{order_id}","user_id":"{USER}","status":"{status}","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:{:02}:{:02}Z"}}"#,
+        updated_secs / 60,
+        updated_secs % 60
+    )
+}
+
+pub fn chargeback_json(event: &str, order_id: &str, status: &str) -> String {
+    format!(
+        r#"{{"provider_event_id":"{event}","order_id":"{order_id}","user_id":"{USER}","status":"{status}","reason":"fraud","amount":100.50,"currency":"USD","occurred_at":"2026-01-02T00:00:00Z"}}"#
+    )
+}

@@ -1,0 +1,253 @@
+//! Scenarios played by `pmctl simulate-provider` and checked by `pmctl verify`, in every
+//! pipeline: sync (straight to the API), ingest → API over HTTP, ingest → Kafka → API; and
+//! `pmctl demo` itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pm_storage::testing::TestDatabase;
+
+use crate::process::{eventually, free_port, Pmctl, SECRET};
+
+const TOKEN: &str = "e2e-token";
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+fn pmctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(args)
+        .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
+        .env_remove("PM_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run pmctl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Plays `name` against `target` with the provider simulator on `provider_port`, then
+/// verifies; in kafka mode the consumers may still be catching up, so verify is retried.
+async fn play_and_verify(
+    name: &str,
+    target: &str,
+    api: &Pmctl,
+    provider_port: u16,
+    eventually_consistent: bool,
+) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ledger = dir.path().join("ledger.json");
+    let (ledger_arg, scenario_arg) = (
+        ledger.display().to_string(),
+        scenario(name).display().to_string(),
+    );
+    let listen = format!("127.0.0.1:{provider_port}");
+    let api_url = api.url("");
+    let played = pmctl(&[
+        "simulate-provider",
+        "--listen",
+        &listen,
+        "--scenario",
+        &scenario_arg,
+        "--target",
+        target,
+        "--api-url",
+        &api_url,
+        "--webhook-secret",
+        SECRET,
+        "--ledger",
+        &ledger_arg,
+        "--speed",
+        "4",
+        "--exit-when-done",
+    ]);
+    assert!(played.status.success(), "{name}: {}", text(&played));
+    let verify = || pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    if eventually_consistent {
+        eventually(&format!("{name} verified"), || async {
+            verify().status.success()
+        })
+        .await;
+    }
+    let verified = verify();
+    assert!(verified.status.success(), "{name}: {}", text(&verified));
+    assert!(
+        text(&verified).contains("nothing lost, nothing doubled"),
+        "{}",
+        text(&verified)
+    );
+}
+
+async fn api(
+    db: &TestDatabase,
+    provider_port: u16,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> Pmctl {
+    let provider = format!("http://127.0.0.1:{provider_port}");
+    let mut env = vec![
+        ("PM_DATABASE_URL", db.url.as_str()),
+        ("PM_WEBHOOK_SECRETS", SECRET),
+        ("PM_INTERNAL_TOKEN", TOKEN),
+        ("PM_PROVIDER_URL", provider.as_str()),
+    ];
+    env.extend_from_slice(extra_env);
+    let api = Pmctl::start(args, &env).await;
+    api.wait_for("/health/ready", 200).await;
+    api
+}
+
+#[tokio::test]
+async fn sync_mode_quickstart_and_chaos_verify() {
+    for name in ["quickstart", "chaos"] {
+        let db = TestDatabase::new().await;
+        let provider_port = free_port();
+        let api = api(&db, provider_port, &[], &["serve-api"]).await;
+        play_and_verify(name, &api.url(""), &api, provider_port, false).await;
+    }
+}
+
+#[tokio::test]
+async fn ingest_http_quickstart_and_chaos_verify() {
+    for name in ["quickstart", "chaos"] {
+        let db = TestDatabase::new().await;
+        let provider_port = free_port();
+        let api = api(&db, provider_port, &[], &["serve-api"]).await;
+        let env = [("PM_WEBHOOK_SECRETS", SECRET), ("PM_INTERNAL_TOKEN", TOKEN)];
+        let api_url = api.url("");
+        let ingest = Pmctl::start(
+            &["serve-ingest", "--sink", "http", "--api-url", &api_url],
+            &env,
+        )
+        .await;
+        play_and_verify(name, &ingest.url(""), &api, provider_port, false).await;
+    }
+}
+
+#[tokio::test]
+async fn ingest_kafka_quickstart_and_chaos_verify() {
+    let brokers = pm_kafka::testing::brokers();
+    for name in ["quickstart", "chaos"] {
+        let db = TestDatabase::new().await;
+        let provider_port = free_port();
+        let prefix = pm_kafka::testing::unique("e2e-sim");
+        let kafka = [
+            ("PM_KAFKA_BROKERS", brokers.as_str()),
+            ("PM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ];
+        let ingest = Pmctl::start(
+            &["serve-ingest", "--sink", "kafka"],
+            &[&kafka[..], &[("PM_WEBHOOK_SECRETS", SECRET)]].concat(),
+        )
+        .await;
+        let api = api(
+            &db,
+            provider_port,
+            &kafka,
+            &["serve-api", "--mode", "kafka"],
+        )
+        .await;
+        play_and_verify(name, &ingest.url(""), &api, provider_port, true).await;
+    }
+}
+
+#[tokio::test]
+async fn verify_catches_a_broken_run() {
+    let db = TestDatabase::new().await;
+    let provider_port = free_port();
+    let api = api(&db, provider_port, &[], &["serve-api"]).await;
+    play_and_verify("quickstart", &api.url(""), &api, provider_port, false).await;
+
+    // The same ledger against a database that lost an event and changed a status.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ledger = dir.path().join("ledger.json");
+    let text_of = |o: &Output| text(o);
+    let plan = pm_scenario::Scenario::from_toml(
+        &std::fs::read_to_string(scenario("quickstart")).expect("file"),
+    )
+    .expect("scenario")
+    .generate();
+    std::fs::write(&ledger, plan.ledger.to_json()).expect("ledger");
+    let ledger_arg = ledger.display().to_string();
+    let api_url = api.url("");
+    let ok = pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    assert!(ok.status.success(), "{}", text_of(&ok));
+
+    sqlx::query("DELETE FROM order_events WHERE ctid = (SELECT ctid FROM order_events WHERE kind = 'webhook_received' LIMIT 1)")
+        .execute(&db.pool)
+        .await
+        .expect("delete an event");
+    let broken = pmctl(&[
+        "verify",
+        "--ledger",
+        &ledger_arg,
+        "--api-url",
+        &api_url,
+        "--json",
+    ]);
+    assert!(!broken.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&broken.stdout).expect("json report");
+    assert_eq!(
+        report["missing"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+
+    sqlx::query("UPDATE orders SET status = 'created' WHERE order_id = (SELECT order_id FROM orders WHERE status = 'success' LIMIT 1)")
+        .execute(&db.pool)
+        .await
+        .expect("change a status");
+    let broken = pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    assert!(!broken.status.success());
+    assert!(
+        text_of(&broken).contains("MISMATCH"),
+        "{}",
+        text_of(&broken)
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_and_verifies() {
+    let out = pmctl(&[
+        "demo",
+        "--api-port",
+        "0",
+        "--ingest-port",
+        "0",
+        "--provider-port",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("nothing lost, nothing doubled") && t.contains("embedded PostgreSQL"),
+        "{t}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_through_kafka() {
+    let brokers = pm_kafka::testing::brokers();
+    let out = pmctl(&[
+        "demo",
+        "--kafka",
+        &brokers,
+        "--api-port",
+        "0",
+        "--ingest-port",
+        "0",
+        "--provider-port",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("DLQ: 0 message(s)"), "{}", text(&out));
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The one-command demo: installs PostgreSQL and pg_partman when they are missing (as root;
+# otherwise it prints the command), builds pmctl, and runs `pmctl demo`, which starts its
+# own throw-away database, the API, ingest and the provider simulator, plays the quickstart
+# scenario and verifies the result. Extra arguments go to `pmctl demo` (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh postgres
+exec cargo run --release --locked --quiet -p pmctl -- demo "$@"
