@@ -251,3 +251,60 @@ async fn the_demo_runs_through_kafka() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("DLQ: 0 message(s)"), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn a_capture_goes_through_the_simulated_provider() {
+    let db = TestDatabase::new().await;
+    let provider_port = free_port();
+    let api = api(&db, provider_port, &[], &["serve-api"]).await;
+    let listen = format!("127.0.0.1:{provider_port}");
+    let mut provider = Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(["simulate-provider", "--listen", &listen])
+        .env("PM_LOG", "warn")
+        .spawn()
+        .expect("simulator");
+    let provider_url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    eventually("the simulator", || async {
+        http.get(format!("{provider_url}/health/live"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let t = chrono::Utc::now().timestamp();
+    let body = crate::process::order_json("cap-e1", "cap-o1", "updated", 5);
+    let sent = http
+        .post(api.url("/webhooks/payments/orders"))
+        .header("content-type", "application/json")
+        .header(
+            "webhook-signature",
+            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(sent.status(), 202);
+    let capture = http
+        .post(api.url("/orders/cap-o1/capture"))
+        .json(&serde_json::json!({"amount": "12.30", "currency": "EUR", "idempotency_key": "cap-key-1"}))
+        .send()
+        .await
+        .expect("capture");
+    assert_eq!(capture.status(), 200);
+    let accepted: serde_json::Value = http
+        .get(format!("{provider_url}/_sim/accepted"))
+        .send()
+        .await
+        .expect("accepted")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(accepted[0]["type"], "capture");
+    assert_eq!(accepted[0]["amount"], "12.30");
+    assert_eq!(accepted[0]["idempotency_key"], "cap-key-1");
+    let _ = provider.kill();
+    let _ = provider.wait();
+}
