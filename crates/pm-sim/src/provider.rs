@@ -138,6 +138,21 @@ impl ProviderSim {
         })
     }
 
+    /// What every call goes through first: latency, a simulated outage, the required
+    /// idempotency key, and the replay of an earlier answer to the same key. `Ok` is the
+    /// key of a call to process; `Err` is the answer already decided.
+    async fn admit(&self, headers: &HeaderMap) -> Result<String, Response> {
+        if let Some(failure) = self.behave().await {
+            return Err(failure);
+        }
+        let key =
+            key_of(headers).ok_or_else(|| bad_request("the Idempotency-Key header is required"))?;
+        match self.replay(&key) {
+            Some(previous) => Err(previous),
+            None => Ok(key),
+        }
+    }
+
     /// The stored answer of an earlier call with this key, if any.
     fn replay(&self, key: &str) -> Option<Response> {
         let book = self.book.lock().ok()?;
@@ -182,15 +197,10 @@ async fn capture(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(failure) = sim.behave().await {
-        return failure;
-    }
-    let Some(key) = key_of(&headers) else {
-        return bad_request("the Idempotency-Key header is required");
+    let key = match sim.admit(&headers).await {
+        Ok(key) => key,
+        Err(answer) => return answer,
     };
-    if let Some(previous) = sim.replay(&key) {
-        return previous;
-    }
     let Ok(req) = serde_json::from_slice::<CaptureRequest>(&body) else {
         return bad_request("the body must be {order_id, amount, currency, idempotency_key}");
     };
@@ -236,15 +246,10 @@ async fn representment(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(failure) = sim.behave().await {
-        return failure;
-    }
-    let Some(key) = key_of(&headers) else {
-        return bad_request("the Idempotency-Key header is required");
+    let key = match sim.admit(&headers).await {
+        Ok(key) => key,
+        Err(answer) => return answer,
     };
-    if let Some(previous) = sim.replay(&key) {
-        return previous;
-    }
     let Ok(req) = serde_json::from_slice::<RepresentmentRequest>(&body) else {
         return bad_request("the body must be {order_id, evidences_file_id}");
     };

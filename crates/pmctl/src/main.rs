@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod commands;
+mod server;
 mod shutdown;
 
 /// Payment Manager: a merchant's payment backend and a lab for the techniques around it.

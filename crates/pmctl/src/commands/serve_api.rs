@@ -128,19 +128,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     let app = pm_api::router(state);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, mode = ?args.mode, "serve-api listening");
-    let drained = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { drained.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    match tokio::time::timeout(args.shutdown_timeout, server).await {
-        Ok(result) => result??,
-        Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
-    }
+    let detail = format!("{:?} mode", args.mode).to_lowercase();
+    crate::server::serve(
+        "serve-api",
+        &detail,
+        args.listen,
+        app,
+        &shutdown,
+        args.shutdown_timeout,
+    )
+    .await?;
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }

@@ -104,19 +104,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
     let app = pm_ingest::router(state);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, sink = sink_name, "serve-ingest listening");
-    let drained = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { drained.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    match tokio::time::timeout(args.shutdown_timeout, server).await {
-        Ok(result) => result??,
-        Err(_) => tracing::warn!("in-flight requests did not finish within the shutdown timeout"),
-    }
+    let detail = format!("{sink_name} sink");
+    crate::server::serve(
+        "serve-ingest",
+        &detail,
+        args.listen,
+        app,
+        &shutdown,
+        args.shutdown_timeout,
+    )
+    .await?;
     if let Some(producer) = producer {
         // Every acknowledged webhook was already stored; this only waits for anything a
         // request abandoned at the timeout may still have queued.
