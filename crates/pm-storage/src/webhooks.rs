@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Utc};
 use pm_domain::dispute::{self, ChargebackChange, DisputeEffect, DisputeProgress};
-use pm_domain::event::{DisputeEventKind, OrderEventKind};
-use pm_domain::order::{self, OrderEffect, OrderProgress};
+use pm_domain::event::DisputeEventKind;
+use pm_domain::order::OrderEffect;
 use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
 use pm_domain::{DisputeId, EventId};
 use serde::Serialize;
@@ -98,80 +98,83 @@ pub async fn apply_order(
     w: &OrderWebhook,
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
-    if !first_delivery(
-        conn,
-        WebhookKind::Order,
-        w.provider_event_id.as_str(),
-        delivery.received_at,
-    )
-    .await?
-    {
+    let webhook = serde_json::to_string(w)?;
+    let effect: Option<String> = sqlx::query_scalar(APPLY_ORDER_SQL)
+        .bind(w.provider_event_id.as_str())
+        .bind(delivery.received_at)
+        .bind(w.order_id.as_str())
+        .bind(w.user_id.as_uuid())
+        .bind(w.status.as_str())
+        .bind(w.created_at)
+        .bind(w.updated_at)
+        .bind(delivery.event_id.as_uuid())
+        .bind(webhook)
+        .fetch_one(conn)
+        .await?;
+    let Some(effect) = effect else {
         return Ok(OrderOutcome::Duplicate);
-    }
-    let incoming = OrderProgress {
-        status: w.status,
-        updated_at: w.updated_at,
     };
-
-    // An order we have not seen is created from what the webhook carries (it has the user,
-    // the status and both timestamps), whichever webhook of its lifecycle arrives first.
-    let created = sqlx::query(
-        "INSERT INTO orders (order_id, user_id, status, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(w.order_id.as_str())
-    .bind(w.user_id.as_uuid())
-    .bind(w.status.as_str())
-    .bind(w.created_at)
-    .bind(w.updated_at)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-
-    let effect = if created {
-        OrderEffect::Created
-    } else {
-        let (status, updated_at): (String, DateTime<Utc>) =
-            sqlx::query_as("SELECT status, updated_at FROM orders WHERE order_id = $1 FOR UPDATE")
-                .bind(w.order_id.as_str())
-                .fetch_one(&mut *conn)
-                .await?;
-        let status = status
-            .parse()
-            .map_err(|_| StorageError::corrupt("orders.status", &status))?;
-        let (next, effect) = order::apply(Some(OrderProgress { status, updated_at }), incoming);
-        if effect.changes_state() {
-            sqlx::query("UPDATE orders SET status = $2, updated_at = $3 WHERE order_id = $1")
-                .bind(w.order_id.as_str())
-                .bind(next.status.as_str())
-                .bind(next.updated_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        effect
+    let effect = match effect.as_str() {
+        "created" => OrderEffect::Created,
+        "applied" => OrderEffect::Applied,
+        "stale" => OrderEffect::Stale,
+        "final_kept" => OrderEffect::FinalKept,
+        other => return Err(StorageError::corrupt("order webhook effect", other)),
     };
-
-    let data = serde_json::to_string(&WebhookEventData {
-        effect: effect.as_str(),
-        webhook: w,
-    })?;
-    insert_event(
-        conn,
-        EventTable::Order,
-        delivery.event_id,
-        w.order_id.as_str(),
-        OrderEventKind::WebhookReceived.as_str(),
-        Some(w.provider_event_id.as_str()),
-        &data,
-        delivery.received_at,
-    )
-    .await?;
     Ok(OrderOutcome::Applied {
         event_id: delivery.event_id,
         effect,
     })
 }
+
+/// An order webhook in one statement, so one round trip (and, outside a transaction, no
+/// BEGIN/COMMIT) applies it: the webhook rate of sync mode is bounded by round trips.
+///
+/// It is [`pm_domain::order::decide`] compiled to SQL — the `ON CONFLICT … DO UPDATE … WHERE` holds the
+/// rule (final states are kept; a webhook applies when it is at a later lifecycle stage, or
+/// at the same stage with a newer provider `updated_at`) and is evaluated on the locked,
+/// latest row version. `tests/it/webhooks.rs` checks it against `pm_domain::order::apply` for every
+/// pair of statuses and time orders. The dedupe insert comes first: a concurrent delivery of
+/// the same event waits on it and then does nothing. The effect recorded in the event's
+/// data is read from the statement's snapshot, so under a concurrent change of the same
+/// order it may say `stale` where `final_kept` was meant; the state change itself is exact.
+const APPLY_ORDER_SQL: &str = r"
+WITH dedupe AS (
+    INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
+    VALUES ('order', $1, $2)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), upsert AS (
+    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at)
+    SELECT $3, $4, $5, $6, $7 FROM dedupe
+    ON CONFLICT (order_id) DO UPDATE
+        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+        WHERE o.status NOT IN ('success', 'failed')
+          AND (
+                (CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              > (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+            OR ((CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              = (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              AND EXCLUDED.updated_at > o.updated_at)
+          )
+    RETURNING (xmax = 0) AS created
+), effect AS (
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM dedupe) THEN NULL
+        WHEN (SELECT created FROM upsert) THEN 'created'
+        WHEN EXISTS (SELECT 1 FROM upsert) THEN 'applied'
+        WHEN (SELECT status FROM orders WHERE order_id = $3) IN ('success', 'failed') THEN 'final_kept'
+        ELSE 'stale'
+    END AS effect
+), event AS (
+    INSERT INTO order_events (event_id, order_id, kind, provider_event_id, data, created_at)
+    SELECT $8, $3, 'webhook_received', $1,
+           jsonb_build_object('effect', effect.effect, 'webhook', $9::jsonb), $2
+    FROM effect
+    WHERE effect.effect IS NOT NULL
+)
+SELECT effect FROM effect
+";
 
 #[derive(sqlx::FromRow)]
 struct DisputeProgressRow {
@@ -336,9 +339,9 @@ pub async fn apply_order_tx(
     w: &OrderWebhook,
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
-    let mut tx = pool.begin().await?;
-    let outcome = apply_order(&mut tx, w, delivery).await?;
-    tx.commit().await?;
+    // One statement is its own transaction: no BEGIN/COMMIT round trips.
+    let mut conn = pool.acquire().await?;
+    let outcome = apply_order(&mut conn, w, delivery).await?;
     Ok(outcome)
 }
 

@@ -371,3 +371,57 @@ async fn events_land_in_the_daily_partition_of_their_time() {
         0
     );
 }
+
+/// The single-statement SQL of `apply_order` is `order::apply` compiled to SQL: every pair of
+/// (current status, incoming status) and every order of their timestamps gives the same
+/// state and the same effect as the domain rule.
+#[tokio::test]
+async fn the_sql_order_rule_matches_the_domain_rule_exhaustively() {
+    use pm_domain::order::{apply, OrderProgress};
+    let db = TestDatabase::new().await;
+    let mut case = 0;
+    for current in OrderStatus::ALL {
+        for incoming in OrderStatus::ALL {
+            for offset in [-1, 0, 1] {
+                case += 1;
+                let id = format!("rule-{case}");
+                apply_order_tx(
+                    &db.pool,
+                    &order(&format!("{id}-a"), &id, current, 10),
+                    Delivery::now(),
+                )
+                .await
+                .expect("first");
+                let outcome = apply_order_tx(
+                    &db.pool,
+                    &order(&format!("{id}-b"), &id, incoming, 10 + offset),
+                    Delivery::now(),
+                )
+                .await
+                .expect("second");
+                let start = OrderProgress {
+                    status: current,
+                    updated_at: t(10),
+                };
+                let (expected, expected_effect) = apply(
+                    Some(start),
+                    OrderProgress {
+                        status: incoming,
+                        updated_at: t(10 + offset),
+                    },
+                );
+                assert_eq!(
+                    effect(outcome),
+                    Some(expected_effect),
+                    "{current} then {incoming} at {offset:+}"
+                );
+                let (status, updated_at) = order_status(&db, &id).await;
+                assert_eq!(
+                    (status.as_str(), updated_at),
+                    (expected.status.as_str(), expected.updated_at),
+                    "{current} then {incoming} at {offset:+}"
+                );
+            }
+        }
+    }
+}
