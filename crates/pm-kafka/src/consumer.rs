@@ -247,16 +247,32 @@ pub async fn run<H: Handler>(
         .lock()
         .map(|p| p.iter().map(|(k, v)| (*k, *v)).collect())
         .unwrap_or_default();
-    if !processed.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (partition, next) in processed {
-            tpl.add_partition_offset(&shared.settings.topic, partition, Offset::Offset(next))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(error = %e, "final commit failed; the last batches will be delivered again");
-        }
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in processed {
+        tpl.add_partition_offset(&shared.settings.topic, partition, Offset::Offset(next))?;
     }
-    tracing::info!(topic = %shared.settings.topic, "consumer stopped");
+    // The final commit and closing the consumer talk to the broker and block; with the broker
+    // gone they can block for a long time. They run on a blocking thread with a deadline, so
+    // shutdown finishes either way (what was not committed is delivered again: at least once).
+    let topic = shared.settings.topic.clone();
+    drop(shared);
+    let close = tokio::task::spawn_blocking(move || {
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final commit failed; the last batches will be delivered again");
+            }
+        }
+        drop(consumer);
+    });
+    if tokio::time::timeout(Duration::from_secs(10), close)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the final commit did not finish in 10 s; the last batches will be delivered again"
+        );
+    }
+    tracing::info!(topic = %topic, "consumer stopped");
     Ok(())
 }
 

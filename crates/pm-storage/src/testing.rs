@@ -190,10 +190,24 @@ async fn ensure_template(admin_url: &str) -> Result<String, String> {
             .map_err(|e| format!("migrating the template: {e}"));
         pool.close().await;
         migrated?;
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
-            .execute(&mut admin)
-            .await
-            .map_err(|e| e.to_string())?;
+        // The pool's backends end a moment after its sockets close; until then PostgreSQL
+        // refuses the rename ("being accessed by other users"), so retry briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && e.to_string().contains("other users") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         Ok::<(), String>(())
     }
     .await;

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod demo;
+pub(crate) mod loadtest;
 pub(crate) mod migrate;
 pub(crate) mod partition_maintain;
 pub(crate) mod replay_dlq;

@@ -20,9 +20,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmarks into bench-results/: the partitioning experiment, the machine's baselines.
+    Bench(commands::bench::Args),
     /// Run everything on this machine and show it working: database, API, ingest, provider
     /// simulator, a scenario, and a verified report.
     Demo(commands::demo::Args),
+    /// Drive scenario webhooks at fixed arrival rates (open model) and report latency from the
+    /// intended send time, throughput, drops, lag and correctness into bench-results/.
+    Loadtest(commands::loadtest::Args),
     /// Apply the SQL migrations (idempotent; safe in CI and at every deploy).
     Migrate(commands::migrate::Args),
     /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
@@ -57,7 +62,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Bench(a) => commands::bench::run(a).await,
             Command::Demo(a) => commands::demo::run(a).await,
+            Command::Loadtest(a) => commands::loadtest::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(a).await,
@@ -67,6 +74,9 @@ fn main() -> std::process::ExitCode {
             Command::Verify(a) => commands::verify::run(a).await,
         }
     });
+    // Blocking work still running (a Kafka client closing against an unreachable broker)
+    // must not keep the process alive after the command finished.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

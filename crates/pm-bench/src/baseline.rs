@@ -1,0 +1,224 @@
+//! The physical limits of this machine, measured in the same run as the benchmarks they are
+//! a reference for: how many webhooks per second a server that only verifies and parses can
+//! take ([`BareServer`] driven by an open-loop generator, ramped until it no longer keeps
+//! up), and how many single-row transactions per second PostgreSQL commits at the same
+//! concurrency ([`commit_rate`]). The service's rates are meant to be read as fractions of
+//! these.
+
+mod commits;
+mod loadgen;
+mod server;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use commits::{commit_rate, CommitRate};
+pub use loadgen::RateStep;
+pub use server::{BareServer, ORDERS_PATH};
+
+use crate::machine::MachineFacts;
+use crate::BenchError;
+
+/// The signing secret of the generated traffic (the server and the generator share it).
+const SECRET: &[u8] = b"whsec_baseline";
+/// Distinct bodies cycled through (different ids, so nothing can cache a parse).
+const BODIES: usize = 256;
+/// Each ramp step offers this much more than the last.
+const RAMP_FACTOR: f64 = 1.5;
+/// Halvings of the gap between the last sustained and the first failed rate.
+const REFINEMENTS: u32 = 2;
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct BaselineOptions {
+    /// Length of the final HTTP run at the rate found, and of the commit-rate run.
+    pub duration: Duration,
+    /// Concurrent HTTP connections and PostgreSQL sessions.
+    pub connections: u32,
+    /// Length of each ramp step.
+    pub step_duration: Duration,
+    /// A step whose p99 exceeds this is not sustained.
+    pub p99_limit: Duration,
+    /// The first ramp step's rate (requests per second).
+    pub start_rate: f64,
+    /// The ramp stops here even if the server keeps up.
+    pub max_rate: f64,
+    /// The command line, recorded in the report.
+    pub command_line: String,
+}
+
+impl Default for BaselineOptions {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(10),
+            connections: 32,
+            step_duration: Duration::from_secs(3),
+            p99_limit: Duration::from_millis(50),
+            start_rate: 1_000.0,
+            max_rate: 200_000.0,
+            command_line: String::new(),
+        }
+    }
+}
+
+/// The whole result, as written to `baseline-<timestamp>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineReport {
+    pub started_at: DateTime<Utc>,
+    pub machine: MachineFacts,
+    pub http: HttpBaseline,
+    /// Absent when no database was measured.
+    pub postgres: Option<CommitRate>,
+}
+
+/// The bare server's capacity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpBaseline {
+    pub connections: u32,
+    pub p99_limit_ms: f64,
+    /// The ramp, in the order run.
+    pub steps: Vec<RateStep>,
+    /// The highest offered rate that was sustained (0 if even the first was not).
+    pub max_sustainable_rps: f64,
+    /// A longer run (`duration`) at that rate.
+    pub confirmation: RateStep,
+}
+
+/// Runs both baselines: HTTP always, PostgreSQL when `database_url` is given. `progress`
+/// hears a line per step.
+pub async fn run(
+    database_url: Option<&str>,
+    opts: &BaselineOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<BaselineReport, BenchError> {
+    let started_at = Utc::now();
+    let machine = match database_url {
+        Some(url) => {
+            let pool = pm_storage::connect(url, &pm_storage::PoolOptions::default())?;
+            let facts = MachineFacts::collect(Some(&pool), &opts.command_line).await?;
+            pool.close().await;
+            facts
+        }
+        None => MachineFacts::collect(None, &opts.command_line).await?,
+    };
+    let http = http(opts, progress).await?;
+    let postgres = match database_url {
+        Some(url) => {
+            progress(&format!(
+                "PostgreSQL single-row commits, {} sessions, {:?}",
+                opts.connections, opts.duration
+            ));
+            Some(commit_rate(url, opts.connections, opts.duration).await?)
+        }
+        None => None,
+    };
+    Ok(BaselineReport {
+        started_at,
+        machine,
+        http,
+        postgres,
+    })
+}
+
+/// Ramps the offered rate up until the bare server no longer sustains it, refines between
+/// the last good and the first bad rate, and confirms the result with a longer run.
+pub async fn http(
+    opts: &BaselineOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<HttpBaseline, BenchError> {
+    let server = BareServer::start(SECRET).await?;
+    let url = server.url();
+    let connections = usize::try_from(opts.connections)
+        .map_err(|_| BenchError::InvalidOptions("--connections is too large".into()))?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| BenchError::Http(e.to_string()))?;
+    let step = |rate: f64, duration: Duration| {
+        let client = &client;
+        let url = &url;
+        async move {
+            // Signed afresh for every step: signatures expire after five minutes.
+            let requests = signed_requests(SECRET, BODIES);
+            progress(&format!(
+                "HTTP: offering {rate:.0} requests/s for {duration:?}"
+            ));
+            loadgen::step(
+                client,
+                url,
+                &requests,
+                rate,
+                duration,
+                connections,
+                opts.p99_limit,
+            )
+            .await
+        }
+    };
+
+    let mut steps = Vec::new();
+    let mut good: Option<f64> = None;
+    let mut bad: Option<f64> = None;
+    let mut rate = opts.start_rate;
+    while rate <= opts.max_rate {
+        let result = step(rate, opts.step_duration).await?;
+        let sustained = result.sustained;
+        steps.push(result);
+        if !sustained {
+            bad = Some(rate);
+            break;
+        }
+        good = Some(rate);
+        rate *= RAMP_FACTOR;
+    }
+    if let (Some(mut lo), Some(mut hi)) = (good, bad) {
+        for _ in 0..REFINEMENTS {
+            let mid = (lo + hi) / 2.0;
+            let result = step(mid, opts.step_duration).await?;
+            if result.sustained {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            steps.push(result);
+        }
+        good = Some(lo);
+    }
+    let max_sustainable_rps = good.unwrap_or(0.0);
+    let confirmation = step(good.unwrap_or(opts.start_rate), opts.duration).await?;
+    server.stop().await;
+    Ok(HttpBaseline {
+        connections: opts.connections,
+        p99_limit_ms: opts.p99_limit.as_secs_f64() * 1000.0,
+        steps,
+        max_sustainable_rps,
+        confirmation,
+    })
+}
+
+/// `count` valid order webhooks, each with its `Webhook-Signature` for now.
+pub fn signed_bodies(secret: &[u8], count: usize) -> Vec<(Bytes, String)> {
+    let now = Utc::now();
+    let t = now.timestamp();
+    let stamp = now.format("%Y-%m-%dT%H:%M:%SZ");
+    (0..count)
+        .map(|i| {
+            let body = format!(
+                r#"{{"provider_event_id":"evt_baseline_{i}","order_id":"ord_baseline_{i}","user_id":"0b6f5c3e-8d1a-4c7e-9a51-{i:012x}","status":"created","created_at":"{stamp}","updated_at":"{stamp}","meta":{{"source":"baseline"}}}}"#
+            );
+            let header = pm_domain::signature::header_value(secret, t, body.as_bytes());
+            (Bytes::from(body), header)
+        })
+        .collect()
+}
+
+fn signed_requests(secret: &[u8], count: usize) -> Vec<loadgen::Request> {
+    signed_bodies(secret, count)
+        .into_iter()
+        .map(|(body, signature)| loadgen::Request { body, signature })
+        .collect()
+}

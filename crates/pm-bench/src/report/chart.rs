@@ -1,0 +1,270 @@
+//! SVG charts (plotters' SVG backend: no fonts or system libraries needed; text is left to
+//! the viewer).
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::baseline::{BaselineReport, RateStep};
+use crate::partitioning::{Layout, PartitioningReport};
+use crate::BenchError;
+
+const WIDTH: u32 = 1200;
+const PANEL_HEIGHT: u32 = 440;
+
+fn color(layout: Layout) -> RGBColor {
+    match layout {
+        Layout::Plain => RGBColor(0x9e, 0x9e, 0x9e),
+        Layout::Indexed => RGBColor(0x1f, 0x77, 0xb4),
+        Layout::Partitioned => RGBColor(0x2c, 0xa0, 0x2c),
+    }
+}
+
+fn chart_error(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Chart(e.to_string())
+}
+
+/// A log axis from a power of ten below the smallest value to one above the largest.
+fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.1, 10.0);
+    }
+    (
+        10f64.powf(lo.log10().floor()).max(1e-3),
+        // Headroom above the tallest bar for its label and the legend.
+        10f64.powf(hi.log10().ceil() + 1.0),
+    )
+}
+
+/// Grouped bars: one group per query, one bar per layout: median time above, pages below.
+pub(crate) fn partitioning(report: &PartitioningReport) -> Result<String, BenchError> {
+    let mut svg = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut svg, (WIDTH, 2 * PANEL_HEIGHT + 50)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let root = root
+            .titled(
+                &format!(
+                    "dispute_events: {} rows over {} days, per layout",
+                    super::fmt_count(report.setup.rows),
+                    report.setup.days
+                ),
+                ("sans-serif", 22),
+            )
+            .map_err(chart_error)?;
+        let (top, bottom) = root.split_vertically(PANEL_HEIGHT);
+        bars(report, &top, "median execution time, ms (log scale)", |l| {
+            l.median_ms
+        })?;
+        bars(
+            report,
+            &bottom,
+            "pages touched, shared hit + read (log scale)",
+            |l| l.pages as f64,
+        )?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+fn bars(
+    report: &PartitioningReport,
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    caption: &str,
+    value: impl Fn(&crate::partitioning::LayoutResult) -> f64,
+) -> Result<(), BenchError> {
+    let names: Vec<String> = report.queries.iter().map(|q| q.title.clone()).collect();
+    let n = names.len().max(1) as f64;
+    let (lo, hi) = log_bounds(
+        report
+            .queries
+            .iter()
+            .flat_map(|q| q.layouts.iter().map(&value)),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n - 0.5), (lo..hi).log_scale())
+        .map_err(chart_error)?;
+    let label_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            names.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len())
+        .x_label_formatter(&label_of)
+        .y_label_formatter(&|y| format!("{y}"))
+        .draw()
+        .map_err(chart_error)?;
+    let width = 0.8 / Layout::ALL.len() as f64;
+    for (li, layout) in Layout::ALL.into_iter().enumerate() {
+        let fill = color(layout);
+        let points: Vec<(f64, f64)> = report
+            .queries
+            .iter()
+            .enumerate()
+            .filter_map(|(qi, q)| {
+                let x0 = qi as f64 - 0.4 + li as f64 * width;
+                q.layout(layout).map(|l| (x0, value(l).max(lo)))
+            })
+            .collect();
+        chart
+            .draw_series(points.iter().map(|&(x0, v)| {
+                Rectangle::new([(x0 + 0.01, lo), (x0 + width - 0.01, v)], fill.filled())
+            }))
+            .map_err(chart_error)?
+            .label(layout.label())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], fill.filled()));
+        chart
+            .draw_series(points.iter().map(|&(x0, v)| {
+                Text::new(
+                    short_number(v),
+                    (x0 + 0.02, v * 1.15),
+                    ("sans-serif", 11).into_font(),
+                )
+            }))
+            .map_err(chart_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperMiddle)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(chart_error)?;
+    Ok(())
+}
+
+/// `65`, `3.8k`, `0.42`: fits above a bar.
+fn short_number(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 1_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else if v >= 10.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The ramp: achieved versus offered rate above, p99 latency below.
+pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
+    let mut steps: Vec<&RateStep> = report.http.steps.iter().collect();
+    steps.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    let max_rate = steps
+        .iter()
+        .map(|s| s.offered_rps.max(s.achieved_rps))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut svg, (WIDTH, 2 * PANEL_HEIGHT + 50)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let root = root
+            .titled(
+                &format!(
+                    "bare webhook server: {:.0} requests/s sustained",
+                    report.http.max_sustainable_rps
+                ),
+                ("sans-serif", 22),
+            )
+            .map_err(chart_error)?;
+        let (top, bottom) = root.split_vertically(PANEL_HEIGHT);
+
+        let mut rate = ChartBuilder::on(&top)
+            .caption("achieved vs offered requests/s", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..max_rate, 0f64..max_rate)
+            .map_err(chart_error)?;
+        rate.configure_mesh()
+            .x_desc("offered /s")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(chart_error)?;
+        rate.draw_series(LineSeries::new(
+            [(0.0, 0.0), (max_rate, max_rate)],
+            RGBColor(0xbb, 0xbb, 0xbb).stroke_width(1),
+        ))
+        .map_err(chart_error)?;
+        let achieved: Vec<(f64, f64)> = steps
+            .iter()
+            .map(|s| (s.offered_rps, s.achieved_rps))
+            .collect();
+        let blue = RGBColor(0x1f, 0x77, 0xb4);
+        rate.draw_series(LineSeries::new(achieved.clone(), blue.stroke_width(2)))
+            .map_err(chart_error)?;
+        rate.draw_series(achieved.iter().map(|&p| Circle::new(p, 4, blue.filled())))
+            .map_err(chart_error)?;
+
+        let (lo, hi) = log_bounds(steps.iter().map(|s| s.p99_ms));
+        let mut latency = ChartBuilder::on(&bottom)
+            .caption(
+                "p99 latency, ms (log scale; from when each request was due)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..max_rate, (lo..hi).log_scale())
+            .map_err(chart_error)?;
+        latency
+            .configure_mesh()
+            .x_desc("offered /s")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y}"))
+            .draw()
+            .map_err(chart_error)?;
+        let red = RGBColor(0xd6, 0x27, 0x28);
+        let p99: Vec<(f64, f64)> = steps
+            .iter()
+            .map(|s| (s.offered_rps, s.p99_ms.max(lo)))
+            .collect();
+        latency
+            .draw_series(LineSeries::new(p99.clone(), red.stroke_width(2)))
+            .map_err(chart_error)?;
+        latency
+            .draw_series(p99.iter().map(|&p| Circle::new(p, 4, red.filled())))
+            .map_err(chart_error)?;
+        latency
+            .draw_series(LineSeries::new(
+                [
+                    (0.0, report.http.p99_limit_ms),
+                    (max_rate, report.http.p99_limit_ms),
+                ],
+                RGBColor(0x99, 0x99, 0x99).stroke_width(1),
+            ))
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_bounds_cover_the_values() {
+        let (lo, hi) = log_bounds([0.5, 782.0].into_iter());
+        assert!(lo <= 0.5 && hi >= 782.0);
+        assert_eq!(log_bounds(std::iter::empty()), (0.1, 10.0));
+        assert_eq!(short_number(3_812.0), "3.8k");
+        assert_eq!(short_number(119_034.0), "119k");
+    }
+}

@@ -1,0 +1,98 @@
+//! Terminal tables.
+
+use comfy_table::Table;
+
+use super::{fmt_count, fmt_ms, fmt_ratio};
+use crate::baseline::BaselineReport;
+use crate::partitioning::PartitioningReport;
+
+/// One row per query and layout: times, pages, partitions, rows; then the ratios.
+pub fn partitioning_table(report: &PartitioningReport) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "query",
+        "layout",
+        "median ms",
+        "p95 ms",
+        "first ms",
+        "pages (hit+read)",
+        "of them events",
+        "partitions",
+        "rows",
+        "vs indexed (time / pages)",
+    ]);
+    for q in &report.queries {
+        let indexed = q.layout(crate::partitioning::Layout::Indexed);
+        for l in &q.layouts {
+            let vs = indexed.map_or("–".to_owned(), |i| {
+                format!(
+                    "{} / {}",
+                    fmt_ratio(i.median_ms / l.median_ms),
+                    fmt_ratio(i.pages as f64 / l.pages as f64)
+                )
+            });
+            table.add_row([
+                q.title.clone(),
+                l.layout.label().to_owned(),
+                fmt_ms(l.median_ms),
+                fmt_ms(l.p95_ms),
+                fmt_ms(l.first_ms),
+                fmt_count(l.pages),
+                fmt_count(l.events_pages),
+                format!("{}/{}", l.partitions_scanned, l.partitions_total),
+                fmt_count(l.rows),
+                vs,
+            ]);
+        }
+    }
+    table
+}
+
+/// The ramp and the commit rate.
+pub fn baseline_table(report: &BaselineReport) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "measurement",
+        "offered /s",
+        "achieved /s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors + unsent",
+        "sustained",
+    ]);
+    let rows = report
+        .http
+        .steps
+        .iter()
+        .map(|s| ("HTTP ramp step", s))
+        .chain(std::iter::once((
+            "HTTP confirmation",
+            &report.http.confirmation,
+        )));
+    for (name, s) in rows {
+        table.add_row([
+            name.to_owned(),
+            format!("{:.0}", s.offered_rps),
+            format!("{:.0}", s.achieved_rps),
+            fmt_ms(s.p50_ms),
+            fmt_ms(s.p99_ms),
+            fmt_ms(s.max_ms),
+            fmt_count(s.errors + s.unsent),
+            if s.sustained { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    if let Some(pg) = &report.postgres {
+        table.add_row([
+            format!("PostgreSQL commits ({} sessions)", pg.connections),
+            "–".to_owned(),
+            format!("{:.0}", pg.commits_per_sec),
+            fmt_ms(pg.p50_ms),
+            fmt_ms(pg.p99_ms),
+            fmt_ms(pg.max_ms),
+            "0".to_owned(),
+            "–".to_owned(),
+        ]);
+    }
+    table
+}

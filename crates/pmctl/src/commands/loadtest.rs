@@ -1,0 +1,337 @@
+//! `pmctl loadtest`: drives scenario webhooks at fixed arrival rates (open model) against
+//! ingest or the API, and writes the results to `bench-results/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use pm_loadtest::check::CheckConfig;
+use pm_loadtest::engine::EngineConfig;
+use pm_loadtest::knee::{self, SloCriteria};
+use pm_loadtest::lag::LagConfig;
+use pm_loadtest::report::{self, Baseline, Knee, Machine, RunReport, ScenarioInfo, Settings};
+use pm_loadtest::sweep::{self, SweepConfig, VerifyConfig};
+use pm_loadtest::traffic::{TrafficOptions, TrafficSource};
+use pm_scenario::Scenario;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::args::{duration, secret};
+
+mod summary;
+
+/// Played when the default scenario file is not there (e.g. outside the repository).
+const QUICKSTART: &str = include_str!("../../../../scenarios/quickstart.toml");
+const DEFAULT_SCENARIO: &str = "scenarios/steady-10k.toml";
+
+/// Drive a scenario's signed webhooks at fixed arrival rates (an open model: request i is
+/// sent at i/rate whatever the server does, and latency is measured from that intended
+/// time, so queueing cannot hide) and report sent, accepted, rejected by status, dropped,
+/// achieved rate and p50/p90/p99/p99.9/max per rate. With --rates, a sweep finds the knee:
+/// the highest rate whose p99 stays within --slo-p99. With --verify, each step is checked
+/// against the database through the API (nothing lost, nothing doubled) and the end-to-end
+/// lag is sampled. Results: bench-results/loadtest-<UTC time>.json (with the full
+/// histograms), a Markdown report and an SVG chart. Merchant actions (evidence, submit)
+/// are not performed.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Scenario file the traffic comes from (scenarios/README.md). Its deliveries are sent
+    /// in its order at the load test's rate; more plans with new seeds and ids are
+    /// generated when a step needs more. When the default file is missing, the built-in
+    /// quickstart scenario is used.
+    #[arg(long, env = "PM_LOADTEST_SCENARIO", default_value = DEFAULT_SCENARIO)]
+    scenario: PathBuf,
+    /// Replace the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Leave out the scenario's bad deliveries (malformed, badly signed, stale, invalid);
+    /// by default they are sent as the scenario says.
+    #[arg(long)]
+    drop_faults: bool,
+    /// Where webhooks go: ingest (port 3001) or the API directly (port 3000).
+    #[arg(
+        long,
+        env = "PM_LOADTEST_TARGET",
+        default_value = "http://127.0.0.1:3001"
+    )]
+    target: String,
+    /// The API, read by --verify and for the lag measurement.
+    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
+    api_url: String,
+    /// Secret to sign webhooks with (the target's PM_WEBHOOK_SECRETS; the first is used).
+    #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
+    secrets: Vec<SecretString>,
+    /// Offered rate of a single step, requests per second.
+    #[arg(long, default_value_t = 1000.0, conflicts_with = "rates")]
+    rate: f64,
+    /// A sweep: one step per offered rate, e.g. `2000,5000,10000`; the report names the
+    /// knee.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Measured duration of each step.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    duration: Duration,
+    /// Warm-up before each step's measured period: sent at the same rate, not measured.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    warmup: Duration,
+    /// Workers, each with one HTTP/1.1 keep-alive connection and one request at a time.
+    #[arg(long, env = "PM_LOADTEST_CONNECTIONS", default_value_t = 64)]
+    connections: usize,
+    /// The latency objective: a step passes when its p99 is at most this (and it achieved
+    /// ≥ 95 % of the offered rate with ≤ 1 % dropped and ≤ 1 % failed or 5xx).
+    #[arg(long, default_value = "50ms", value_parser = duration)]
+    slo_p99: Duration,
+    /// After each step, wait until everything accepted was processed and compare the
+    /// database with what was sent (through --api-url), and sample the end-to-end lag.
+    /// Like `pmctl verify` it reads every order, dispute and event through the API, which
+    /// takes a while on a large database: a fresh database per run keeps it quick.
+    #[arg(long)]
+    verify: bool,
+    /// Most accepted order webhooks per step whose lag (acceptance → visible in the API)
+    /// is measured with --verify, by polling the API (at most 10 % of the offered rate in
+    /// polls, so fewer at low rates); 0 turns the measurement off.
+    #[arg(long, default_value_t = 1000)]
+    lag_samples: usize,
+    /// How long --verify waits for processing (kafka mode) before it reports what is
+    /// still missing.
+    #[arg(long, default_value = "3m", value_parser = duration)]
+    verify_timeout: Duration,
+    /// Folder of the result files.
+    #[arg(long, env = "PM_BENCH_RESULTS", default_value = "bench-results")]
+    out: PathBuf,
+    /// An earlier result file (loadtest-*.json) to print the differences with.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Baseline file of this machine (`pmctl bench baseline`) to compare achieved rates
+    /// with; by default the newest baseline-*.json in --out, if any.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Timeout of one request (it then counts as failed, with its time recorded).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    request_timeout: Duration,
+    /// A request started later than this after its intended time counts as late (it is
+    /// still sent and its latency includes the wait).
+    #[arg(long, default_value = "5ms", value_parser = duration)]
+    late_after: Duration,
+    /// A request that could not start within this after its intended time is dropped
+    /// (not sent): the server is hopelessly behind.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    give_up_after: Duration,
+    /// Pause between the steps of a sweep.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    cooldown: Duration,
+}
+
+/// The scenario text and where it came from (`None`: built in).
+fn scenario_text(path: &Path) -> anyhow::Result<(String, Option<String>)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, Some(path.display().to_string()))),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_SCENARIO) =>
+        {
+            eprintln!("{DEFAULT_SCENARIO} not found: using the built-in quickstart scenario");
+            Ok((QUICKSTART.to_owned(), None))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The command line with secret values replaced.
+fn command_line() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in std::env::args() {
+        if hide_next {
+            out.push("***".to_owned());
+            hide_next = false;
+        } else if arg == "--webhook-secret" {
+            hide_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--webhook-secret=") {
+            out.push("--webhook-secret=***".to_owned());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Args {
+    fn rates(&self) -> Vec<f64> {
+        if self.rates.is_empty() {
+            vec![self.rate]
+        } else {
+            self.rates.clone()
+        }
+    }
+
+    fn sweep_config(&self, secret: Vec<u8>) -> SweepConfig {
+        let verify = self.verify.then(|| VerifyConfig {
+            check: CheckConfig {
+                timeout: self.verify_timeout,
+                ..CheckConfig::new(self.api_url.clone())
+            },
+            lag_samples: self.lag_samples,
+            lag: LagConfig::new(self.api_url.clone()),
+        });
+        SweepConfig {
+            engine: EngineConfig {
+                target: self.target.clone(),
+                secret,
+                connections: self.connections,
+                request_timeout: self.request_timeout,
+                late_after: self.late_after,
+                give_up_after: self.give_up_after,
+            },
+            rates: self.rates(),
+            warmup: self.warmup,
+            duration: self.duration,
+            criteria: SloCriteria::new(self.slo_p99),
+            verify,
+            cooldown: self.cooldown,
+            progress: true,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            connections: self.connections,
+            warmup_ms: millis(self.warmup),
+            duration_ms: millis(self.duration),
+            slo_p99_ms: self.slo_p99.as_secs_f64() * 1000.0,
+            request_timeout_ms: millis(self.request_timeout),
+            late_after_ms: millis(self.late_after),
+            give_up_after_ms: millis(self.give_up_after),
+            verify: self.verify,
+            lag_samples: if self.verify { self.lag_samples } else { 0 },
+        }
+    }
+
+    fn baseline(&self) -> anyhow::Result<Option<Baseline>> {
+        match &self.baseline {
+            Some(path) => Ok(Some(Baseline::read(path)?)),
+            None => Ok(
+                report::find_baseline(&self.out).and_then(|p| match Baseline::read(&p) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        eprintln!("ignoring baseline: {e}");
+                        None
+                    }
+                }),
+            ),
+        }
+    }
+}
+
+/// Fails early, with what to start, when the target does not answer at all.
+async fn preflight(target: &str) -> anyhow::Result<()> {
+    let url = format!("{}/health/live", target.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    http.get(&url).send().await.with_context(|| {
+        format!("cannot reach the target at {target}: start `pmctl serve-ingest` (or `serve-api`) or pass --target")
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let secret = args
+        .secrets
+        .first()
+        .map(|s| s.expose_secret().as_bytes().to_vec())
+        .filter(|s| !s.is_empty())
+        .context(
+            "a webhook secret is needed to sign webhooks: --webhook-secret or PM_WEBHOOK_SECRETS",
+        )?;
+    let (text, file) = scenario_text(&args.scenario)?;
+    let scenario =
+        Scenario::from_toml(&text).map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
+    let scenario = match args.seed {
+        Some(seed) => scenario.with_seed(seed),
+        None => scenario,
+    };
+    let old = args
+        .compare
+        .as_deref()
+        .map(report::read_report)
+        .transpose()?;
+    let baseline = args.baseline()?;
+    preflight(&args.target).await?;
+    if args.verify {
+        preflight(&args.api_url).await?;
+    }
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let info = ScenarioInfo {
+        name: scenario.name().to_owned(),
+        seed: scenario.seed(),
+        file,
+        keep_faults: !args.drop_faults,
+    };
+    let source = TrafficSource::new(
+        scenario,
+        TrafficOptions {
+            keep_faults: !args.drop_faults,
+            run_id: run_id.clone(),
+        },
+    )?;
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let config = args.sweep_config(secret);
+    let steps = sweep::sweep(&config, source, summary::print_step).await?;
+    let knee = knee::knee(&steps).map(|s| Knee {
+        offered_rate: s.offered_rate,
+        achieved_rate: s.achieved_rate,
+        p99_us: s.latency.p99_us,
+    });
+    let run = RunReport {
+        format: report::REPORT_FORMAT,
+        tool: "pmctl loadtest".to_owned(),
+        run_id,
+        started_at,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command_line: command_line(),
+        git_revision: report::git_revision(),
+        machine: Machine::this(),
+        scenario: info,
+        target: args.target.clone(),
+        api_url: args.verify.then(|| args.api_url.clone()),
+        settings: args.settings(),
+        steps,
+        knee,
+        baseline,
+    };
+    let written = report::write_reports(&args.out, &run)?;
+    summary::print_run(&run, old.as_ref(), &written);
+    let failed: Vec<String> = run
+        .steps
+        .iter()
+        .filter(|s| s.verify.as_ref().is_some_and(|v| !v.ok))
+        .map(|s| format!("{:.0}/s", s.offered_rate))
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "verification failed at {}: see {}",
+        failed.join(", "),
+        written.markdown.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_scenario_falls_back_to_the_built_in_one() {
+        // Tests run in the crate's folder, where scenarios/ does not exist.
+        let (text, file) = scenario_text(Path::new(DEFAULT_SCENARIO)).unwrap();
+        if file.is_none() {
+            assert_eq!(text, QUICKSTART);
+        }
+        assert!(scenario_text(Path::new("no/such/file.toml")).is_err());
+    }
+}
