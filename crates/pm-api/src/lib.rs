@@ -16,6 +16,8 @@ pub mod openapi;
 mod query;
 mod routes;
 mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use routes::router;
 pub use state::{ApiConfig, ApiMetrics, AppState, Readiness};

@@ -2,12 +2,9 @@
 
 use std::time::Duration;
 
-use pm_api::{ApiConfig, ApiMetrics, AppState};
-use pm_domain::signature::{self, Verifier};
-use pm_http::intake::IntakeConfig;
-use pm_provider::{ProviderClient, ProviderConfig};
+use pm_domain::signature;
+use pm_provider::ProviderConfig;
 use pm_storage::testing::TestDatabase;
-use pm_telemetry::metrics::{Registry, SharedRegistry};
 use serde_json::{json, Value};
 use wiremock::MockServer;
 
@@ -26,36 +23,16 @@ impl TestApp {
     pub async fn spawn() -> TestApp {
         let db = TestDatabase::new().await;
         let provider = MockServer::start().await;
-        let config = ApiConfig {
-            intake: IntakeConfig {
-                verifier: Some(Verifier::new(vec![SECRET.to_vec()], 300)),
-                max_body_bytes: 64 * 1024,
-            },
-            internal_token: Some(TOKEN.to_owned().into()),
-            capture_stale_after: Duration::from_secs(30),
-        };
-        let client = ProviderClient::new(ProviderConfig {
-            base_url: provider.uri(),
-            request_timeout: Duration::from_millis(500),
-            initial_backoff: Duration::from_millis(10),
-            ..ProviderConfig::default()
-        })
-        .expect("provider client");
-        let mut registry = Registry::with_prefix("pm");
-        let metrics = ApiMetrics::register(&mut registry);
-        let state = AppState::new(
-            db.pool.clone(),
-            config,
-            client,
-            metrics,
-            SharedRegistry::new(registry),
-            Vec::new(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, pm_api::router(state)).await });
+        let base = pm_api::testing::TestApi::new(SECRET)
+            .internal_token(TOKEN)
+            .provider(ProviderConfig {
+                base_url: provider.uri(),
+                request_timeout: Duration::from_millis(500),
+                initial_backoff: Duration::from_millis(10),
+                ..ProviderConfig::default()
+            })
+            .serve(db.pool.clone())
+            .await;
         TestApp {
             base,
             db,

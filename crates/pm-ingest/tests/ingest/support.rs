@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use pm_api::{ApiConfig, ApiMetrics, AppState};
 use pm_domain::signature::{self, Verifier};
 use pm_http::intake::IntakeConfig;
 use pm_ingest::{HttpSinkConfig, IngestMetrics, IngestState, Sink};
-use pm_provider::{ProviderClient, ProviderConfig};
+use pm_provider::ProviderConfig;
 use pm_storage::testing::TestDatabase;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::SecretString;
@@ -116,28 +115,16 @@ impl Api {
     pub async fn spawn() -> Api {
         let db = TestDatabase::new().await;
         let provider = MockServer::start().await;
-        let config = ApiConfig {
-            intake: intake(),
-            internal_token: Some(TOKEN.to_owned().into()),
-            capture_stale_after: Duration::from_secs(30),
-        };
-        let client = ProviderClient::new(ProviderConfig {
-            base_url: provider.uri(),
-            ..ProviderConfig::default()
-        })
-        .expect("provider client");
-        let mut registry = Registry::with_prefix("pm");
-        let metrics = ApiMetrics::register(&mut registry);
-        let state = AppState::new(
-            db.pool.clone(),
-            config,
-            client,
-            metrics,
-            SharedRegistry::new(registry),
-            Vec::new(),
-        );
+        let base = pm_api::testing::TestApi::new(SECRET)
+            .internal_token(TOKEN)
+            .provider(ProviderConfig {
+                base_url: provider.uri(),
+                ..ProviderConfig::default()
+            })
+            .serve(db.pool.clone())
+            .await;
         Api {
-            base: serve(pm_api::router(state)).await,
+            base,
             db,
             http: reqwest::Client::new(),
             _provider: provider,

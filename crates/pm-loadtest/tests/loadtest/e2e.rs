@@ -3,50 +3,21 @@
 
 use std::time::Duration;
 
-use pm_api::{ApiConfig, ApiMetrics, AppState};
-use pm_domain::signature::Verifier;
-use pm_http::intake::IntakeConfig;
 use pm_loadtest::check::CheckConfig;
 use pm_loadtest::engine::EngineConfig;
 use pm_loadtest::knee::SloCriteria;
 use pm_loadtest::lag::LagConfig;
 use pm_loadtest::sweep::{sweep, SweepConfig, VerifyConfig};
-use pm_provider::{ProviderClient, ProviderConfig};
 use pm_storage::testing::TestDatabase;
-use pm_telemetry::metrics::{Registry, SharedRegistry};
 
 use crate::support::{source, SECRET};
 
-/// The API on a free port against `db`, like the API's own test harness.
+/// The API on a free port against `db`. Merchant actions are not performed, so its
+/// provider is never called.
 async fn spawn_api(db: &TestDatabase) -> String {
-    let config = ApiConfig {
-        intake: IntakeConfig {
-            verifier: Some(Verifier::new(vec![SECRET.to_vec()], 300)),
-            max_body_bytes: 64 * 1024,
-        },
-        internal_token: None,
-        capture_stale_after: Duration::from_secs(30),
-    };
-    // Merchant actions are not performed, so the provider is never called.
-    let client = ProviderClient::new(ProviderConfig {
-        base_url: "http://127.0.0.1:9".to_owned(),
-        ..ProviderConfig::default()
-    })
-    .unwrap();
-    let mut registry = Registry::with_prefix("pm");
-    let metrics = ApiMetrics::register(&mut registry);
-    let state = AppState::new(
-        db.pool.clone(),
-        config,
-        client,
-        metrics,
-        SharedRegistry::new(registry),
-        Vec::new(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, pm_api::router(state)).await });
-    base
+    pm_api::testing::TestApi::new(SECRET)
+        .serve(db.pool.clone())
+        .await
 }
 
 #[tokio::test]

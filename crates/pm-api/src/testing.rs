@@ -1,0 +1,77 @@
+//! The API on a free port, for the tests of this crate and of the crates that talk to it
+//! (ingest, the load generator). Feature `testing`.
+
+use std::time::Duration;
+
+use pm_domain::signature::Verifier;
+use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
+use pm_provider::{ProviderClient, ProviderConfig};
+use pm_storage::PgPool;
+use pm_telemetry::metrics::{Registry, SharedRegistry};
+
+use crate::{router, ApiConfig, ApiMetrics, AppState};
+
+/// How the test API is set up; [`TestApi::serve`] starts it.
+#[derive(Debug, Clone)]
+pub struct TestApi {
+    secret: Vec<u8>,
+    internal_token: Option<String>,
+    provider: ProviderConfig,
+}
+
+impl TestApi {
+    /// Webhooks signed with `secret`; no internal token; a provider on a port where nothing
+    /// listens (tests that capture or submit set one with [`TestApi::provider`]).
+    pub fn new(secret: &[u8]) -> Self {
+        TestApi {
+            secret: secret.to_vec(),
+            internal_token: None,
+            provider: ProviderConfig {
+                base_url: "http://127.0.0.1:9".to_owned(),
+                ..ProviderConfig::default()
+            },
+        }
+    }
+
+    pub fn internal_token(mut self, token: &str) -> Self {
+        self.internal_token = Some(token.to_owned());
+        self
+    }
+
+    pub fn provider(mut self, provider: ProviderConfig) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Serves the API on `127.0.0.1:<free port>` against `pool`; returns its base URL.
+    ///
+    /// # Panics
+    /// When the provider settings are invalid or no port can be bound: a test set-up error.
+    pub async fn serve(self, pool: PgPool) -> String {
+        let config = ApiConfig {
+            intake: IntakeConfig {
+                verifier: Some(Verifier::new(vec![self.secret], 300)),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+            internal_token: self.internal_token.map(Into::into),
+            capture_stale_after: Duration::from_secs(30),
+        };
+        let client = ProviderClient::new(self.provider).expect("valid provider settings");
+        let mut registry = Registry::with_prefix("pm");
+        let metrics = ApiMetrics::register(&mut registry);
+        let state = AppState::new(
+            pool,
+            config,
+            client,
+            metrics,
+            SharedRegistry::new(registry),
+            Vec::new(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let base = format!("http://{}", listener.local_addr().expect("bound address"));
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        base
+    }
+}
