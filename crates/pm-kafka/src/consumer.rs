@@ -501,6 +501,10 @@ async fn dead_letter<H: Handler>(
             }
             Err(e) => {
                 attempt += 1;
+                let labels = TopicLabels {
+                    topic: dlq_topic.clone(),
+                };
+                shared.metrics.dlq_failures.get_or_create(&labels).inc();
                 tracing::error!(topic = %dlq_topic, error = %e, attempt, "cannot publish a dead letter; the offset stays until it is stored");
                 pause(
                     shared,

@@ -38,6 +38,7 @@ pub struct ConsumerMetrics {
     pub(crate) lag: Family<PartitionLabels, Gauge>,
     pub(crate) dlq: Family<OutcomeLabels, Counter>,
     pub(crate) transient: Family<TopicLabels, Counter>,
+    pub(crate) dlq_failures: Family<TopicLabels, Counter>,
 }
 
 impl ConsumerMetrics {
@@ -48,6 +49,7 @@ impl ConsumerMetrics {
             lag: Family::default(),
             dlq: Family::default(),
             transient: Family::default(),
+            dlq_failures: Family::default(),
         };
         registry.register(
             "kafka_messages_processed",
@@ -73,6 +75,11 @@ impl ConsumerMetrics {
             "kafka_transient_errors",
             "Transient failures (batch retried, partition waited)",
             m.transient.clone(),
+        );
+        registry.register(
+            "kafka_dlq_publish_failures",
+            "Failed attempts to publish a dead letter (the offset waits until one succeeds)",
+            m.dlq_failures.clone(),
         );
         m
     }

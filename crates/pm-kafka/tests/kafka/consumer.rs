@@ -8,7 +8,7 @@ use pm_kafka::dlq::header;
 use pm_kafka::{KafkaConfig, Producer, Topics};
 use rdkafka::message::Message;
 
-use crate::harness::{eventually, header, Env, Recorder};
+use crate::harness::{eventually, header, metric_total, Env, Recorder};
 
 #[tokio::test]
 async fn order_is_kept_per_key_across_concurrent_partitions() {
@@ -186,11 +186,12 @@ async fn offsets_are_committed_only_after_processing() {
     env.send(&env.topics.orders, "user-1", "4").await;
     let third = Arc::new(Recorder::default());
     let (stop, task) = env.start(env.settings("commit"), third.clone(), env.producer.clone());
+    // A redelivered 1, 2 or 3 would precede 4 in the partition: once 4 is applied, anything
+    // uncommitted would already have been applied too.
     eventually("the new message", || {
         !third.applied.lock().expect("lock").is_empty()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     task.await.expect("task");
     let payloads: Vec<_> = third
@@ -223,12 +224,13 @@ async fn a_failed_dlq_publish_never_lets_the_offset_move() {
         .expect("lock")
         .reject
         .push("poison".to_owned());
-    let (stop, task) = env.start(env.settings("dlq-down"), rec.clone(), broken);
-    eventually("the poison was handled", || {
-        rec.seen.lock().expect("lock").contains_key("poison")
+    let (stop, task, metrics) = env.start_measured(env.settings("dlq-down"), rec.clone(), broken);
+    // Stop only after publishing the dead letter has failed (more than once), so the test
+    // shows that a failed publish leaves the offset where it was.
+    eventually("dead-letter publishes failing", || {
+        metric_total(&metrics.render(), "kafka_dlq_publish_failures_total") >= 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
     task.await.expect("task");
     assert!(env.read_all(&Topics::dlq(&env.topics.orders)).is_empty());

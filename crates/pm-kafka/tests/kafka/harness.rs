@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use pm_kafka::consumer::{self, ConsumerSettings, Handler, Outcome, Received, Transient};
 use pm_kafka::metrics::ConsumerMetrics;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
+use pm_telemetry::metrics::{Registry, SharedRegistry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -118,15 +119,27 @@ impl Env {
         handler: Arc<Recorder>,
         dlq: Producer,
     ) -> (CancellationToken, JoinHandle<()>) {
+        let (token, task, _) = self.start_measured(settings, handler, dlq);
+        (token, task)
+    }
+
+    /// Like [`Env::start`], also returning the consumer's metrics.
+    pub fn start_measured(
+        &self,
+        settings: ConsumerSettings,
+        handler: Arc<Recorder>,
+        dlq: Producer,
+    ) -> (CancellationToken, JoinHandle<()>, SharedRegistry) {
         let token = CancellationToken::new();
-        let metrics = ConsumerMetrics::register(&mut Default::default());
+        let mut registry = Registry::default();
+        let metrics = ConsumerMetrics::register(&mut registry);
         let (config, t) = (self.config.clone(), token.clone());
         let task = tokio::spawn(async move {
             consumer::run(&config, settings, handler, dlq, metrics, t)
                 .await
                 .expect("consumer");
         });
-        (token, task)
+        (token, task, SharedRegistry::new(registry))
     }
 
     /// Every message of `topic` (reads to the current end of each partition).
@@ -186,4 +199,15 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The sum of a counter's series in Prometheus text (`name{labels} value` lines).
+pub fn metric_total(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

@@ -369,8 +369,19 @@ async fn a_database_outage_pauses_processing_without_dead_letters() {
             )
             .await;
     }
-    // Let the outage last: the consumer keeps retrying and must not drain into the DLQ.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Let the outage last until the consumer has retried (and failed) several times: it must
+    // keep retrying, not drain the topic into the DLQ.
+    let http = reqwest::Client::new();
+    eventually("the consumer retrying through the outage", || async {
+        let Ok(r) = http.get(api.url("/metrics")).send().await else {
+            return false;
+        };
+        let Ok(text) = r.text().await else {
+            return false;
+        };
+        counter_total(&text, "pm_kafka_transient_errors_total") >= 3
+    })
+    .await;
     assert_eq!(kafka.dead_letters(&kafka.topics.orders), 0);
     assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 1);
 
@@ -450,4 +461,15 @@ mod url_parts {
             database: database.to_owned(),
         }
     }
+}
+
+/// The sum of a counter's series in Prometheus text (`name{labels} value` lines).
+fn counter_total(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
