@@ -302,7 +302,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .count();
     println!(
         "provider accepted {representments} representment(s); {} duplicate deliveries suppressed; DLQ: {}",
-        emitted_duplicates(&report),
+        report.duplicates_delivered,
         dlq.map_or("not used (HTTP pipeline)".to_owned(), |n| format!("{n} message(s)")),
     );
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
@@ -326,10 +326,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         describe(&report, &emitted)
     );
     Ok(())
-}
-
-fn emitted_duplicates(report: &VerifyReport) -> u64 {
-    report.duplicates_delivered
 }
 
 fn describe(report: &VerifyReport, emitted: &pm_sim::emitter::EmitReport) -> String {
