@@ -5,10 +5,15 @@
 //! committed. Decoding happens before the transaction: an undecodable message is
 //! rejected (dead-lettered at once) without touching the database. A chargeback whose
 //! order is not known yet writes nothing and is reported retryable (the messages after it
-//! wait for its retries, keeping the partition's order). A database that is
-//! unavailable is transient: the whole batch is retried and the partition waits. Any
-//! other database error aborts the batch, which is then applied one message per
-//! transaction so that only the message that cannot be stored is dead-lettered.
+//! wait for its retries, keeping the partition's order).
+//!
+//! Database errors: only those the input itself causes (SQLSTATE classes 22 and 23) can
+//! cost a message. Such an error aborts the batch, which is then applied one message per
+//! transaction so that only the message that cannot be stored is dead-lettered. Every
+//! other failure — the database down or read-only, a missing table, a revoked grant, a
+//! statement timeout, an unknown SQLSTATE — is the operator's to fix, not the input's:
+//! it is transient, so the batch is retried and the partition waits, with a metric and a
+//! log line naming the cause.
 
 use pm_domain::envelope::WebhookEnvelope;
 use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
@@ -145,7 +150,7 @@ impl WebhookHandler {
                     tx.commit().await?;
                     out.push(result);
                 }
-                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if !e.is_caused_by_input() => return Err(e),
                 Err(e) => {
                     tx.rollback().await?;
                     tracing::error!(error = %e, "the database refused a webhook; it goes to the DLQ");
@@ -160,17 +165,19 @@ impl WebhookHandler {
     }
 }
 
+fn transient(e: &StorageError) -> Transient {
+    Transient::new(e.cause(), e.to_string())
+}
+
 impl Handler for WebhookHandler {
     async fn handle(&self, batch: &[Received]) -> Result<Vec<Outcome>, Transient> {
         let decoded: Vec<Result<Decoded, String>> = batch.iter().map(|m| self.decode(m)).collect();
         let results = match self.apply_batch(&decoded).await {
             Ok(r) => r,
-            Err(e) if e.is_transient() => return Err(Transient(e.to_string())),
+            Err(e) if !e.is_caused_by_input() => return Err(transient(&e)),
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "batch refused; applying its messages one by one");
-                self.apply_each(&decoded)
-                    .await
-                    .map_err(|e| Transient(e.to_string()))?
+                self.apply_each(&decoded).await.map_err(|e| transient(&e))?
             }
         };
         Ok(results

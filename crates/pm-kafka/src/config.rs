@@ -2,13 +2,28 @@
 
 use rdkafka::ClientConfig;
 
-/// Where the brokers are and how this client identifies itself.
-#[derive(Debug, Clone)]
+/// Where the brokers are, how this client identifies itself, and any librdkafka
+/// properties the user's cluster needs (security protocol, SASL, TLS files, tuning).
+/// `Debug` shows the properties' names only: their values may be passwords.
+#[derive(Clone)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
     /// `client.id`, shown in broker logs.
     pub client_id: String,
+    /// librdkafka properties applied after ours, so a user's setting wins.
+    pub properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("properties", &names)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -16,7 +31,14 @@ impl KafkaConfig {
         Self {
             brokers: brokers.into(),
             client_id: client_id.into(),
+            properties: Vec::new(),
         }
+    }
+
+    /// The same cluster with extra librdkafka properties.
+    pub fn with_properties(mut self, properties: Vec<(String, String)>) -> Self {
+        self.properties = properties;
+        self
     }
 
     /// The base librdkafka configuration for this cluster.
@@ -27,6 +49,9 @@ impl KafkaConfig {
             // Fail fast on unreachable brokers instead of logging forever at error level.
             .set("socket.timeout.ms", "10000")
             .set("log_level", "4");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
         c
     }
 }

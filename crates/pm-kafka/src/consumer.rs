@@ -1,43 +1,58 @@
-//! The at-least-once consumer loop.
+//! The at-least-once consumer.
 //!
-//! One consumer per topic (its own group). Its receive loop routes each message to a worker
-//! task of its partition, so partitions are processed concurrently while each partition's
-//! messages are handled strictly in order. A worker takes what has arrived (up to a batch
-//! size), hands the batch to the [`Handler`] — which applies it in one database
-//! transaction — and only then commits the partition's offset. Automatic commits are off:
-//! librdkafka would otherwise commit what was fetched rather than what was applied.
+//! One consumer per topic (its own group). Its receive loop runs on a thread of its own
+//! and routes each message to a worker task of its partition, so partitions are processed
+//! concurrently while each partition's messages are handled strictly in order. A worker
+//! takes what has arrived (up to a batch size), hands the batch to the [`Handler`] — which
+//! applies it in one database transaction — and only then commits the partition's offset.
+//! Automatic commits are off: librdkafka would otherwise commit what was fetched rather
+//! than what was applied.
+//!
+//! Group changes ([`assignment`]): a worker runs only on a partition this member owns. On
+//! revocation the revoked partitions' workers finish the batch in hand (bounded), their
+//! offsets are committed and they are dropped, all before the partitions are handed over;
+//! an assigned partition gets a fresh worker that starts from the committed offset. The
+//! receive thread may block in those callbacks without stalling the workers, which run
+//! on the async runtime. Assignment is cooperative-sticky: a member that joins or leaves
+//! moves only the partitions that must move.
+//!
+//! Backpressure is per partition: a worker's queue that reaches
+//! [`ConsumerSettings::max_queued`] pauses fetching for that partition only, and the worker
+//! resumes it when the queue is down to half. The receive loop never waits on a worker.
 //!
 //! Error classes (PRODUCT.md §4):
-//! - a transient failure ([`Transient`]: database down, serialization failure, timeout)
-//!   retries the whole batch with capped exponential backoff, without limit and without
-//!   dead-lettering — the partition waits;
+//! - a transient failure ([`Transient`]: anything that is not the input's fault — the
+//!   database down or read-only, a missing table, a revoked grant, a timeout) retries the
+//!   whole batch with capped exponential backoff, without limit and without
+//!   dead-lettering — the partition waits, and [`health`] reports it once it lasts;
 //! - [`Outcome::Retry`] (e.g. a chargeback whose order is not known yet) is retried alone a
 //!   bounded number of times, then dead-lettered; the messages after it in its partition
 //!   wait ([`Outcome::Skipped`]), so per-key order holds even then;
 //! - [`Outcome::Reject`] (undecodable, invalid) is dead-lettered at once.
 //!
 //! A dead letter is published (and acknowledged by the broker) before the offset moves
-//! past it; a failed publish is retried and blocks the commit. On shutdown, workers finish
-//! the batch in hand, commit, and stop; messages fetched but not processed are simply
-//! fetched again by the next owner of the partition.
+//! past it; a failed publish is retried and blocks the commit. On shutdown every worker
+//! finishes the batch in hand, offsets are committed and the member leaves the group;
+//! messages fetched but not processed are fetched again by the next owner.
 
-use std::collections::HashMap;
+pub mod assignment;
+pub mod health;
+mod worker;
+
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::dlq::{DeadLetterInfo, ErrorClass};
-use crate::metrics::{ConsumerMetrics, OutcomeLabels, PartitionLabels, TopicLabels};
+use self::assignment::{Assignment, Context, Route};
+pub use self::health::ConsumerHealth;
+use self::worker::Shared;
+use crate::metrics::{ConsumerMetrics, TopicLabels};
 use crate::producer::Producer;
-use crate::topics::Topics;
 use crate::{headers, KafkaConfig, KafkaError};
 
 /// A message as a worker sees it (owned, so it can cross tasks).
@@ -87,9 +102,24 @@ pub enum Outcome {
     Skipped,
 }
 
-/// A failure of the whole batch that is worth retrying as it is; nothing was stored.
+/// A failure of the whole batch that is not the input's fault; nothing was stored and
+/// the batch is retried as it is, without limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transient(pub String);
+pub struct Transient {
+    /// A short name of the kind of failure (a metric label: keep the set small).
+    pub cause: &'static str,
+    /// What happened, for the log and `/health/ready`.
+    pub detail: String,
+}
+
+impl Transient {
+    pub fn new(cause: &'static str, detail: impl Into<String>) -> Self {
+        Transient {
+            cause,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Applies batches of one partition's messages.
 pub trait Handler: Send + Sync + 'static {
@@ -114,6 +144,13 @@ pub struct ConsumerSettings {
     pub retry_backoff: Duration,
     /// Cap of the backoff for transient errors and DLQ publishing.
     pub max_backoff: Duration,
+    /// Messages waiting for one partition's worker before that partition is paused.
+    pub max_queued: usize,
+    /// How long a revoked partition's worker may take to finish its batch in hand.
+    pub drain_timeout: Duration,
+    /// How long the group waits for a silent member before handing its partitions to the
+    /// others (`session.timeout.ms`): after a crash, its partitions stand still this long.
+    pub session_timeout: Duration,
 }
 
 impl ConsumerSettings {
@@ -122,9 +159,12 @@ impl ConsumerSettings {
             topic: topic.into(),
             group: group.into(),
             batch_size: 100,
-            retry_attempts: 5,
+            retry_attempts: 8,
             retry_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            max_queued: 2_000,
+            drain_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -138,386 +178,157 @@ pub fn backoff(initial: Duration, attempt: u32, cap: Duration) -> Duration {
     base.mul_f64(jitter)
 }
 
-struct Context {
-    lag: ConsumerMetrics,
-}
-
-impl ClientContext for Context {
-    fn stats(&self, stats: Statistics) {
-        for (topic, t) in &stats.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    let labels = PartitionLabels {
-                        topic: topic.clone(),
-                        partition: *partition,
-                    };
-                    self.lag.lag.get_or_create(&labels).set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for Context {}
-
-type Offsets = Arc<Mutex<HashMap<i32, i64>>>;
-
-/// A partition's worker: its queue (messages with their arrival time) and its task.
-type Worker = (mpsc::Sender<(Received, Instant)>, JoinHandle<()>);
-
-struct Shared<H> {
-    settings: ConsumerSettings,
-    handler: Arc<H>,
-    consumer: Arc<StreamConsumer<Context>>,
-    dlq: Producer,
-    metrics: ConsumerMetrics,
-    processed: Offsets,
-    shutdown: CancellationToken,
-}
-
-/// Runs one consumer until `shutdown` is cancelled, then drains and commits.
+/// Runs one consumer until `shutdown` is cancelled, then drains, commits and leaves the
+/// group. `health` follows it for `/health/ready`.
 pub async fn run<H: Handler>(
     config: &KafkaConfig,
     settings: ConsumerSettings,
     handler: Arc<H>,
     dlq: Producer,
     metrics: ConsumerMetrics,
+    health: ConsumerHealth,
     shutdown: CancellationToken,
 ) -> Result<(), KafkaError> {
-    let consumer: StreamConsumer<Context> = config
-        .client()
+    let assignment = Arc::new(Assignment::new(
+        settings.topic.clone(),
+        tokio::runtime::Handle::current(),
+        settings.drain_timeout,
+        health.clone(),
+    ));
+    let mut client = config.client();
+    client
         .set("group.id", &settings.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(Context {
-            lag: metrics.clone(),
-        })?;
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (settings.session_timeout.as_millis() / 4)
+                .max(100)
+                .to_string(),
+        )
+        .set("statistics.interval.ms", "5000");
+    let consumer: BaseConsumer<Context> = client.create_with_context(Context {
+        assignment: assignment.clone(),
+        metrics: metrics.clone(),
+    })?;
     consumer.subscribe(&[&settings.topic])?;
-    let consumer = Arc::new(consumer);
+    let topic = settings.topic.clone();
+    let close_deadline = settings.drain_timeout + Duration::from_secs(10);
     let shared = Arc::new(Shared {
         settings,
         handler,
-        consumer: consumer.clone(),
+        consumer: Arc::new(consumer),
         dlq,
         metrics,
-        processed: Arc::default(),
-        shutdown: shutdown.clone(),
+        health: health.clone(),
     });
-    tracing::info!(topic = %shared.settings.topic, group = %shared.settings.group, "consumer started");
+    tracing::info!(topic = %topic, group = %shared.settings.group, "consumer started");
+    health.started();
 
-    let mut workers: HashMap<i32, Worker> = HashMap::new();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            m = consumer.recv() => m,
-        };
-        match message {
-            Ok(m) => {
-                let received = Received::from_message(&m);
-                drop(m);
-                let partition = received.partition;
-                let (tx, _) = workers.entry(partition).or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(1024);
-                    (tx, tokio::spawn(worker(shared.clone(), partition, rx)))
-                });
-                // Blocks when this partition's worker is far behind: backpressure.
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    sent = tx.send((received, Instant::now())) => if sent.is_err() { break },
-                }
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    let thread_health = health.clone();
+    std::thread::Builder::new()
+        .name(format!("kafka-{topic}"))
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                receive(&shared, &assignment, &runtime, &shutdown);
+            }));
+            if result.is_err() {
+                thread_health.failed("the receive loop panicked");
             }
-            Err(e) => {
-                tracing::warn!(topic = %shared.settings.topic, error = %e, "consumer error");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
-            }
-        }
-    }
-
-    // Stop: workers finish the batch in hand, then everything processed is committed.
-    for (_, (tx, handle)) in workers {
-        drop(tx);
-        let _ = handle.await;
-    }
-    let processed: Vec<(i32, i64)> = shared
-        .processed
-        .lock()
-        .map(|p| p.iter().map(|(k, v)| (*k, *v)).collect())
-        .unwrap_or_default();
-    let mut tpl = TopicPartitionList::new();
-    for (partition, next) in processed {
-        tpl.add_partition_offset(&shared.settings.topic, partition, Offset::Offset(next))?;
-    }
-    // The final commit and closing the consumer talk to the broker and block; with the broker
-    // gone they can block for a long time. They run on a blocking thread with a deadline, so
-    // shutdown finishes either way (what was not committed is delivered again: at least once).
-    let topic = shared.settings.topic.clone();
-    drop(shared);
-    let close = tokio::task::spawn_blocking(move || {
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(error = %e, "final commit failed; the last batches will be delivered again");
-            }
-        }
-        drop(consumer);
-    });
-    if tokio::time::timeout(Duration::from_secs(10), close)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the final commit did not finish in 10 s; the last batches will be delivered again"
-        );
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| KafkaError::Subscription(format!("cannot start the receive thread: {e}")))?;
+    // The receive thread commits, leaves the group and closes the consumer; with the
+    // brokers gone that can block, so shutdown waits a bounded time (what was not
+    // committed is delivered again: at least once).
+    if tokio::time::timeout(close_deadline, done_rx).await.is_err() {
+        tracing::warn!(topic = %topic, "the consumer did not close in time; its last batches will be delivered again");
     }
     tracing::info!(topic = %topic, "consumer stopped");
     Ok(())
 }
 
-/// Interrupted by shutdown before the batch was complete: nothing may be committed.
-struct Interrupted;
-
-async fn worker<H: Handler>(
-    shared: Arc<Shared<H>>,
-    partition: i32,
-    mut rx: mpsc::Receiver<(Received, Instant)>,
+/// The receive loop: polls the consumer (which also runs the rebalance callbacks, on this
+/// thread) and routes each message to its partition's worker, until shutdown.
+fn receive<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    assignment: &Assignment,
+    runtime: &tokio::runtime::Handle,
+    shutdown: &CancellationToken,
 ) {
-    loop {
-        let first = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            m = rx.recv() => match m { Some(m) => m, None => return },
-        };
-        let mut batch = vec![first];
-        while batch.len() < shared.settings.batch_size {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let arrived: Vec<Instant> = batch.iter().map(|(_, t)| *t).collect();
-        let messages: Vec<Received> = batch.into_iter().map(|(m, _)| m).collect();
-        if process(&shared, &messages).await.is_err() {
-            return;
-        }
-        let Some(last) = messages.last() else {
-            continue;
-        };
-        commit(&shared, partition, last.offset + 1);
-        let labels = TopicLabels {
-            topic: shared.settings.topic.clone(),
-        };
-        let histogram = shared.metrics.latency.get_or_create(&labels);
-        for t in arrived {
-            histogram.observe(t.elapsed().as_secs_f64());
-        }
-    }
-}
-
-fn commit<H>(shared: &Shared<H>, partition: i32, next: i64) {
-    if let Ok(mut p) = shared.processed.lock() {
-        p.insert(partition, next);
-    }
-    let mut tpl = TopicPartitionList::new();
-    if tpl
-        .add_partition_offset(&shared.settings.topic, partition, Offset::Offset(next))
-        .is_ok()
-    {
-        if let Err(e) = shared.consumer.commit(&tpl, CommitMode::Async) {
-            // The next commit (or the final one) covers it; until then a restart redelivers.
-            tracing::warn!(partition, error = %e, "offset commit failed");
-        }
-    }
-}
-
-/// Sleeps unless shutdown comes first.
-async fn pause<H>(shared: &Shared<H>, d: Duration) -> Result<(), Interrupted> {
-    tokio::select! {
-        () = shared.shutdown.cancelled() => Err(Interrupted),
-        () = tokio::time::sleep(d) => Ok(()),
-    }
-}
-
-/// Applies a batch, retrying transient failures until they pass.
-async fn apply_until_not_transient<H: Handler>(
-    shared: &Shared<H>,
-    batch: &[Received],
-) -> Result<Vec<Outcome>, Interrupted> {
-    let mut attempt = 0;
-    loop {
-        match shared.handler.handle(batch).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => return Ok(outcomes),
-            Ok(outcomes) => {
-                // A handler bug; treat as transient rather than lose or skip messages.
-                tracing::error!(
-                    expected = batch.len(),
-                    got = outcomes.len(),
-                    "handler returned the wrong number of outcomes"
+    let limit = shared.settings.max_queued.max(2);
+    while !shutdown.is_cancelled() {
+        match shared.consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let message = Received::from_message(&m);
+                drop(m);
+                let partition = message.partition;
+                let route = assignment.route(
+                    message,
+                    limit,
+                    |partition, rx, stop, flow| {
+                        let worker = worker::run(shared.clone(), partition, rx, stop, flow);
+                        let health = shared.health.clone();
+                        runtime.spawn(async move {
+                            use futures::FutureExt;
+                            if std::panic::AssertUnwindSafe(worker)
+                                .catch_unwind()
+                                .await
+                                .is_err()
+                            {
+                                health.failed(format!(
+                                    "the worker of partition {partition} panicked"
+                                ));
+                            }
+                        })
+                    },
+                    || shared.pause(partition),
                 );
-            }
-            Err(Transient(e)) => {
-                shared
-                    .metrics
-                    .transient
-                    .get_or_create(&TopicLabels {
-                        topic: shared.settings.topic.clone(),
-                    })
-                    .inc();
-                tracing::warn!(topic = %shared.settings.topic, error = %e, attempt, "transient failure; the partition waits and retries");
-            }
-        }
-        attempt += 1;
-        pause(
-            shared,
-            backoff(
-                Duration::from_millis(100),
-                attempt,
-                shared.settings.max_backoff,
-            ),
-        )
-        .await?;
-    }
-}
-
-async fn process<H: Handler>(shared: &Shared<H>, batch: &[Received]) -> Result<(), Interrupted> {
-    let mut rest = batch;
-    while !rest.is_empty() {
-        let outcomes = apply_until_not_transient(shared, rest).await?;
-        let mut handled = 0;
-        for (message, outcome) in rest.iter().zip(outcomes) {
-            let first_failed_at = Utc::now();
-            let failure = match outcome {
-                Outcome::Skipped => break,
-                Outcome::Done => {
-                    count(shared, "done");
-                    None
+                match route {
+                    Route::Queued => {}
+                    Route::QueuedAndPaused => {
+                        shared
+                            .metrics
+                            .pauses
+                            .get_or_create(&TopicLabels {
+                                topic: shared.settings.topic.clone(),
+                            })
+                            .inc();
+                        tracing::debug!(topic = %shared.settings.topic, partition, "worker queue full; partition paused");
+                    }
+                    Route::NotOwned => {
+                        tracing::debug!(topic = %shared.settings.topic, partition, "message of a partition not owned; dropped");
+                    }
                 }
-                Outcome::Reject(e) => Some((ErrorClass::Permanent, e, 1)),
-                Outcome::Retry(e) => retry_alone(shared, message, e).await?,
-            };
-            if let Some((class, error, attempts)) = failure {
-                dead_letter(shared, message, class, &error, attempts, first_failed_at).await?;
             }
-            handled += 1;
-        }
-        if handled == 0 {
-            // A handler that skips the first message would loop; wait and ask again.
-            tracing::error!(topic = %shared.settings.topic, "handler skipped the first message of a batch");
-            pause(shared, shared.settings.max_backoff).await?;
-        }
-        rest = &rest[handled..];
-    }
-    Ok(())
-}
-
-/// Retries one message with backoff: `None` once it is done, otherwise how to dead-letter it.
-async fn retry_alone<H: Handler>(
-    shared: &Shared<H>,
-    message: &Received,
-    mut error: String,
-) -> Result<Option<(ErrorClass, String, u32)>, Interrupted> {
-    let mut attempts = 1;
-    while attempts < shared.settings.retry_attempts {
-        pause(
-            shared,
-            backoff(
-                shared.settings.retry_backoff,
-                attempts,
-                shared.settings.max_backoff,
-            ),
-        )
-        .await?;
-        attempts += 1;
-        match apply_until_not_transient(shared, std::slice::from_ref(message))
-            .await?
-            .pop()
-        {
-            Some(Outcome::Done) => {
-                count(shared, "done");
-                return Ok(None);
-            }
-            Some(Outcome::Retry(e)) => error = e,
-            Some(Outcome::Reject(e)) => return Ok(Some((ErrorClass::Permanent, e, attempts))),
-            Some(Outcome::Skipped) | None => {}
-        }
-    }
-    Ok(Some((ErrorClass::Retryable, error, attempts)))
-}
-
-fn count<H>(shared: &Shared<H>, outcome: &'static str) {
-    shared
-        .metrics
-        .processed
-        .get_or_create(&OutcomeLabels {
-            topic: shared.settings.topic.clone(),
-            outcome,
-        })
-        .inc();
-}
-
-/// Publishes a dead letter, retrying until the broker has it (or shutdown).
-async fn dead_letter<H: Handler>(
-    shared: &Shared<H>,
-    message: &Received,
-    class: ErrorClass,
-    error: &str,
-    attempts: u32,
-    first_failed_at: DateTime<Utc>,
-) -> Result<(), Interrupted> {
-    let info = DeadLetterInfo {
-        error: error.to_owned(),
-        class,
-        attempts,
-        original_topic: message.topic.clone(),
-        original_partition: message.partition,
-        original_offset: message.offset,
-        first_failed_at,
-    };
-    let dlq_topic = Topics::dlq(&message.topic);
-    let key = message.key.as_deref().unwrap_or_default();
-    let payload = message.payload.as_deref().unwrap_or_default();
-    let mut attempt = 0;
-    loop {
-        match shared
-            .dlq
-            .send(&dlq_topic, key, payload, info.headers(&message.headers))
-            .await
-        {
-            Ok(stored) => {
-                tracing::warn!(
-                    topic = %message.topic, partition = message.partition, offset = message.offset,
-                    class = class.as_str(), attempts, error, dlq_offset = stored.offset,
-                    correlation_id = message.header(headers::CORRELATION_ID).unwrap_or(""),
-                    "message dead-lettered"
-                );
-                let labels = OutcomeLabels {
-                    topic: message.topic.clone(),
-                    outcome: class.as_str(),
-                };
-                shared.metrics.dlq.get_or_create(&labels).inc();
-                count(shared, "dead_lettered");
-                return Ok(());
-            }
-            Err(e) => {
-                attempt += 1;
-                let labels = TopicLabels {
-                    topic: dlq_topic.clone(),
-                };
-                shared.metrics.dlq_failures.get_or_create(&labels).inc();
-                tracing::error!(topic = %dlq_topic, error = %e, attempt, "cannot publish a dead letter; the offset stays until it is stored");
-                pause(
-                    shared,
-                    backoff(
-                        Duration::from_millis(200),
-                        attempt,
-                        shared.settings.max_backoff,
-                    ),
-                )
-                .await?;
+            Some(Err(e)) => {
+                tracing::warn!(topic = %shared.settings.topic, error = %e, "consumer error");
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
     }
+
+    // Shutdown: every worker finishes its batch in hand; what they applied is committed.
+    let offsets = assignment.revoke_all();
+    if !offsets.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in &offsets {
+            let _ =
+                tpl.add_partition_offset(&shared.settings.topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(e) = shared.consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final commit failed; the last batches will be delivered again");
+        }
+    }
+    // Dropping the last handle (here, or in a worker that is just ending) leaves the group.
 }
 
 #[cfg(test)]

@@ -8,16 +8,18 @@
 //!   kept within a partition, offsets committed only after the handler's transaction
 //!   committed or the message was durably dead-lettered, errors classified as transient
 //!   (retry forever, the partition waits), retryable (bounded, then DLQ) or permanent (DLQ);
-//! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters.
+//! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters;
+//! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests).
 //!
 //! Nothing here knows about PostgreSQL or HTTP: the consumer calls a [`consumer::Handler`]
-//! that the application provides, and nothing depends on a particular broker (tests use
-//! a Kafka-protocol broker started by [`testing`], users Apache Kafka or Redpanda).
+//! that the application provides. Tests run against Apache Kafka itself, started by
+//! [`testing`] through the project's launcher (`scripts/kafka.sh`).
 
 pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod headers;
+pub mod local;
 pub mod metrics;
 pub mod producer;
 pub mod replay;

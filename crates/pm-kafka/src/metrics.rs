@@ -19,6 +19,12 @@ pub(crate) struct TopicLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CauseLabels {
+    pub(crate) topic: String,
+    pub(crate) cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct PartitionLabels {
     pub(crate) topic: String,
     pub(crate) partition: i32,
@@ -37,8 +43,10 @@ pub struct ConsumerMetrics {
     pub(crate) latency: Histograms,
     pub(crate) lag: Family<PartitionLabels, Gauge>,
     pub(crate) dlq: Family<OutcomeLabels, Counter>,
-    pub(crate) transient: Family<TopicLabels, Counter>,
+    pub(crate) transient: Family<CauseLabels, Counter>,
     pub(crate) dlq_failures: Family<TopicLabels, Counter>,
+    pub(crate) pauses: Family<TopicLabels, Counter>,
+    pub(crate) rebalances: Family<TopicLabels, Counter>,
 }
 
 impl ConsumerMetrics {
@@ -50,6 +58,8 @@ impl ConsumerMetrics {
             dlq: Family::default(),
             transient: Family::default(),
             dlq_failures: Family::default(),
+            pauses: Family::default(),
+            rebalances: Family::default(),
         };
         registry.register(
             "kafka_messages_processed",
@@ -73,13 +83,23 @@ impl ConsumerMetrics {
         );
         registry.register(
             "kafka_transient_errors",
-            "Transient failures (batch retried, partition waited)",
+            "Transient failures by cause (batch retried, partition waited, nothing dead-lettered)",
             m.transient.clone(),
         );
         registry.register(
             "kafka_dlq_publish_failures",
             "Failed attempts to publish a dead letter (the offset waits until one succeeds)",
             m.dlq_failures.clone(),
+        );
+        registry.register(
+            "kafka_partition_pauses",
+            "Times a partition was paused because its worker's queue was full (backpressure)",
+            m.pauses.clone(),
+        );
+        registry.register(
+            "kafka_partitions_revoked",
+            "Rebalances that revoked partitions from this member",
+            m.rebalances.clone(),
         );
         m
     }

@@ -4,7 +4,10 @@
 //! anything. `replay` reads through its own consumer group (`pmctl-replay-dlq.<dlq topic>`),
 //! republishes the messages that match the filters to their original topic (or another),
 //! and commits its position as it goes: a replay interrupted half-way resumes where it
-//! stopped. Filters decide what is republished; everything read is passed over, so a
+//! stopped. Offsets are stored explicitly, one message at a time, once the message was
+//! replayed or passed over: a run never commits past a message whose publish failed, and
+//! messages that arrived after the run started (past the ends it captured) are left for
+//! the next run. Filters decide what is republished; everything read is passed over, so a
 //! filtered run does not see the same messages again (`from_beginning` rescans). Replayed
 //! messages carry `pm-replay-count`, so a message that keeps failing is visible, and
 //! `max_replays` stops it from looping.
@@ -242,6 +245,9 @@ pub fn replay(
         .client()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
+        // Only what was replayed or passed over on purpose is stored, so no commit can
+        // ever move past a message whose publish failed or that arrived after the start.
+        .set("enable.auto.offset.store", "false")
         .create()?;
     let ends = ends(&consumer, dlq_topic)?;
     let committed = if opts.dry_run || opts.from_beginning {
@@ -251,7 +257,7 @@ pub fn replay(
         for p in ends.keys() {
             tpl.add_partition(dlq_topic, *p);
         }
-        Some(consumer.committed_offsets(tpl, Duration::from_secs(10))?)
+        Some(committed_offsets(&consumer, tpl)?)
     };
     let start: HashMap<i32, i64> = ends
         .iter()
@@ -277,6 +283,7 @@ pub fn replay(
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next_send = std::time::Instant::now();
+    let mut read = 0u64;
     read_to_end(&consumer, &ends, &start, cancel, |m| {
         let d = dead_letter(m);
         let wanted = filter.matches(&d);
@@ -332,23 +339,57 @@ pub fn replay(
             }
         }
         if !opts.dry_run {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(dlq_topic, m.partition(), Offset::Offset(m.offset() + 1))?;
-            consumer.commit(&tpl, CommitMode::Async)?;
+            // Stores the offset after this message's (librdkafka adds the 1).
+            consumer.store_offset_from_message(m)?;
+            read += 1;
+            if read.is_multiple_of(100) {
+                // Progress survives an interrupted run; the final commit below is the sure one.
+                commit_stored(&consumer, CommitMode::Async)?;
+            }
         }
         progress(&summary, total);
         Ok(opts.limit.is_none_or(|l| summary.replayed < l))
     })?;
     if !opts.dry_run {
-        // Make the position durable before reporting.
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(
-                e,
-                KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)
-            ) {
-                return Err(e);
-            }
-        }
+        // Make the stored offsets durable before reporting.
+        commit_stored(&consumer, CommitMode::Sync)?;
     }
     Ok(summary)
+}
+
+/// The group's committed offsets. A group's coordinator may still be loading on a fresh
+/// cluster (or moving after a broker failure): such answers are retried for a while.
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    tpl: TopicPartitionList,
+) -> Result<TopicPartitionList, KafkaError> {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    let mut attempt = 0;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Err(e)
+                if attempt < 20
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            Code::NotCoordinator
+                                | Code::CoordinatorNotAvailable
+                                | Code::CoordinatorLoadInProgress
+                        )
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Commits the offsets stored so far (nothing stored yet is not an error).
+fn commit_stored(consumer: &BaseConsumer, mode: CommitMode) -> Result<(), KafkaError> {
+    match consumer.commit_consumer_state(mode) {
+        Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => Ok(()),
+        other => other,
+    }
 }

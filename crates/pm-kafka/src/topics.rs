@@ -1,4 +1,10 @@
-//! Topic names and idempotent topic creation.
+//! Topic names and idempotent topic creation with durable settings.
+//!
+//! Durability is decided here: the webhook topics and their dead letters are created
+//! with replication factor 3 (capped at the cluster's size) and `min.insync.replicas`
+//! one less, so an acknowledged webhook (the producer uses `acks=all`) survives the loss
+//! of a broker; and a dead letter never expires (`retention.ms=-1`) — it must not vanish
+//! before an operator has seen it.
 
 use std::time::Duration;
 
@@ -56,21 +62,87 @@ impl Topics {
     }
 }
 
-/// Creates the topics that do not exist yet; existing ones are left as they are.
+/// How topics are created when missing. Existing topics are never changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Partitions of each topic.
+    pub partitions: i32,
+    /// Copies of each partition; `None`: 3, capped at the number of brokers.
+    pub replication_factor: Option<i32>,
+    /// Replicas that must have a message before it is acknowledged; `None`: one less than
+    /// the replication factor (at least 1).
+    pub min_insync_replicas: Option<i32>,
+    /// Retention of the webhook topics; `None`: the broker's default.
+    pub retention: Option<Duration>,
+    /// Retention of the dead-letter topics; `None`: unlimited.
+    pub dlq_retention: Option<Duration>,
+}
+
+impl TopicSettings {
+    /// The defaults with `partitions` partitions.
+    pub fn with_partitions(partitions: i32) -> Self {
+        TopicSettings {
+            partitions,
+            replication_factor: None,
+            min_insync_replicas: None,
+            retention: None,
+            dlq_retention: None,
+        }
+    }
+
+    /// The replication factor and `min.insync.replicas` for a cluster of `brokers`.
+    pub fn replication(&self, brokers: usize) -> (i32, i32) {
+        let brokers = i32::try_from(brokers).unwrap_or(i32::MAX).max(1);
+        let rf = self.replication_factor.unwrap_or(3.min(brokers)).max(1);
+        let min_isr = self.min_insync_replicas.unwrap_or(rf - 1).clamp(1, rf);
+        (rf, min_isr)
+    }
+}
+
+/// Creates the project's topics (main and dead-letter) that do not exist yet; existing
+/// ones are left as they are.
 pub async fn ensure_topics(
     config: &KafkaConfig,
-    names: &[String],
-    partitions: i32,
+    topics: &Topics,
+    settings: &TopicSettings,
 ) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let brokers = broker_count(config).await?;
+    let (rf, min_isr) = settings.replication(brokers);
+    if rf == 1 {
+        tracing::warn!(
+            brokers,
+            "creating topics with replication factor 1: losing the broker loses acknowledged \
+             webhooks; use a cluster of 3 brokers (PM_KAFKA_REPLICATION_FACTOR) in production"
+        );
+    }
+    let min_isr = min_isr.to_string();
+    let ms = |d: Option<Duration>| d.map_or("-1".to_owned(), |d| d.as_millis().to_string());
+    let retention = settings.retention.map(|d| d.as_millis().to_string());
+    let dlq_retention = ms(settings.dlq_retention);
+    let names = topics.all();
     let new: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            let t = NewTopic::new(n, settings.partitions, TopicReplication::Fixed(rf))
+                .set("min.insync.replicas", &min_isr);
+            if n.ends_with(".dlq") {
+                t.set("retention.ms", &dlq_retention)
+            } else if let Some(r) = &retention {
+                t.set("retention.ms", r)
+            } else {
+                t
+            }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(topic) => tracing::info!(
+                %topic, partitions = settings.partitions, replication_factor = rf,
+                min_insync_replicas = %min_isr, "topic created"
+            ),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 tracing::error!(%topic, error = %code, "cannot create topic");
                 return Err(KafkaError::AdminOp(code));
@@ -78,4 +150,36 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// How many brokers the cluster has (a blocking metadata request, off the async threads).
+pub async fn broker_count(config: &KafkaConfig) -> Result<usize, KafkaError> {
+    let client = config.client();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let probe: rdkafka::consumer::BaseConsumer = client.create()?;
+        let md = probe.fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(md.brokers().len())
+    })
+    .await
+    .unwrap_or(Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Fail)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_defaults_to_three_capped_at_the_cluster_with_one_less_in_sync() {
+        let s = TopicSettings::with_partitions(3);
+        assert_eq!(s.replication(1), (1, 1));
+        assert_eq!(s.replication(3), (3, 2));
+        assert_eq!(s.replication(5), (3, 2));
+        let explicit = TopicSettings {
+            replication_factor: Some(2),
+            min_insync_replicas: Some(5),
+            ..s
+        };
+        assert_eq!(explicit.replication(3), (2, 2), "min ISR never above RF");
+    }
 }

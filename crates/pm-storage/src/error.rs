@@ -1,6 +1,9 @@
 //! The storage error, with the classification the Kafka consumer and the API need:
 //! transient errors (the database is unreachable, a serialization failure) are worth
-//! retrying as they are; everything else is not.
+//! retrying as they are; errors that the input itself causes (SQLSTATE classes 22 and 23)
+//! never succeed on a retry; everything else — a missing table, a read-only database
+//! after a failover, a revoked grant, a statement timeout — is the operator's to fix and
+//! must not cost the input (the consumer retries it instead of dead-lettering it).
 
 /// An error from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,43 @@ impl StorageError {
         }
     }
 
+    /// True when the input itself is at fault: a data exception (SQLSTATE class 22, e.g.
+    /// a value out of range or a NUL byte in text) or an integrity violation (class 23).
+    /// The same input fails the same way on every retry.
+    pub fn is_caused_by_input(&self) -> bool {
+        let StorageError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        db.code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    }
+
+    /// A short, bounded name of the kind of failure, for metrics and logs: `unavailable`,
+    /// `concurrency`, `timeout`, `read_only`, `schema`, `privilege`, `input`, or the
+    /// SQLSTATE class as `sqlstate_XX` for the rest.
+    pub fn cause(&self) -> &'static str {
+        let code = match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            StorageError::Database(e) if is_transient_sqlx(e) => return "unavailable",
+            StorageError::Migrate(_) | StorageError::PartmanMissing { .. } => return "schema",
+            StorageError::Corrupt { .. } => return "schema",
+            _ => return "other",
+        };
+        let Some(code) = code else { return "other" };
+        match code.as_str() {
+            "40001" | "40P01" => "concurrency",
+            "57014" | "55P03" => "timeout",
+            "25006" => "read_only",
+            "42501" => "privilege",
+            c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
+                "unavailable"
+            }
+            c if c.starts_with("42") => "schema",
+            c if c.starts_with("22") || c.starts_with("23") => "input",
+            c => sqlstate_class(c),
+        }
+    }
+
     /// True when the same operation may well succeed if simply retried later: the
     /// database is down or restarting, the pool is exhausted, or PostgreSQL aborted the
     /// transaction for a concurrency reason (serialization failure, deadlock).
@@ -43,6 +83,64 @@ impl StorageError {
             _ => false,
         }
     }
+}
+
+/// `sqlstate_XX` for a SQLSTATE's class: a bounded label (PostgreSQL has about forty).
+fn sqlstate_class(code: &str) -> &'static str {
+    const CLASSES: &[&str] = &[
+        "01", "02", "03", "08", "09", "0A", "0B", "0F", "0L", "0P", "0Z", "20", "21", "22", "23",
+        "24", "25", "26", "27", "28", "2B", "2D", "2F", "34", "38", "39", "3B", "3D", "3F", "40",
+        "42", "44", "53", "54", "55", "57", "58", "72", "F0", "HV", "P0", "XX",
+    ];
+    const LABELS: &[&str] = &[
+        "sqlstate_01",
+        "sqlstate_02",
+        "sqlstate_03",
+        "sqlstate_08",
+        "sqlstate_09",
+        "sqlstate_0A",
+        "sqlstate_0B",
+        "sqlstate_0F",
+        "sqlstate_0L",
+        "sqlstate_0P",
+        "sqlstate_0Z",
+        "sqlstate_20",
+        "sqlstate_21",
+        "sqlstate_22",
+        "sqlstate_23",
+        "sqlstate_24",
+        "sqlstate_25",
+        "sqlstate_26",
+        "sqlstate_27",
+        "sqlstate_28",
+        "sqlstate_2B",
+        "sqlstate_2D",
+        "sqlstate_2F",
+        "sqlstate_34",
+        "sqlstate_38",
+        "sqlstate_39",
+        "sqlstate_3B",
+        "sqlstate_3D",
+        "sqlstate_3F",
+        "sqlstate_40",
+        "sqlstate_42",
+        "sqlstate_44",
+        "sqlstate_53",
+        "sqlstate_54",
+        "sqlstate_55",
+        "sqlstate_57",
+        "sqlstate_58",
+        "sqlstate_72",
+        "sqlstate_F0",
+        "sqlstate_HV",
+        "sqlstate_P0",
+        "sqlstate_XX",
+    ];
+    let class = code.get(..2).unwrap_or("");
+    CLASSES
+        .iter()
+        .position(|c| *c == class)
+        .map_or("sqlstate_other", |i| LABELS[i])
 }
 
 fn is_transient_sqlx(e: &sqlx::Error) -> bool {
@@ -64,5 +162,18 @@ fn is_transient_sqlx(e: &sqlx::Error) -> bool {
                 )
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlstate_class_becomes_a_bounded_label() {
+        assert_eq!(sqlstate_class("42P01"), "sqlstate_42");
+        assert_eq!(sqlstate_class("XX000"), "sqlstate_XX");
+        assert_eq!(sqlstate_class("ZZ999"), "sqlstate_other");
+        assert_eq!(sqlstate_class(""), "sqlstate_other");
     }
 }

@@ -70,13 +70,10 @@ impl TestDatabase {
         let mut admin = PgConnection::connect(&server.admin_url)
             .await
             .map_err(|e| e.to_string())?;
-        sqlx::query(&format!(
-            "CREATE DATABASE {name} TEMPLATE {}",
-            server.template
-        ))
-        .execute(&mut admin)
-        .await
-        .map_err(|e| format!("creating {name} from {}: {e}", server.template))?;
+        let create = format!("CREATE DATABASE {name} TEMPLATE {}", server.template);
+        alone_on(&mut admin, &server.template, &create)
+            .await
+            .map_err(|e| format!("creating {name} from {}: {e}", server.template))?;
         let url = replace_database(&server.admin_url, &name);
         let pool = connect(
             &url,
@@ -190,24 +187,8 @@ async fn ensure_template(admin_url: &str) -> Result<String, String> {
             .map_err(|e| format!("migrating the template: {e}"));
         pool.close().await;
         migrated?;
-        // The pool's backends end a moment after its sockets close; until then PostgreSQL
-        // refuses the rename ("being accessed by other users"), so retry briefly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
-                .execute(&mut admin)
-                .await
-            {
-                Ok(_) => break,
-                Err(e)
-                    if std::time::Instant::now() < deadline
-                        && e.to_string().contains("other users") =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+        let rename = format!("ALTER DATABASE {building} RENAME TO {template}");
+        alone_on(&mut admin, &building, &rename).await?;
         Ok::<(), String>(())
     }
     .await;
@@ -215,6 +196,34 @@ async fn ensure_template(admin_url: &str) -> Result<String, String> {
         .execute(&mut admin)
         .await;
     result.map(|()| template)
+}
+
+/// Runs `sql`, which PostgreSQL refuses while anyone else is connected to `database`
+/// ("being accessed by other users"): a closed pool's backends end a moment after its
+/// sockets close, and autovacuum visits a freshly migrated database at any time. Nobody
+/// else has business on a template, so its other sessions are ended and the statement
+/// retried, for a bounded time.
+async fn alone_on(admin: &mut PgConnection, database: &str, sql: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sqlx::query(sql).execute(&mut *admin).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("other users") =>
+            {
+                let _ = sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(database)
+                .execute(&mut *admin)
+                .await;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Replaces the database name (the URL path) of a PostgreSQL URL.

@@ -153,6 +153,44 @@ pub(crate) struct KafkaArgs {
         default_value_t = 3
     )]
     pub(crate) topic_partitions: i32,
+    /// Replication factor of the topics created at start-up [default: 3, capped at the
+    /// number of brokers; 1 is logged as a warning].
+    #[arg(long = "kafka-replication-factor", env = "PM_KAFKA_REPLICATION_FACTOR")]
+    pub(crate) replication_factor: Option<i32>,
+    /// `min.insync.replicas` of the topics created at start-up [default: one less than the
+    /// replication factor, at least 1].
+    #[arg(
+        long = "kafka-min-insync-replicas",
+        env = "PM_KAFKA_MIN_INSYNC_REPLICAS"
+    )]
+    pub(crate) min_insync_replicas: Option<i32>,
+    /// Retention of the webhook topics created at start-up (e.g. `7d`) [default: the
+    /// broker's].
+    #[arg(long = "kafka-retention", env = "PM_KAFKA_RETENTION", value_parser = duration)]
+    pub(crate) retention: Option<Duration>,
+    /// Retention of the dead-letter topics created at start-up [default: unlimited, so a
+    /// dead letter never expires unseen].
+    #[arg(long = "kafka-dlq-retention", env = "PM_KAFKA_DLQ_RETENTION", value_parser = duration)]
+    pub(crate) dlq_retention: Option<Duration>,
+    /// A librdkafka property for every Kafka client, `key=value` (repeatable; wins over
+    /// the file): security.protocol, sasl.*, ssl.* files, tuning.
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = property)]
+    pub(crate) properties: Vec<(String, String)>,
+    /// A file of librdkafka properties, one `key=value` a line (`#` starts a comment).
+    #[arg(long = "kafka-config-file", env = "PM_KAFKA_CONFIG_FILE")]
+    pub(crate) properties_file: Option<std::path::PathBuf>,
+}
+
+/// `key=value` of a librdkafka property.
+fn property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("empty property name in {s:?}"));
+    }
+    Ok((k.to_owned(), v.trim().to_owned()))
 }
 
 impl KafkaArgs {
@@ -161,7 +199,33 @@ impl KafkaArgs {
             self.brokers.clone().filter(|b| !b.is_empty()).context(
                 "no Kafka brokers configured: pass --kafka-brokers or set PM_KAFKA_BROKERS",
             )?;
-        Ok(pm_kafka::KafkaConfig::new(brokers, client_id))
+        let mut properties = Vec::new();
+        if let Some(path) = &self.properties_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the Kafka config file {}", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let p = property(line)
+                    .map_err(|e| anyhow::anyhow!("{}, line {}: {e}", path.display(), n + 1))?;
+                properties.push(p);
+            }
+        }
+        properties.extend(self.properties.iter().cloned());
+        Ok(pm_kafka::KafkaConfig::new(brokers, client_id).with_properties(properties))
+    }
+
+    /// How missing topics are created.
+    pub(crate) fn topic_settings(&self) -> pm_kafka::topics::TopicSettings {
+        pm_kafka::topics::TopicSettings {
+            partitions: self.topic_partitions,
+            replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+            retention: self.retention,
+            dlq_retention: self.dlq_retention,
+        }
     }
 
     pub(crate) fn topics(&self) -> pm_kafka::Topics {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use pm_domain::envelope::WebhookEnvelope;
 use pm_domain::webhook::WebhookKind;
 use pm_ingest::Sink;
-use pm_kafka::topics::ensure_topics;
+use pm_kafka::topics::{ensure_topics, TopicSettings};
 use pm_kafka::{testing, KafkaConfig, Producer, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -23,9 +23,13 @@ async fn kafka_ingest() -> (Ingest, Topics) {
     let brokers = testing::brokers();
     let topics = Topics::with_prefix(&testing::unique("ingest"));
     let config = KafkaConfig::new(brokers, "pm-ingest-test");
-    ensure_topics(&config, &topics.all(), PARTITIONS)
-        .await
-        .expect("topics");
+    ensure_topics(
+        &config,
+        &topics,
+        &TopicSettings::with_partitions(PARTITIONS),
+    )
+    .await
+    .expect("topics");
     let producer = Producer::new(&config, Duration::from_secs(10)).expect("producer");
     (
         Ingest::spawn(Sink::kafka(producer, topics.clone())).await,

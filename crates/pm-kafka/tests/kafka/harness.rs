@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pm_kafka::consumer::{self, ConsumerSettings, Handler, Outcome, Received, Transient};
+use pm_kafka::consumer::{
+    self, ConsumerHealth, ConsumerSettings, Handler, Outcome, Received, Transient,
+};
 use pm_kafka::metrics::ConsumerMetrics;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
@@ -32,15 +34,50 @@ pub struct Recorder {
     pub applied: Mutex<Vec<Received>>,
     pub calls: Mutex<u32>,
     pub seen: Mutex<HashMap<String, u32>>,
+    /// Keys whose messages wait (the handler does not return) while they are listed.
+    pub blocked: Mutex<std::collections::HashSet<String>>,
+    /// Pause per call, to make batches take time.
+    pub delay: Mutex<Duration>,
+}
+
+impl Recorder {
+    fn blocks(&self, batch: &[Received]) -> bool {
+        let blocked = self.blocked.lock().expect("lock");
+        batch.iter().any(|m| {
+            m.key
+                .as_deref()
+                .is_some_and(|k| blocked.contains(String::from_utf8_lossy(k).as_ref()))
+        })
+    }
+
+    /// The applied payloads, in the order applied.
+    pub fn payloads(&self) -> Vec<String> {
+        self.applied
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|m| String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    }
 }
 
 impl Handler for Recorder {
     async fn handle(&self, batch: &[Received]) -> Result<Vec<Outcome>, Transient> {
+        while self.blocks(batch) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let delay = *self.delay.lock().expect("lock");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         {
             let mut calls = self.calls.lock().expect("lock");
             *calls += 1;
             if *calls <= self.script.lock().expect("lock").transient_calls {
-                return Err(Transient("database unavailable (scripted)".to_owned()));
+                return Err(Transient::new(
+                    "unavailable",
+                    "database unavailable (scripted)",
+                ));
             }
         }
         let script = self.script.lock().expect("lock");
@@ -79,15 +116,29 @@ impl Env {
     pub async fn new(partitions: i32) -> Env {
         let config = KafkaConfig::new(pm_kafka::testing::brokers(), "pm-kafka-tests");
         let topics = Topics::with_prefix(&pm_kafka::testing::unique("t"));
-        pm_kafka::topics::ensure_topics(&config, &topics.all(), partitions)
-            .await
-            .expect("topics");
+        pm_kafka::topics::ensure_topics(
+            &config,
+            &topics,
+            &pm_kafka::topics::TopicSettings::with_partitions(partitions),
+        )
+        .await
+        .expect("topics");
         let producer = Producer::new(&config, Duration::from_secs(10)).expect("producer");
         Env {
             config,
             topics,
             producer,
         }
+    }
+
+    /// Sends and returns the partition the message landed on.
+    pub async fn send_to(&self, topic: &str, key: &str, payload: &str) -> i32 {
+        let h = headers::build([(headers::CORRELATION_ID, "corr-1")]);
+        self.producer
+            .send(topic, key.as_bytes(), payload.as_bytes(), h)
+            .await
+            .expect("send")
+            .partition
     }
 
     pub async fn send(&self, topic: &str, key: &str, payload: &str) {
@@ -134,8 +185,9 @@ impl Env {
         let mut registry = Registry::default();
         let metrics = ConsumerMetrics::register(&mut registry);
         let (config, t) = (self.config.clone(), token.clone());
+        let health = ConsumerHealth::new(&settings.topic, Duration::from_secs(60));
         let task = tokio::spawn(async move {
-            consumer::run(&config, settings, handler, dlq, metrics, t)
+            consumer::run(&config, settings, handler, dlq, metrics, health, t)
                 .await
                 .expect("consumer");
         });

@@ -3,5 +3,6 @@
 
 mod consumer;
 mod harness;
+mod rebalance;
 mod replay;
 mod restart;

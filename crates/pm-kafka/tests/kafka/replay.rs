@@ -235,3 +235,43 @@ async fn max_replays_stops_loops() {
     assert_eq!(to_other.replayed, 1);
     assert_eq!(env.read_all(&env.topics.disputes).len(), 1);
 }
+
+#[tokio::test]
+async fn a_failed_publish_is_never_passed_over_and_later_messages_wait_for_the_next_run() {
+    let env = Env::new(1).await;
+    dead_letters(&env, 3, ErrorClass::Retryable).await;
+    // A producer whose broker is unreachable: the first publish fails and the run stops.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let broken = pm_kafka::Producer::new(
+        &pm_kafka::KafkaConfig::new(format!("127.0.0.1:{closed}"), "broken"),
+        std::time::Duration::from_millis(500),
+    )
+    .expect("producer");
+    let (config, dlq) = (env.config.clone(), Topics::dlq(&env.topics.orders));
+    let failed = tokio::task::spawn_blocking(move || {
+        replay::replay(
+            &config,
+            &dlq,
+            &Filter::default(),
+            &opts(),
+            &broken,
+            &CancellationToken::new(),
+            |_, _| {},
+        )
+    })
+    .await
+    .expect("task")
+    .expect("replay");
+    assert_eq!((failed.replayed, failed.failed), (0, 1));
+
+    // Nothing was committed past the failed message: the next run replays all three; a
+    // dead letter that arrives later is left for the run after that, and replayed once.
+    let first = run_replay(&env, Filter::default(), opts()).await;
+    assert_eq!(first.replayed, 3);
+    dead_letters(&env, 1, ErrorClass::Retryable).await;
+    let second = run_replay(&env, Filter::default(), opts()).await;
+    assert_eq!(second.replayed, 1, "only the one that came after");
+}

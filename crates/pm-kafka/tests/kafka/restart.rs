@@ -2,20 +2,24 @@
 
 use std::time::Duration;
 
-use pm_kafka::testing::PrivateBroker;
+use pm_kafka::testing::Cluster;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
 
 #[tokio::test]
 async fn a_producer_recovers_after_its_broker_restarts() {
-    let mut broker = tokio::task::spawn_blocking(PrivateBroker::start)
+    let mut broker = tokio::task::spawn_blocking(|| Cluster::start(1))
         .await
         .expect("task")
         .expect("broker");
     let config = KafkaConfig::new(broker.brokers(), "restart");
     let topics = Topics::with_prefix("r-");
-    pm_kafka::topics::ensure_topics(&config, &topics.all(), 3)
-        .await
-        .expect("topics");
+    pm_kafka::topics::ensure_topics(
+        &config,
+        &topics,
+        &pm_kafka::topics::TopicSettings::with_partitions(3),
+    )
+    .await
+    .expect("topics");
     let producer = Producer::new(&config, Duration::from_secs(2)).expect("producer");
     producer
         .send(&topics.orders, b"k", b"before", headers::build([]))
@@ -23,7 +27,7 @@ async fn a_producer_recovers_after_its_broker_restarts() {
         .expect("before the restart");
 
     broker = tokio::task::spawn_blocking(move || {
-        broker.stop();
+        broker.stop_node(1).expect("stop");
         broker
     })
     .await
@@ -33,7 +37,7 @@ async fn a_producer_recovers_after_its_broker_restarts() {
         .await
         .is_err());
     broker = tokio::task::spawn_blocking(move || {
-        broker.restart().expect("restart");
+        broker.start_node(1).expect("restart");
         broker
     })
     .await

@@ -30,9 +30,11 @@ pub(crate) struct Args {
     /// Use this database instead of a private throw-away cluster (it is migrated).
     #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
     database_url: Option<secrecy::SecretString>,
-    /// Run the pipeline through Kafka at these brokers (serve-api --mode kafka, ingest
-    /// --sink kafka) instead of HTTP.
-    #[arg(long)]
+    /// Run the pipeline through Kafka (serve-api --mode kafka, ingest --sink kafka) instead
+    /// of HTTP: at these brokers, or, with no value, on a single-node Apache Kafka that the
+    /// demo starts on loopback and removes at the end (needs Java 17 and Maven; the jars
+    /// come from Maven Central once).
+    #[arg(long, value_name = "BROKERS", num_args = 0..=1, default_missing_value = "")]
     kafka: Option<String>,
     /// Play this scenario file instead of the built-in quickstart.
     #[arg(long)]
@@ -205,7 +207,31 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ("PM_API_URL", &api_url),
         ("PM_LOG", "info,sqlx=warn,librdkafka=warn"),
     ];
-    if let Some(brokers) = &args.kafka {
+    // `--kafka` alone: a cluster of the demo's own, stopped when the demo ends.
+    let (local_kafka, kafka_label) = match args.kafka.as_deref() {
+        Some("") => {
+            println!(
+                "starting Apache Kafka {} (one node)…",
+                pm_kafka::local::kafka_version()
+            );
+            let cluster = tokio::task::spawn_blocking(|| pm_kafka::local::LocalCluster::start(1))
+                .await?
+                .map_err(|e| anyhow::anyhow!("cannot start Apache Kafka: {e}"))?;
+            let label = format!(
+                "Apache Kafka {} (one node, started by the demo) at {}",
+                pm_kafka::local::kafka_version(),
+                cluster.brokers()
+            );
+            (Some(cluster), Some(label))
+        }
+        Some(b) => (None, Some(format!("the Kafka cluster at {b}"))),
+        None => (None, None),
+    };
+    let brokers = local_kafka
+        .as_ref()
+        .map(|c| c.brokers().to_owned())
+        .or_else(|| args.kafka.clone());
+    if let Some(brokers) = &brokers {
         env.extend([
             ("PM_KAFKA_BROKERS", brokers.as_str()),
             ("PM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
@@ -268,7 +294,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let dlq = match &args.kafka {
+    let dlq = match &brokers {
         Some(brokers) => Some(dlq_size(brokers, &prefix).await),
         None => None,
     };
@@ -287,8 +313,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &format!("{} ({sink} sink; log {})", ingest.url, ingest.log.display()),
     ]);
     services.add_row(["provider simulator", &provider_url]);
-    if let Some(b) = &args.kafka {
-        services.add_row(["Kafka", &format!("{b} (topics {prefix}webhooks.*)")]);
+    if let Some(label) = &kafka_label {
+        services.add_row(["Kafka", &format!("{label} (topics {prefix}webhooks.*)")]);
     }
     services.add_row(["ledger", &ledger_path.display().to_string()]);
     println!("{services}");
@@ -319,6 +345,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     api.stop().await;
     if let Some(c) = cluster {
         let _ = c.stop().await;
+    }
+    // After the services: stopping the brokers first would leave them waiting on Kafka.
+    if let Some(k) = local_kafka {
+        tokio::task::spawn_blocking(move || drop(k)).await?;
     }
     anyhow::ensure!(
         ok,

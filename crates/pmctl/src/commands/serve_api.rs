@@ -53,11 +53,21 @@ pub(crate) struct Args {
     kafka_batch_size: usize,
     /// Kafka mode: attempts for a retryable message (e.g. a chargeback before its order)
     /// before it goes to the DLQ.
-    #[arg(long, env = "PM_KAFKA_RETRY_ATTEMPTS", default_value_t = 5)]
+    /// The default (8, about 22 s in all) outlasts a crashed member's session timeout, so a
+    /// chargeback whose order waits on a partition being handed over is not dead-lettered.
+    #[arg(long, env = "PM_KAFKA_RETRY_ATTEMPTS", default_value_t = 8)]
     kafka_retry_attempts: u32,
     /// Kafka mode: first backoff between those attempts (doubling, with jitter).
     #[arg(long, env = "PM_KAFKA_RETRY_BACKOFF", default_value = "200ms", value_parser = duration)]
     kafka_retry_backoff: Duration,
+    /// Kafka mode: how long the group waits for a silent member (crashed, partitioned away)
+    /// before handing its partitions to the others.
+    #[arg(long, env = "PM_KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = duration)]
+    kafka_session_timeout: Duration,
+    /// Kafka mode: a partition whose batch has not finished for this long (a hung
+    /// handler, a database that refuses writes) makes /health/ready fail.
+    #[arg(long, env = "PM_KAFKA_STALL_TIMEOUT", default_value = "60s", value_parser = duration)]
+    kafka_stall_timeout: Duration,
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
     shutdown_timeout: Duration,
@@ -148,7 +158,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 /// The Kafka consumers of kafka mode and the producer of their dead letters.
 struct KafkaConsumers {
-    tasks: Vec<tokio::task::JoinHandle<Result<(), pm_kafka::KafkaError>>>,
+    task: tokio::task::JoinHandle<()>,
+    health: Vec<pm_kafka::consumer::ConsumerHealth>,
+    /// Why the consumers have not started yet (pending migrations), if they have not.
+    waiting: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     dlq: pm_kafka::Producer,
 }
 
@@ -160,19 +173,20 @@ async fn start_consumers(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<KafkaConsumers> {
     use pm_domain::webhook::WebhookKind;
-    use pm_kafka::consumer::{self, ConsumerSettings};
+    use pm_kafka::consumer::{self, ConsumerHealth, ConsumerSettings};
     use pm_kafka::topics::{self, DISPUTES_GROUP, ORDERS_GROUP};
 
     let config = args.kafka.config("pmctl-serve-api")?;
     let names = args.kafka.topics();
-    topics::ensure_topics(&config, &names.all(), args.kafka.topic_partitions)
+    topics::ensure_topics(&config, &names, &args.kafka.topic_settings())
         .await
         .with_context(|| format!("cannot create the Kafka topics on {}", config.brokers))?;
     // Dead letters must be stored before offsets move on; a generous timeout, retried.
     let dlq = pm_kafka::Producer::new(&config, Duration::from_secs(30))?;
     let consumer_metrics = pm_kafka::metrics::ConsumerMetrics::register(registry);
     let prefix = &args.kafka.topic_prefix;
-    let mut tasks = Vec::new();
+    let mut consumers = Vec::new();
+    let mut health = Vec::new();
     for (topic, group, kind) in [
         (names.orders.clone(), ORDERS_GROUP, WebhookKind::Order),
         (
@@ -185,30 +199,123 @@ async fn start_consumers(
         settings.batch_size = args.kafka_batch_size.max(1);
         settings.retry_attempts = args.kafka_retry_attempts.max(1);
         settings.retry_backoff = args.kafka_retry_backoff;
+        settings.session_timeout = args.kafka_session_timeout;
+        settings.max_queued = settings.batch_size.saturating_mul(10).max(1_000);
         let handler = std::sync::Arc::new(pm_api::consumer::WebhookHandler::new(
             pool.clone(),
             kind,
             metrics.clone(),
         ));
-        let (config, dlq, m, stop) = (
-            config.clone(),
-            dlq.clone(),
-            consumer_metrics.clone(),
-            shutdown.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            consumer::run(&config, settings, handler, dlq, m, stop).await
-        }));
+        let h = ConsumerHealth::new(&settings.topic, args.kafka_stall_timeout);
+        health.push(h.clone());
+        consumers.push((settings, handler, h));
     }
-    Ok(KafkaConsumers { tasks, dlq })
+
+    let waiting = std::sync::Arc::new(std::sync::Mutex::new(Some(
+        "checking the database schema".to_owned(),
+    )));
+    let (pool, stop, dlq_producer, wait) =
+        (pool.clone(), shutdown.clone(), dlq.clone(), waiting.clone());
+    let task = tokio::spawn(async move {
+        // Applying webhooks to an older schema could fail in ways that look like bad input:
+        // the consumers start only once every migration is applied.
+        if !schema_current(&pool, &wait, &stop).await {
+            return;
+        }
+        *wait
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let runs: Vec<_> = consumers
+            .into_iter()
+            .map(|(settings, handler, h)| {
+                let (config, dlq, m, stop) = (
+                    config.clone(),
+                    dlq_producer.clone(),
+                    consumer_metrics.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        consumer::run(&config, settings, handler, dlq, m, h.clone(), stop).await
+                    {
+                        h.failed(format!("cannot run: {e}"));
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            let _ = run.await;
+        }
+    });
+    Ok(KafkaConsumers {
+        task,
+        health,
+        waiting,
+        dlq,
+    })
+}
+
+/// Waits until every migration is applied (re-checking every few seconds); `false` when
+/// shut down first.
+async fn schema_current(
+    pool: &pm_storage::PgPool,
+    waiting: &std::sync::Mutex<Option<String>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let mut logged = None;
+    loop {
+        let why = match pm_storage::migrate::status(pool).await {
+            Ok(status) => {
+                let pending = status.iter().filter(|m| !m.applied).count();
+                if pending == 0 {
+                    if logged.is_some() {
+                        tracing::info!(
+                            "the database schema is current; starting the Kafka consumers"
+                        );
+                    }
+                    return true;
+                }
+                format!(
+                    "{pending} migration(s) pending: the Kafka consumers wait until `pmctl migrate` has run"
+                )
+            }
+            Err(e) => format!("cannot read the schema's migrations: {e}"),
+        };
+        if logged.as_ref() != Some(&why) {
+            tracing::error!("{why}");
+            logged = Some(why.clone());
+        }
+        *waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 impl KafkaConsumers {
+    /// Ready when the consumers run (not waiting for migrations), none has failed or
+    /// stalled, and the brokers answer.
     fn readiness(&self) -> pm_api::Readiness {
         let producer = self.dlq.clone();
+        let health = self.health.clone();
+        let waiting = self.waiting.clone();
         std::sync::Arc::new(move || {
             let producer = producer.clone();
+            let health = health.clone();
+            let waiting = waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             Box::pin(async move {
+                if let Some(why) = waiting {
+                    return Err(why);
+                }
+                for h in &health {
+                    h.check()?;
+                }
                 tokio::task::spawn_blocking(move || producer.reachable(Duration::from_secs(2)))
                     .await
                     .map_err(|e| e.to_string())?
@@ -221,12 +328,8 @@ impl KafkaConsumers {
     /// producer (closing it only now: the original system closed its DLQ writers at
     /// start-up and lost every dead letter).
     async fn stop(self) {
-        for task in self.tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "consumer failed"),
-                Err(e) => tracing::error!(error = %e, "consumer task failed"),
-            }
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "consumer task failed");
         }
         let dlq = self.dlq;
         let flushed = tokio::task::spawn_blocking(move || dlq.flush(Duration::from_secs(10))).await;

@@ -63,7 +63,7 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
         SinkKind::Kafka => {
             let config = args.kafka.config("pmctl-serve-ingest")?;
             let topics = args.kafka.topics();
-            pm_kafka::topics::ensure_topics(&config, &topics.all(), args.kafka.topic_partitions)
+            pm_kafka::topics::ensure_topics(&config, &topics, &args.kafka.topic_settings())
                 .await
                 .with_context(|| {
                     format!(

@@ -1,7 +1,7 @@
 //! `serve-ingest` as its own process in front of `serve-api`: HTTP sink and Kafka sink.
 
 use pm_domain::signature;
-use pm_kafka::testing::PrivateBroker;
+use pm_kafka::testing::Cluster;
 use pm_storage::testing::TestDatabase;
 
 use crate::process::{chargeback_json, eventually, order_json, Pmctl, SECRET};
@@ -149,11 +149,11 @@ async fn ingest_kafka_sink_through_the_broker_into_the_database() {
 
 #[tokio::test]
 async fn ingest_answers_503_while_the_broker_is_down_and_202_when_it_is_back() {
-    let mut broker = tokio::task::spawn_blocking(PrivateBroker::start)
+    let mut broker = tokio::task::spawn_blocking(|| Cluster::start(1))
         .await
         .expect("task")
-        .expect("private broker");
-    let brokers = broker.brokers();
+        .expect("cluster");
+    let brokers = broker.brokers().to_owned();
     let env = [
         ("PM_WEBHOOK_SECRETS", SECRET),
         ("PM_KAFKA_BROKERS", brokers.as_str()),
@@ -177,7 +177,7 @@ async fn ingest_answers_503_while_the_broker_is_down_and_202_when_it_is_back() {
     );
 
     broker = tokio::task::spawn_blocking(move || {
-        broker.stop();
+        broker.stop_node(1).expect("stop");
         broker
     })
     .await
@@ -189,7 +189,7 @@ async fn ingest_answers_503_while_the_broker_is_down_and_202_when_it_is_back() {
 
     // Keep the handle: dropping it stops the broker.
     let _broker = tokio::task::spawn_blocking(move || {
-        broker.restart().expect("restart");
+        broker.start_node(1).expect("restart");
         broker
     })
     .await

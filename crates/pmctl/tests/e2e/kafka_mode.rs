@@ -26,9 +26,13 @@ impl Kafka {
         let config = KafkaConfig::new(pm_kafka::testing::brokers(), "e2e");
         let prefix = pm_kafka::testing::unique("e2e");
         let topics = Topics::with_prefix(&prefix);
-        pm_kafka::topics::ensure_topics(&config, &topics.all(), 3)
-            .await
-            .expect("topics");
+        pm_kafka::topics::ensure_topics(
+            &config,
+            &topics,
+            &pm_kafka::topics::TopicSettings::with_partitions(3),
+        )
+        .await
+        .expect("topics");
         let producer = Producer::new(&config, Duration::from_secs(60)).expect("producer");
         Kafka {
             config,
@@ -100,7 +104,7 @@ impl Kafka {
     }
 }
 
-async fn count(db: &TestDatabase, sql: &str) -> i64 {
+pub(crate) async fn count(db: &TestDatabase, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(&db.pool)
         .await
@@ -283,14 +287,14 @@ async fn a_chargeback_before_its_order_is_dead_lettered_then_replayed_home() {
 
 /// A TCP proxy to PostgreSQL that can be cut and restored, to take the database away
 /// from a running service.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     upstream: String,
     cut: CancellationToken,
 }
 
 impl Proxy {
-    async fn start(upstream: String) -> Proxy {
+    pub(crate) async fn start(upstream: String) -> Proxy {
         let port = crate::process::free_port();
         let p = Proxy {
             port,
@@ -327,11 +331,11 @@ impl Proxy {
     }
 
     /// Drops every connection and refuses new ones.
-    fn cut(&mut self) {
+    pub(crate) fn cut(&mut self) {
         self.cut.cancel();
     }
 
-    async fn restore(&mut self) {
+    pub(crate) async fn restore(&mut self) {
         self.cut = CancellationToken::new();
         self.serve().await;
     }
@@ -441,7 +445,7 @@ async fn a_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice() {
 }
 
 /// Splits the harness's `postgres://user@host:port/db` URL.
-mod url_parts {
+pub(crate) mod url_parts {
     pub struct Parts {
         pub user: String,
         pub host_port: String,
@@ -464,7 +468,7 @@ mod url_parts {
 }
 
 /// The sum of a counter's series in Prometheus text (`name{labels} value` lines).
-fn counter_total(text: &str, name: &str) -> u64 {
+pub(crate) fn counter_total(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(name)
@@ -472,4 +476,111 @@ fn counter_total(text: &str, name: &str) -> u64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn a_missing_table_pauses_the_consumer_with_the_reason_instead_of_dead_lettering() {
+    let db = TestDatabase::new().await;
+    let kafka = Kafka::new().await;
+    let api = kafka.api(&db.url, &["--kafka-stall-timeout", "1s"]).await;
+    // An operator's mistake, not the input's: the dedupe table is gone.
+    sqlx::query("ALTER TABLE processed_webhooks RENAME TO processed_webhooks_away")
+        .execute(&db.pool)
+        .await
+        .expect("rename");
+    kafka
+        .publish(
+            WebhookKind::Order,
+            &order_json("gone-1", "gone-o1", "created", 0),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    eventually("readiness names the stalled partition", || async {
+        let Ok(r) = http.get(api.url("/health/ready")).send().await else {
+            return false;
+        };
+        r.status() == 503
+            && r.text()
+                .await
+                .is_ok_and(|t| t.contains("has not finished a batch"))
+    })
+    .await;
+    let metrics = http
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"cause="schema""#),
+        "the transient errors are counted with their cause"
+    );
+    assert_eq!(kafka.dead_letters(&kafka.topics.orders), 0);
+
+    sqlx::query("ALTER TABLE processed_webhooks_away RENAME TO processed_webhooks")
+        .execute(&db.pool)
+        .await
+        .expect("rename back");
+    eventually("applied once the table is back", || async {
+        count(&db, "SELECT count(*) FROM orders").await == 1
+    })
+    .await;
+    api.wait_for("/health/ready", 200).await;
+    assert_eq!(kafka.dead_letters(&kafka.topics.orders), 0);
+}
+
+#[tokio::test]
+async fn consumers_wait_for_pending_migrations() {
+    let db = TestDatabase::new().await;
+    // The newest migration "not applied yet", as on a deploy that runs serve-api first.
+    for sql in [
+        "CREATE TABLE newest_migration AS SELECT * FROM _sqlx_migrations \
+         WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT version FROM newest_migration)",
+    ] {
+        sqlx::query(sql).execute(&db.pool).await.expect(sql);
+    }
+    let kafka = Kafka::new().await;
+    kafka
+        .publish(
+            WebhookKind::Order,
+            &order_json("mig-1", "mig-o1", "created", 0),
+        )
+        .await;
+    let brokers = kafka.config.brokers.clone();
+    let api = Pmctl::start(
+        &[
+            "serve-api",
+            "--mode",
+            "kafka",
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic-prefix",
+            &kafka.prefix,
+        ],
+        &[("PM_DATABASE_URL", &db.url), ("PM_WEBHOOK_SECRETS", SECRET)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    eventually("readiness says migrations are pending", || async {
+        let Ok(r) = http.get(api.url("/health/ready")).send().await else {
+            return false;
+        };
+        r.status() == 503 && r.text().await.is_ok_and(|t| t.contains("pending"))
+    })
+    .await;
+    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 0);
+
+    // `pmctl migrate` ran (here: the record is back, the schema never changed).
+    sqlx::query("INSERT INTO _sqlx_migrations SELECT * FROM newest_migration")
+        .execute(&db.pool)
+        .await
+        .expect("restore the record");
+    api.wait_for("/health/ready", 200).await;
+    eventually("applied once the schema is current", || async {
+        count(&db, "SELECT count(*) FROM orders").await == 1
+    })
+    .await;
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod ingest;
+mod kafka_faults;
 mod kafka_mode;
 mod process;
 mod scenarios;

@@ -235,12 +235,11 @@ async fn the_demo_runs_and_verifies() {
 }
 
 #[tokio::test]
-async fn the_demo_runs_through_kafka() {
-    let brokers = pm_kafka::testing::brokers();
+async fn the_demo_starts_apache_kafka_and_runs_through_it() {
+    // `--kafka` without brokers: the demo starts (and removes) a cluster of its own.
     let out = pmctl(&[
         "demo",
         "--kafka",
-        &brokers,
         "--api-port",
         "0",
         "--ingest-port",
@@ -249,7 +248,16 @@ async fn the_demo_runs_through_kafka() {
         "0",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("DLQ: 0 message(s)"), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("DLQ: 0 message(s)"), "{t}");
+    assert!(t.contains("nothing lost, nothing doubled"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "Apache Kafka {}",
+            pm_kafka::local::kafka_version()
+        )),
+        "the report names the broker and its version: {t}"
+    );
 }
 
 #[tokio::test]

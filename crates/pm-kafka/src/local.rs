@@ -1,0 +1,203 @@
+//! Apache Kafka on this machine, through the project's launcher (`scripts/kafka.sh`).
+//!
+//! The launcher and its Maven pom are embedded in this crate, so `pmctl` can start a
+//! cluster from anywhere (`pmctl demo --kafka`, benchmarks) and tests use exactly the same
+//! code path: [`LocalCluster::start`] writes the launcher into a temporary directory and
+//! runs it. It needs Java 17+ and Maven (`scripts/install-deps.sh` installs them); the
+//! broker's jars come from Maven Central once, into a cache shared by every cluster.
+//!
+//! A cluster lives no longer than its owner: a shell watchdog holds a pipe from this
+//! process and stops the cluster (and deletes its data) when the pipe closes — when the
+//! [`LocalCluster`] is dropped, or the process ends however it ends, SIGKILL included.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+const LAUNCHER: &str = include_str!("../../../scripts/kafka.sh");
+const POM: &str = include_str!("../../../scripts/kafka/pom.xml");
+const LOG4J: &str = include_str!("../../../scripts/kafka/log4j2.properties");
+
+/// The Apache Kafka release the launcher runs (the pom's `kafka.version`).
+pub fn kafka_version() -> &'static str {
+    POM.split_once("<kafka.version>")
+        .and_then(|(_, rest)| rest.split_once("</kafka.version>"))
+        .map_or("unknown", |(v, _)| v.trim())
+}
+
+/// Writes the embedded launcher into `dir` (as `kafka.sh` beside `kafka/`).
+fn write_launcher(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir.join("kafka"))?;
+    std::fs::write(dir.join("kafka/pom.xml"), POM)?;
+    std::fs::write(dir.join("kafka/log4j2.properties"), LOG4J)?;
+    let launcher = dir.join("kafka.sh");
+    std::fs::write(&launcher, LAUNCHER)?;
+    Ok(launcher)
+}
+
+/// An Apache Kafka cluster of 1 or 3 nodes (combined broker and controller) on loopback.
+/// Its nodes are numbered from 1.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    launcher: PathBuf,
+    /// Holds the launcher; removed last.
+    _scripts: tempfile::TempDir,
+    brokers: String,
+    nodes: usize,
+    watchdog: Mutex<Option<Child>>,
+}
+
+impl LocalCluster {
+    /// Starts a cluster of `nodes` nodes and waits until every broker is registered.
+    /// Blocking (a few seconds per start, more on the first, which downloads the jars):
+    /// call it from `spawn_blocking` in async code.
+    pub fn start(nodes: usize) -> Result<LocalCluster, String> {
+        let scripts = tempfile::Builder::new()
+            .prefix("pm-kafka-launcher-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let launcher = write_launcher(scripts.path())
+            .map_err(|e| format!("cannot write the Kafka launcher: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("pm-kafka-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        // The watchdog first: if starting fails half-way, it still cleans up.
+        let script = format!(
+            "read _; '{launcher}' stop --dir '{dir}' >/dev/null 2>&1",
+            launcher = launcher.display(),
+            dir = dir.path().display(),
+        );
+        let watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
+        let mut cluster = LocalCluster {
+            dir,
+            launcher,
+            _scripts: scripts,
+            brokers: String::new(),
+            nodes,
+            watchdog: Mutex::new(Some(watchdog)),
+        };
+        let out = cluster.run(&["start", "--nodes", &nodes.to_string()])?;
+        cluster.brokers = out
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("PM_KAFKA_BROKERS="))
+            .ok_or_else(|| format!("kafka.sh start printed no brokers: {out}"))?
+            .to_owned();
+        Ok(cluster)
+    }
+
+    /// `host:port,…` of every node.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// How many nodes the cluster has.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// `host:port` of node `n` (numbered from 1).
+    pub fn broker(&self, n: usize) -> &str {
+        self.brokers
+            .split(',')
+            .nth(n.saturating_sub(1))
+            .unwrap_or_default()
+    }
+
+    /// Kills node `n` with SIGKILL: no clean shutdown, as in a crash. Blocking.
+    pub fn kill_node(&self, n: usize) -> Result<(), String> {
+        self.run(&["kill-node", &n.to_string(), "--signal", "KILL"])
+            .map(drop)
+    }
+
+    /// Stops node `n` cleanly (SIGTERM) and waits until it is gone. Blocking.
+    pub fn stop_node(&self, n: usize) -> Result<(), String> {
+        self.run(&["kill-node", &n.to_string(), "--signal", "TERM"])
+            .map(drop)
+    }
+
+    /// Starts node `n` again with its data and ports. Blocking.
+    pub fn start_node(&self, n: usize) -> Result<(), String> {
+        self.run(&["start-node", &n.to_string()]).map(drop)
+    }
+
+    /// The node that leads `partition` of `topic` (what a fault test kills). Blocking.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Result<usize, String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let probe: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let md = probe
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        md.topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
+            .and_then(|p| usize::try_from(p.leader()).ok())
+            .filter(|n| (1..=self.nodes).contains(n))
+            .ok_or_else(|| format!("no leader for {topic}/{partition}"))
+    }
+
+    /// The cluster's directory (node logs are in `node-N/server.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("bash")
+            .arg(&self.launcher)
+            .args(args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run the Kafka launcher (bash): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "kafka.sh {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let watchdog = self
+            .watchdog
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = watchdog {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(b"\n");
+            }
+            // The stop is bounded by kafka.sh's own timeout.
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_pom_names_a_kafka_4_release() {
+        assert!(kafka_version().starts_with("4."), "{}", kafka_version());
+    }
+}
