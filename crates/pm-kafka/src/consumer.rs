@@ -331,6 +331,53 @@ fn receive<H: Handler>(
     // Dropping the last handle (here, or in a worker that is just ending) leaves the group.
 }
 
+/// Watches how far a consumer group has committed on a topic, without joining the group
+/// (benchmarks and tests read progress this way: committed offsets move only after the
+/// handler's transaction committed).
+pub struct GroupProgress {
+    reader: BaseConsumer,
+    partitions: TopicPartitionList,
+}
+
+impl std::fmt::Debug for GroupProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupProgress")
+            .field("partitions", &self.partitions.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupProgress {
+    /// Blocking: fetches the topic's partitions.
+    pub fn new(config: &KafkaConfig, group: &str, topic: &str) -> Result<Self, KafkaError> {
+        let reader: BaseConsumer = config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let md = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let mut partitions = TopicPartitionList::new();
+        for t in md.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                partitions.add_partition(topic, p.id());
+            }
+        }
+        Ok(GroupProgress { reader, partitions })
+    }
+
+    /// Messages committed, summed over the partitions (blocking).
+    pub fn committed(&self) -> Result<u64, KafkaError> {
+        let committed = crate::replay::committed_offsets(&self.reader, self.partitions.clone())?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| e.offset().to_raw())
+            .filter(|o| *o > 0)
+            .map(|o| o as u64)
+            .sum())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,7 +359,7 @@ pub fn replay(
 
 /// The group's committed offsets. A group's coordinator may still be loading on a fresh
 /// cluster (or moving after a broker failure): such answers are retried for a while.
-fn committed_offsets(
+pub(crate) fn committed_offsets(
     consumer: &BaseConsumer,
     tpl: TopicPartitionList,
 ) -> Result<TopicPartitionList, KafkaError> {

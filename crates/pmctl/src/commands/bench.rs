@@ -23,6 +23,8 @@ use sqlx::ConnectOptions;
 
 use crate::args::{duration, DatabaseArgs};
 
+mod kafka;
+
 /// Benchmarks whose results go to `bench-results/`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -40,6 +42,10 @@ enum BenchCommand {
     /// The machine's limits: a bare HTTP server that only verifies and parses webhooks
     /// (ramped until it no longer keeps up), and PostgreSQL's single-row commit rate.
     Baseline(BaselineArgs),
+    /// The Kafka consumer's apply rate on a backlog, by partition count and batch size,
+    /// with the cores each process used (a local single-node Apache Kafka unless
+    /// --kafka-brokers is given).
+    Kafka(kafka::KafkaBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +110,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Partitioning(a) => run_partitioning(a).await,
         BenchCommand::Baseline(a) => run_baseline(a).await,
+        BenchCommand::Kafka(a) => kafka::run(a).await,
     }
 }
 

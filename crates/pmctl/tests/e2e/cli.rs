@@ -146,3 +146,40 @@ async fn serve_api_serves_and_stops_gracefully_on_sigterm() {
     assert!(logs.contains("serve-api stopped"), "{logs}");
     assert!(!logs.contains("s3cret"), "the secret must never be logged");
 }
+
+#[tokio::test]
+async fn bench_kafka_measures_a_backlog_and_writes_its_report() {
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args([
+            "bench",
+            "kafka",
+            "--messages",
+            "400",
+            "--partitions",
+            "2",
+            "--batch-sizes",
+            "50",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .env("PM_LOG", "warn,librdkafka=off")
+        .env("PM_KAFKA_BROKERS", pm_kafka::testing::brokers())
+        .output()
+        .expect("pmctl bench kafka");
+    assert!(out.status.success(), "{}", text(&out));
+    let json = std::fs::read_dir(out_dir.path())
+        .expect("out dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .expect("a JSON report");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.path()).expect("read")).expect("json");
+    let run = &report["runs"][0];
+    assert_eq!(run["messages"], 400);
+    assert_eq!(run["partitions"], 2);
+    assert!(
+        run["apply_rate"].as_f64().is_some_and(|r| r > 0.0),
+        "{report}"
+    );
+}
