@@ -473,6 +473,9 @@ stop() {
         load_env
         stop_nodes TERM "${PM_KAFKA_STOP_TIMEOUT:-30}" $(seq "$PM_KAFKA_NODES")
     fi
+    # A node whose pid file was lost or rewritten must not outlive its directory (a JVM
+    # left running holds ~400 MB and its ports): anything still started from DIR goes too.
+    pkill -KILL -f -- "$dir/node-[0-9]*/server.properties" 2>/dev/null || true
     rm -rf "$dir"
     say "stopped; $dir deleted"
 }

@@ -4,9 +4,12 @@
 //! and routes each message to a worker task of its partition, so partitions are processed
 //! concurrently while each partition's messages are handled strictly in order. A worker
 //! takes what has arrived (up to a batch size), hands the batch to the [`Handler`] — which
-//! applies it in one database transaction — and only then commits the partition's offset.
-//! Automatic commits are off: librdkafka would otherwise commit what was fetched rather
-//! than what was applied.
+//! applies it in one database transaction — and only then stores the partition's offset.
+//! librdkafka's automatic offset *store* is off (it would store what was fetched rather
+//! than what was applied); what we store is committed by librdkafka every half second,
+//! and synchronously on revocation and shutdown. Committing after every batch instead
+//! sent hundreds of commit requests a second under load: the group coordinator fell
+//! behind, heartbeats queued behind the commits, and the member lost its partitions.
 //!
 //! Group changes ([`assignment`]): a worker runs only on a partition this member owns. On
 //! revocation the revoked partitions' workers finish the batch in hand (bounded), their
@@ -162,7 +165,7 @@ impl ConsumerSettings {
             retry_attempts: 8,
             retry_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            max_queued: 2_000,
+            max_queued: 10_000,
             drain_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(10),
         }
@@ -198,7 +201,9 @@ pub async fn run<H: Handler>(
     let mut client = config.client();
     client
         .set("group.id", &settings.group)
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "500")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set(
@@ -231,6 +236,7 @@ pub async fn run<H: Handler>(
     health.started();
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let shutdown_wait = shutdown.clone();
     let runtime = tokio::runtime::Handle::current();
     let thread_health = health.clone();
     std::thread::Builder::new()
@@ -245,11 +251,17 @@ pub async fn run<H: Handler>(
             let _ = done_tx.send(());
         })
         .map_err(|e| KafkaError::Subscription(format!("cannot start the receive thread: {e}")))?;
-    // The receive thread commits, leaves the group and closes the consumer; with the
-    // brokers gone that can block, so shutdown waits a bounded time (what was not
-    // committed is delivered again: at least once).
-    if tokio::time::timeout(close_deadline, done_rx).await.is_err() {
-        tracing::warn!(topic = %topic, "the consumer did not close in time; its last batches will be delivered again");
+    // On shutdown the receive thread commits, leaves the group and closes the consumer;
+    // with the brokers gone that can block, so shutdown waits a bounded time for it (what
+    // was not committed is delivered again: at least once).
+    let mut done_rx = done_rx;
+    tokio::select! {
+        _ = &mut done_rx => {}
+        () = shutdown_wait.cancelled() => {
+            if tokio::time::timeout(close_deadline, done_rx).await.is_err() {
+                tracing::warn!(topic = %topic, "the consumer did not close in time; its last batches will be delivered again");
+            }
+        }
     }
     tracing::info!(topic = %topic, "consumer stopped");
     Ok(())

@@ -6,7 +6,7 @@
 //! workers, let each finish the batch in hand (bounded by the drain timeout), commit what
 //! they applied, and forget them — all before the callback returns, so the next owner
 //! starts exactly after the last applied message. A worker that does not finish in time
-//! is aborted and marked abandoned: it may no longer commit, and what it had not committed
+//! is aborted and marked abandoned: it may no longer store offsets, and what it had not stored
 //! is delivered to the next owner (the database's dedupe makes a repeat harmless). On
 //! assignment a partition is only recorded as owned; its worker is created by the first
 //! message, so it always starts from the committed offset.

@@ -1,5 +1,5 @@
 //! A partition's worker: takes what has arrived (up to a batch), applies it through the
-//! [`Handler`], dead-letters what must be, and commits the partition's offset.
+//! [`Handler`], dead-letters what must be, and stores the partition's offset for commit.
 //!
 //! It stops when its partition is revoked or the consumer shuts down (its `stop` token):
 //! the batch in hand is finished, and a stop during a backoff ends the wait at once, with
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -116,7 +116,7 @@ pub(super) async fn run<H: Handler>(
         };
         let next = last.offset + 1;
         if flow.applied(next) {
-            me.commit(next);
+            me.store(next);
         }
         let histogram = shared.metrics.latency.get_or_create(&shared.topic_labels());
         for t in arrived {
@@ -126,14 +126,15 @@ pub(super) async fn run<H: Handler>(
 }
 
 impl<H: Handler> Partition<'_, H> {
-    fn commit(&self, next: i64) {
+    /// Stores `next` as the partition's offset to commit; librdkafka commits it within
+    /// half a second (and the revocation or shutdown commit covers it too).
+    fn store(&self, next: i64) {
         let tpl = self
             .shared
             .one_partition(self.partition, Offset::Offset(next));
-        if let Err(e) = self.shared.consumer.commit(&tpl, CommitMode::Async) {
-            // The next commit (or the one on revocation) covers it; until then a restart
-            // redelivers.
-            tracing::warn!(partition = self.partition, error = %e, "offset commit failed");
+        if let Err(e) = self.shared.consumer.store_offsets(&tpl) {
+            // Only when the partition is no longer ours; its new owner repeats the batch.
+            tracing::warn!(partition = self.partition, error = %e, "cannot store the offset");
         }
     }
 

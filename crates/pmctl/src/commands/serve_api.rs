@@ -200,7 +200,10 @@ async fn start_consumers(
         settings.retry_attempts = args.kafka_retry_attempts.max(1);
         settings.retry_backoff = args.kafka_retry_backoff;
         settings.session_timeout = args.kafka_session_timeout;
-        settings.max_queued = settings.batch_size.saturating_mul(10).max(1_000);
+        // High on purpose: a pause drops what librdkafka prefetched for the partition, so
+        // pausing whenever a backlog outruns the worker costs more than it saves
+        // (docs/benchmarks.md).
+        settings.max_queued = settings.batch_size.saturating_mul(50).max(10_000);
         let handler = std::sync::Arc::new(pm_api::consumer::WebhookHandler::new(
             pool.clone(),
             kind,
