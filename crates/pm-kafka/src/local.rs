@@ -66,7 +66,7 @@ impl LocalCluster {
             .map_err(|e| e.to_string())?;
         // The watchdog first: if starting fails half-way, it still cleans up.
         let script = format!(
-            "read _; '{launcher}' stop --dir '{dir}' >/dev/null 2>&1",
+            "read _; bash '{launcher}' stop --dir '{dir}' >/dev/null 2>&1",
             launcher = launcher.display(),
             dir = dir.path().display(),
         );

@@ -59,3 +59,23 @@ async fn a_producer_recovers_after_its_broker_restarts() {
     assert_eq!(last, None, "the producer never recovered");
     drop(broker);
 }
+
+#[tokio::test]
+async fn a_dropped_cluster_stops_its_brokers_and_removes_its_data() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(1))
+        .await
+        .expect("task")
+        .expect("cluster");
+    let broker = cluster.broker(1).to_owned();
+    let dir = cluster.dir().to_owned();
+    assert!(std::net::TcpStream::connect(&broker).is_ok());
+    // Dropping waits for the watchdog's stop: the broker is gone when it returns.
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("task");
+    assert!(!dir.exists(), "the cluster's data is removed");
+    assert!(
+        std::net::TcpStream::connect(&broker).is_err(),
+        "the broker still listens after its cluster was dropped"
+    );
+}
