@@ -53,6 +53,21 @@ impl IntoResponse for ApiError {
                     1,
                 )
             }
+            // The last line of defence: a value our validation let through but PostgreSQL
+            // refuses (SQLSTATE classes 22 and 23, e.g. a NUL character in text, a date out
+            // of range) is the request's fault. A 500 would make a provider retry it forever.
+            ApiError::Storage(e) if e.is_caused_by_input() => {
+                let sqlstate = e.sqlstate().unwrap_or_default();
+                tracing::warn!(error = %e, %sqlstate, "the database refused a value of the request");
+                Problem::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "value-refused",
+                    format!(
+                        "a value in this request cannot be stored (SQLSTATE {sqlstate}), e.g. a \
+                         NUL character in text or a date out of range; nothing was stored"
+                    ),
+                )
+            }
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");
                 Problem::internal()

@@ -47,6 +47,14 @@ impl StorageError {
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
     }
 
+    /// The SQLSTATE PostgreSQL answered with, when it answered with one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
     /// A short, bounded name of the kind of failure, for metrics and logs: `unavailable`,
     /// `concurrency`, `timeout`, `read_only`, `schema`, `privilege`, `input`, or the
     /// SQLSTATE class as `sqlstate_XX` for the rest.

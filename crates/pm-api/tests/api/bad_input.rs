@@ -198,3 +198,23 @@ async fn bad_queries_and_paths_are_400_or_404_with_problems() {
         .expect("send");
     assert_eq!(problem(r).await.0, 405);
 }
+
+#[tokio::test]
+async fn a_value_the_database_refuses_is_a_4xx_never_a_500() {
+    let app = TestApp::spawn().await;
+    // A NUL character passes JSON parsing but PostgreSQL's text type refuses it.
+    let mut body = chargeback("nul-1", "o-nul", "opened");
+    body["reason"] = json!("fraud\u{0}");
+    app.order_in("o-nul", "success").await;
+    let before = app.count("dispute_events").await;
+    let r = app.chargeback_webhook(&body).await;
+    let (status, p) = problem(r).await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["type"], "/problems/value-refused", "{p}");
+    assert_eq!(app.count("dispute_events").await, before, "nothing stored");
+    assert_eq!(app.count("disputes").await, 0);
+
+    let (status, p) = app.get("/disputes?reason=%00").await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["type"], "/problems/value-refused", "{p}");
+}
