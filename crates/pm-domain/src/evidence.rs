@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::validation::ValidationErrors;
+use crate::validation::{text_problem, ValidationErrors};
 
 /// A file already uploaded to the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,14 @@ impl Evidence {
                 for (k, v) in map {
                     match v.as_str() {
                         _ if k.trim().is_empty() => errs.push("fields", "keys must not be blank"),
+                        _ if text_problem(k, false).is_some() => errs.push(
+                            format!("fields.{}", k.escape_debug()),
+                            "the name must not contain control characters",
+                        ),
+                        Some(s) if text_problem(s, true).is_some() => errs.push(
+                            format!("fields.{k}"),
+                            text_problem(s, true).unwrap_or_default(),
+                        ),
                         Some(s) if s.chars().count() <= MAX_TEXT => {
                             fields.insert(k.clone(), s.to_owned());
                         }
@@ -93,6 +101,13 @@ fn file(item: &Value, path: &str, errs: &mut ValidationErrors) -> Option<Evidenc
         return None;
     };
     let mut text = |name: &str| match obj.get(name).and_then(Value::as_str) {
+        Some(s) if text_problem(s, false).is_some() => {
+            errs.push(
+                format!("{path}.{name}"),
+                text_problem(s, false).unwrap_or_default(),
+            );
+            None
+        }
         Some(s) if !s.trim().is_empty() && s.chars().count() <= 255 => Some(s.to_owned()),
         Some(s) if !s.trim().is_empty() => {
             errs.push(format!("{path}.{name}"), "must be at most 255 characters");
@@ -126,6 +141,19 @@ fn file(item: &Value, path: &str, errs: &mut ValidationErrors) -> Option<Evidenc
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn evidence_text_may_hold_line_breaks_but_no_other_control_character() {
+        let ok = serde_json::json!({"fields": {"note": "line one\nline two\tend"}});
+        assert!(Evidence::from_json(&ok).is_ok());
+        let bad = serde_json::json!({
+            "fields": {"note": "nul\u{0}"},
+            "files": [{"file_id": "f\u{7}", "name": "x.pdf", "content_type": "application/pdf", "size": 1}]
+        });
+        let errs = Evidence::from_json(&bad).expect_err("control characters");
+        let fields: Vec<_> = errs.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["fields.note", "files[0].file_id"]);
+    }
 
     #[test]
     fn valid_evidence() {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::time;
-use crate::validation::{InputError, ValidationErrors};
+use crate::validation::{text_problem, InputError, ValidationErrors};
 use crate::webhook::Meta;
 
 /// Parses the top level: it must be one JSON object.
@@ -94,7 +94,12 @@ impl Fields {
         for (key, value) in map {
             match serde_json::from_str::<String>(value.get()) {
                 Ok(s) => {
-                    meta.insert(key, s);
+                    if let Some(problem) = text_problem(&key, false).or(text_problem(&s, false)) {
+                        ok = false;
+                        self.0.push(format!("meta.{}", key.escape_debug()), problem);
+                    } else {
+                        meta.insert(key, s);
+                    }
                 }
                 Err(_) => {
                     ok = false;

@@ -3,6 +3,21 @@
 
 use serde::Serialize;
 
+/// Why a piece of free text cannot be accepted, if it cannot: a control character (NUL
+/// included) is never data a person meant, PostgreSQL's text type refuses NUL outright, and
+/// such text cannot become a header. `multiline` text (evidence) may hold tabs and line
+/// breaks.
+pub fn text_problem(s: &str, multiline: bool) -> Option<&'static str> {
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    s.chars()
+        .any(|c| c.is_control() && !allowed(c))
+        .then_some(if multiline {
+            "must not contain control characters other than tabs and line breaks"
+        } else {
+            "must not contain control characters"
+        })
+}
+
 /// One problem with one field of an input document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -84,4 +99,20 @@ pub enum InputError {
     /// A JSON object with invalid fields (HTTP 422).
     #[error("invalid fields: {0}")]
     Invalid(ValidationErrors),
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::text_problem;
+
+    #[test]
+    fn control_characters_are_refused_line_breaks_only_in_multiline_text() {
+        assert_eq!(text_problem("fraud", false), None);
+        assert!(text_problem("fraud\u{0}", false).is_some());
+        assert!(text_problem("a\u{1b}[31m", false).is_some());
+        assert!(text_problem("two\nlines", false).is_some());
+        assert_eq!(text_problem("two\nlines\tand a tab", true), None);
+        assert!(text_problem("nul\u{0}", true).is_some());
+        assert_eq!(text_problem("ünïcødé ✓", false), None);
+    }
 }

@@ -18,7 +18,7 @@ use crate::json_fields::{parse_object, Fields};
 use crate::money::{Amount, Currency, Money};
 use crate::order::OrderStatus;
 use crate::time;
-use crate::validation::{InputError, ValidationErrors};
+use crate::validation::{text_problem, InputError, ValidationErrors};
 
 /// Free-form provider metadata: string keys to string values.
 pub type Meta = BTreeMap<String, String>;
@@ -180,6 +180,8 @@ impl ChargebackWebhook {
                 Err(format!(
                     "must be at most {MAX_REASON_LEN} characters (got {len})"
                 ))
+            } else if let Some(problem) = text_problem(s, false) {
+                Err(problem.to_owned())
             } else {
                 Ok(s.to_owned())
             }

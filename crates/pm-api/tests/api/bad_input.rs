@@ -200,20 +200,32 @@ async fn bad_queries_and_paths_are_400_or_404_with_problems() {
 }
 
 #[tokio::test]
-async fn a_value_the_database_refuses_is_a_4xx_never_a_500() {
+async fn control_characters_are_refused_naming_the_field_and_a_value_the_database_refuses_is_never_a_500(
+) {
     let app = TestApp::spawn().await;
-    // A NUL character passes JSON parsing but PostgreSQL's text type refuses it.
-    let mut body = chargeback("nul-1", "o-nul", "opened");
-    body["reason"] = json!("fraud\u{0}");
     app.order_in("o-nul", "success").await;
     let before = app.count("dispute_events").await;
-    let r = app.chargeback_webhook(&body).await;
-    let (status, p) = problem(r).await;
+    // A NUL character passes JSON parsing; PostgreSQL's text type would refuse it.
+    let mut body = chargeback("nul-1", "o-nul", "opened");
+    body["reason"] = json!("fraud\u{0}");
+    body["meta"] = json!({"note": "esc\u{1b}[31m"});
+    let (status, p) = problem(app.chargeback_webhook(&body).await).await;
     assert_eq!(status, 422, "{p}");
-    assert_eq!(p["type"], "/problems/value-refused", "{p}");
+    assert_eq!(error_fields(&p), ["reason", "meta.note"]);
     assert_eq!(app.count("dispute_events").await, before, "nothing stored");
     assert_eq!(app.count("disputes").await, 0);
 
+    let (status, p) = app
+        .post_json(
+            "/orders/o-nul/capture",
+            &json!({"amount": 10.00, "currency": "USD", "idempotency_key": "clé-1"}),
+        )
+        .await;
+    assert_eq!(status, 422, "a key that cannot become a header: {p}");
+    assert_eq!(error_fields(&p), ["idempotency_key"]);
+
+    // The last line of defence: what validation does not check, PostgreSQL refuses, and
+    // that is the request's fault (422), never a 500.
     let (status, p) = app.get("/disputes?reason=%00").await;
     assert_eq!(status, 422, "{p}");
     assert_eq!(p["type"], "/problems/value-refused", "{p}");

@@ -134,6 +134,18 @@ fn evidence_due_at_is_optional_but_checked() {
 }
 
 #[test]
+fn control_characters_in_text_fields_are_field_errors() {
+    let body = chargeback_body("1", "").replace(r#""reason":"fraud""#, r#""reason":"fraud\u0000""#);
+    let err = ChargebackWebhook::parse(body.as_bytes()).unwrap_err();
+    assert_eq!(invalid_fields(err), ["reason"]);
+
+    let mut order = order_json();
+    order["meta"] = json!({"channel": "web\u{0}", "ok": "fine"});
+    let err = OrderWebhook::parse(order.to_string().as_bytes()).unwrap_err();
+    assert_eq!(invalid_fields(err), ["meta.channel"]);
+}
+
+#[test]
 fn order_webhooks_round_trip_through_their_wire_form() {
     let w = OrderWebhook::parse(order_json().to_string().as_bytes()).expect("valid");
     let json = serde_json::to_vec(&w).expect("serialize");
