@@ -40,10 +40,7 @@ impl StorageError {
     /// a value out of range or a NUL byte in text) or an integrity violation (class 23).
     /// The same input fails the same way on every retry.
     pub fn is_caused_by_input(&self) -> bool {
-        let StorageError::Database(sqlx::Error::Database(db)) = self else {
-            return false;
-        };
-        db.code()
+        self.sqlstate()
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
     }
 
@@ -59,14 +56,15 @@ impl StorageError {
     /// `concurrency`, `timeout`, `read_only`, `schema`, `privilege`, `input`, or the
     /// SQLSTATE class as `sqlstate_XX` for the rest.
     pub fn cause(&self) -> &'static str {
-        let code = match self {
-            StorageError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
-            StorageError::Database(e) if is_transient_sqlx(e) => return "unavailable",
-            StorageError::Migrate(_) | StorageError::PartmanMissing { .. } => return "schema",
-            StorageError::Corrupt { .. } => return "schema",
-            _ => return "other",
+        let Some(code) = self.sqlstate() else {
+            return match self {
+                StorageError::Database(e) if is_transient_sqlx(e) => "unavailable",
+                StorageError::Migrate(_)
+                | StorageError::PartmanMissing { .. }
+                | StorageError::Corrupt { .. } => "schema",
+                _ => "other",
+            };
         };
-        let Some(code) = code else { return "other" };
         match code.as_str() {
             "40001" | "40P01" => "concurrency",
             "57014" | "55P03" => "timeout",
@@ -95,60 +93,22 @@ impl StorageError {
 
 /// `sqlstate_XX` for a SQLSTATE's class: a bounded label (PostgreSQL has about forty).
 fn sqlstate_class(code: &str) -> &'static str {
-    const CLASSES: &[&str] = &[
-        "01", "02", "03", "08", "09", "0A", "0B", "0F", "0L", "0P", "0Z", "20", "21", "22", "23",
-        "24", "25", "26", "27", "28", "2B", "2D", "2F", "34", "38", "39", "3B", "3D", "3F", "40",
-        "42", "44", "53", "54", "55", "57", "58", "72", "F0", "HV", "P0", "XX",
-    ];
+    #[rustfmt::skip]
     const LABELS: &[&str] = &[
-        "sqlstate_01",
-        "sqlstate_02",
-        "sqlstate_03",
-        "sqlstate_08",
-        "sqlstate_09",
-        "sqlstate_0A",
-        "sqlstate_0B",
-        "sqlstate_0F",
-        "sqlstate_0L",
-        "sqlstate_0P",
-        "sqlstate_0Z",
-        "sqlstate_20",
-        "sqlstate_21",
-        "sqlstate_22",
-        "sqlstate_23",
-        "sqlstate_24",
-        "sqlstate_25",
-        "sqlstate_26",
-        "sqlstate_27",
-        "sqlstate_28",
-        "sqlstate_2B",
-        "sqlstate_2D",
-        "sqlstate_2F",
-        "sqlstate_34",
-        "sqlstate_38",
-        "sqlstate_39",
-        "sqlstate_3B",
-        "sqlstate_3D",
-        "sqlstate_3F",
-        "sqlstate_40",
-        "sqlstate_42",
-        "sqlstate_44",
-        "sqlstate_53",
-        "sqlstate_54",
-        "sqlstate_55",
-        "sqlstate_57",
-        "sqlstate_58",
-        "sqlstate_72",
-        "sqlstate_F0",
-        "sqlstate_HV",
-        "sqlstate_P0",
-        "sqlstate_XX",
+        "sqlstate_01", "sqlstate_02", "sqlstate_03", "sqlstate_08", "sqlstate_09", "sqlstate_0A",
+        "sqlstate_0B", "sqlstate_0F", "sqlstate_0L", "sqlstate_0P", "sqlstate_0Z", "sqlstate_20",
+        "sqlstate_21", "sqlstate_22", "sqlstate_23", "sqlstate_24", "sqlstate_25", "sqlstate_26",
+        "sqlstate_27", "sqlstate_28", "sqlstate_2B", "sqlstate_2D", "sqlstate_2F", "sqlstate_34",
+        "sqlstate_38", "sqlstate_39", "sqlstate_3B", "sqlstate_3D", "sqlstate_3F", "sqlstate_40",
+        "sqlstate_42", "sqlstate_44", "sqlstate_53", "sqlstate_54", "sqlstate_55", "sqlstate_57",
+        "sqlstate_58", "sqlstate_72", "sqlstate_F0", "sqlstate_HV", "sqlstate_P0", "sqlstate_XX",
     ];
     let class = code.get(..2).unwrap_or("");
-    CLASSES
+    LABELS
         .iter()
-        .position(|c| *c == class)
-        .map_or("sqlstate_other", |i| LABELS[i])
+        .find(|label| label.ends_with(class) && class.len() == 2)
+        .copied()
+        .unwrap_or("sqlstate_other")
 }
 
 fn is_transient_sqlx(e: &sqlx::Error) -> bool {
