@@ -11,7 +11,11 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// `client.id`, shown in broker logs.
     pub client_id: String,
-    /// librdkafka properties applied after ours, so a user's setting wins.
+    /// librdkafka properties for every client (security, TLS files, tuning). They win over
+    /// the common settings of [`KafkaConfig::client`]; a consumer's or producer's own
+    /// settings that correctness depends on (group, offset storing and commits,
+    /// idempotence, `acks`, and the timeouts that have flags of their own) are set after
+    /// them and win.
     pub properties: Vec<(String, String)>,
 }
 

@@ -46,9 +46,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use self::assignment::{Assignment, Context, Route};
@@ -147,8 +146,9 @@ pub struct ConsumerSettings {
     pub retry_backoff: Duration,
     /// Cap of the backoff for transient errors and DLQ publishing.
     pub max_backoff: Duration,
-    /// Messages waiting for one partition's worker before that partition is paused.
-    pub max_queued: usize,
+    /// Messages waiting for one partition's worker before that partition is paused;
+    /// `None`: [`ConsumerSettings::queue_limit`]'s default.
+    pub max_queued: Option<usize>,
     /// How long a revoked partition's worker may take to finish its batch in hand.
     pub drain_timeout: Duration,
     /// How long the group waits for a silent member before handing its partitions to the
@@ -165,10 +165,23 @@ impl ConsumerSettings {
             retry_attempts: 8,
             retry_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            max_queued: 10_000,
+            max_queued: None,
             drain_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl ConsumerSettings {
+    /// Messages queued for one partition's worker before the partition is paused: by
+    /// default 50 × the batch size, at least 10,000. High on purpose: a pause drops what
+    /// librdkafka prefetched for the partition, and a limit of 10 × the batch size paused
+    /// constantly while catching up on a backlog, at a third of the apply rate
+    /// (docs/benchmarks.md).
+    pub fn queue_limit(&self) -> usize {
+        self.max_queued
+            .unwrap_or_else(|| self.batch_size.saturating_mul(50).max(10_000))
+            .max(2)
     }
 }
 
@@ -275,7 +288,7 @@ fn receive<H: Handler>(
     runtime: &tokio::runtime::Handle,
     shutdown: &CancellationToken,
 ) {
-    let limit = shared.settings.max_queued.max(2);
+    let limit = shared.settings.queue_limit();
     while !shutdown.is_cancelled() {
         match shared.consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -330,64 +343,8 @@ fn receive<H: Handler>(
 
     // Shutdown: every worker finishes its batch in hand; what they applied is committed.
     let offsets = assignment.revoke_all();
-    if !offsets.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (partition, next) in &offsets {
-            let _ =
-                tpl.add_partition_offset(&shared.settings.topic, *partition, Offset::Offset(*next));
-        }
-        if let Err(e) = shared.consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(error = %e, "final commit failed; the last batches will be delivered again");
-        }
-    }
+    assignment::commit_drained(&shared.consumer, &shared.settings.topic, &offsets);
     // Dropping the last handle (here, or in a worker that is just ending) leaves the group.
-}
-
-/// Watches how far a consumer group has committed on a topic, without joining the group
-/// (benchmarks and tests read progress this way: committed offsets move only after the
-/// handler's transaction committed).
-pub struct GroupProgress {
-    reader: BaseConsumer,
-    partitions: TopicPartitionList,
-}
-
-impl std::fmt::Debug for GroupProgress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupProgress")
-            .field("partitions", &self.partitions.count())
-            .finish_non_exhaustive()
-    }
-}
-
-impl GroupProgress {
-    /// Blocking: fetches the topic's partitions.
-    pub fn new(config: &KafkaConfig, group: &str, topic: &str) -> Result<Self, KafkaError> {
-        let reader: BaseConsumer = config
-            .client()
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let md = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let mut partitions = TopicPartitionList::new();
-        for t in md.topics().iter().filter(|t| t.name() == topic) {
-            for p in t.partitions() {
-                partitions.add_partition(topic, p.id());
-            }
-        }
-        Ok(GroupProgress { reader, partitions })
-    }
-
-    /// Messages committed, summed over the partitions (blocking).
-    pub fn committed(&self) -> Result<u64, KafkaError> {
-        let committed = crate::replay::committed_offsets(&self.reader, self.partitions.clone())?;
-        Ok(committed
-            .elements()
-            .iter()
-            .filter_map(|e| e.offset().to_raw())
-            .filter(|o| *o > 0)
-            .map(|o| o as u64)
-            .sum())
-    }
 }
 
 #[cfg(test)]

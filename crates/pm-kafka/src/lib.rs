@@ -9,6 +9,7 @@
 //!   committed or the message was durably dead-lettered, errors classified as transient
 //!   (retry forever, the partition waits), retryable (bounded, then DLQ) or permanent (DLQ);
 //! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters;
+//!   [`group`]: a group's committed offsets, read from outside the group;
 //! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests).
 //!
 //! Nothing here knows about PostgreSQL or HTTP: the consumer calls a [`consumer::Handler`]
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod group;
 pub mod headers;
 pub mod local;
 pub mod metrics;

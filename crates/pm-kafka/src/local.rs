@@ -64,11 +64,14 @@ impl LocalCluster {
             .prefix("pm-kafka-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        // The watchdog first: if starting fails half-way, it still cleans up.
+        // The watchdog first: if starting fails half-way, it still cleans up. It removes
+        // the launcher's copy too: a cluster kept for the life of a process (the tests'
+        // shared one) is never dropped, so its temporary directories would stay.
         let script = format!(
-            "read _; bash '{launcher}' stop --dir '{dir}' >/dev/null 2>&1",
+            "read _; bash '{launcher}' stop --dir '{dir}' >/dev/null 2>&1; rm -rf '{scripts}'",
             launcher = launcher.display(),
             dir = dir.path().display(),
+            scripts = scripts.path().display(),
         );
         let watchdog = Command::new("sh")
             .args(["-c", &script])
@@ -188,6 +191,58 @@ impl Drop for LocalCluster {
             }
             // The stop is bounded by kafka.sh's own timeout.
             let _ = child.wait();
+        }
+    }
+}
+
+/// The Kafka a command runs against: a cluster the user named, or a single-node cluster
+/// started for this run and removed by [`KafkaTarget::release`] (the demo, benchmarks).
+#[derive(Debug)]
+pub struct KafkaTarget {
+    brokers: String,
+    started: Option<LocalCluster>,
+}
+
+impl KafkaTarget {
+    /// `brokers` when given; otherwise starts a single-node cluster (it says so on stderr).
+    pub async fn given_or_started(brokers: Option<String>) -> Result<Self, String> {
+        if let Some(brokers) = brokers.filter(|b| !b.is_empty()) {
+            return Ok(KafkaTarget {
+                brokers,
+                started: None,
+            });
+        }
+        eprintln!("starting Apache Kafka {} (one node)…", kafka_version());
+        let cluster = tokio::task::spawn_blocking(|| LocalCluster::start(1))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot start Apache Kafka: {e}"))?;
+        Ok(KafkaTarget {
+            brokers: cluster.brokers().to_owned(),
+            started: Some(cluster),
+        })
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// Which Kafka ran, for reports.
+    pub fn describe(&self) -> String {
+        match &self.started {
+            Some(_) => format!(
+                "Apache Kafka {} (one node, started for this run) at {}",
+                kafka_version(),
+                self.brokers
+            ),
+            None => format!("the Kafka cluster at {}", self.brokers),
+        }
+    }
+
+    /// Stops and removes a cluster started for this run (a named one is left alone).
+    pub async fn release(self) {
+        if let Some(cluster) = self.started {
+            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
         }
     }
 }

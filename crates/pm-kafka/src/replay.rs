@@ -257,7 +257,7 @@ pub fn replay(
         for p in ends.keys() {
             tpl.add_partition(dlq_topic, *p);
         }
-        Some(committed_offsets(&consumer, tpl)?)
+        Some(crate::group::committed_offsets(&consumer, tpl)?)
     };
     let start: HashMap<i32, i64> = ends
         .iter()
@@ -355,35 +355,6 @@ pub fn replay(
         commit_stored(&consumer, CommitMode::Sync)?;
     }
     Ok(summary)
-}
-
-/// The group's committed offsets. A group's coordinator may still be loading on a fresh
-/// cluster (or moving after a broker failure): such answers are retried for a while.
-pub(crate) fn committed_offsets(
-    consumer: &BaseConsumer,
-    tpl: TopicPartitionList,
-) -> Result<TopicPartitionList, KafkaError> {
-    use rdkafka::error::RDKafkaErrorCode as Code;
-    let mut attempt = 0;
-    loop {
-        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-            Err(e)
-                if attempt < 20
-                    && matches!(
-                        e.rdkafka_error_code(),
-                        Some(
-                            Code::NotCoordinator
-                                | Code::CoordinatorNotAvailable
-                                | Code::CoordinatorLoadInProgress
-                        )
-                    ) =>
-            {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Commits the offsets stored so far (nothing stored yet is not an error).

@@ -50,16 +50,6 @@ impl Topics {
     pub fn dlq(topic: &str) -> String {
         format!("{topic}.dlq")
     }
-
-    /// The main topics and their dead-letter topics.
-    pub fn all(&self) -> Vec<String> {
-        vec![
-            self.orders.clone(),
-            self.disputes.clone(),
-            Self::dlq(&self.orders),
-            Self::dlq(&self.disputes),
-        ]
-    }
 }
 
 /// How topics are created when missing. Existing topics are never changed.
@@ -117,24 +107,26 @@ pub async fn ensure_topics(
         );
     }
     let min_isr = min_isr.to_string();
-    let ms = |d: Option<Duration>| d.map_or("-1".to_owned(), |d| d.as_millis().to_string());
     let retention = settings.retention.map(|d| d.as_millis().to_string());
-    let dlq_retention = ms(settings.dlq_retention);
-    let names = topics.all();
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| {
-            let t = NewTopic::new(n, settings.partitions, TopicReplication::Fixed(rf))
-                .set("min.insync.replicas", &min_isr);
-            if n.ends_with(".dlq") {
-                t.set("retention.ms", &dlq_retention)
-            } else if let Some(r) = &retention {
-                t.set("retention.ms", r)
-            } else {
-                t
-            }
-        })
-        .collect();
+    let dlq_retention = settings
+        .dlq_retention
+        .map_or("-1".to_owned(), |d| d.as_millis().to_string());
+    let main = [&topics.orders, &topics.disputes];
+    let dlqs = main.map(|t| Topics::dlq(t));
+    let new_topic = |name| {
+        NewTopic::new(name, settings.partitions, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+    };
+    let mut new: Vec<NewTopic<'_>> = Vec::new();
+    for name in main {
+        new.push(match &retention {
+            Some(r) => new_topic(name).set("retention.ms", r),
+            None => new_topic(name),
+        });
+    }
+    for name in &dlqs {
+        new.push(new_topic(name).set("retention.ms", &dlq_retention));
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {

@@ -322,24 +322,7 @@ impl ConsumerContext for Context {
             tracing::warn!(topic = %self.assignment.topic, "assignment lost: the drained offsets are not committed");
             return;
         }
-        let mut commit = TopicPartitionList::new();
-        for (partition, next) in &offsets {
-            let _ = commit.add_partition_offset(
-                &self.assignment.topic,
-                *partition,
-                Offset::Offset(*next),
-            );
-        }
-        match consumer.commit(&commit, CommitMode::Sync) {
-            Ok(()) => tracing::info!(
-                topic = %self.assignment.topic, offsets = ?offsets,
-                "committed the revoked partitions' offsets"
-            ),
-            Err(e) => tracing::warn!(
-                topic = %self.assignment.topic, error = %e,
-                "cannot commit the revoked partitions' offsets; the next owner repeats their last batches"
-            ),
-        }
+        commit_drained(consumer, &self.assignment.topic, &offsets);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -359,6 +342,30 @@ impl ConsumerContext for Context {
                 tracing::warn!(topic = %self.assignment.topic, error = %e, "rebalance failed")
             }
         }
+    }
+}
+
+/// Commits, synchronously, what drained workers applied (on revocation and shutdown: the
+/// next owner starts right after it). A failure only means the next owner repeats those
+/// batches, which the database deduplicates.
+pub(super) fn commit_drained<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => tracing::info!(%topic, ?offsets, "committed the drained partitions' offsets"),
+        Err(e) => tracing::warn!(
+            %topic, error = %e,
+            "cannot commit the drained partitions' offsets; the next owner repeats their last batches"
+        ),
     }
 }
 

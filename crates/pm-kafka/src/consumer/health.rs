@@ -28,6 +28,8 @@ struct State {
     busy: BTreeMap<i32, (Instant, Option<String>)>,
     /// Set once the consumer's receive loop is running.
     started: bool,
+    /// Why it has not started yet, when its owner knows (e.g. migrations pending).
+    waiting: Option<String>,
 }
 
 impl ConsumerHealth {
@@ -47,7 +49,8 @@ impl ConsumerHealth {
             return Err(format!("consumer of {}: {why}", self.topic));
         }
         if !state.started {
-            return Err(format!("consumer of {} has not started", self.topic));
+            let why = state.waiting.as_deref().unwrap_or("not started yet");
+            return Err(format!("consumer of {}: {why}", self.topic));
         }
         for (partition, (since, last_error)) in &state.busy {
             let age = since.elapsed();
@@ -67,7 +70,14 @@ impl ConsumerHealth {
     }
 
     pub(crate) fn started(&self) {
-        self.lock().started = true;
+        let mut state = self.lock();
+        state.started = true;
+        state.waiting = None;
+    }
+
+    /// Says why the consumer has not started yet (its owner holds it back).
+    pub fn waiting(&self, why: impl Into<String>) {
+        self.lock().waiting = Some(why.into());
     }
 
     /// Records why the consumer cannot work any more (the first reason is kept).
@@ -108,6 +118,9 @@ mod tests {
     fn a_consumer_is_healthy_once_started_and_while_batches_finish() {
         let h = ConsumerHealth::new("t", Duration::from_secs(60));
         assert!(h.check().is_err(), "not started yet");
+        h.waiting("2 migration(s) pending");
+        let err = h.check().expect_err("still waiting");
+        assert!(err.contains("2 migration(s) pending"), "{err}");
         h.started();
         h.batch_started(0);
         assert_eq!(h.check(), Ok(()));

@@ -88,7 +88,7 @@ pub(super) async fn run<H: Handler>(
         partition,
         stop: &stop,
     };
-    let limit = shared.settings.max_queued;
+    let limit = shared.settings.queue_limit();
     loop {
         let first = tokio::select! {
             biased;

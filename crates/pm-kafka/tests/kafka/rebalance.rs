@@ -100,7 +100,7 @@ async fn a_blocked_partition_is_paused_without_holding_up_the_others() {
     rec.blocked.lock().expect("lock").insert(blocked.clone());
     let mut settings = env.settings("backpressure");
     settings.batch_size = 5;
-    settings.max_queued = 10;
+    settings.max_queued = Some(10);
     let (stop, task, metrics) = env.start_measured(settings, rec.clone(), env.producer.clone());
 
     for seq in 0..100 {

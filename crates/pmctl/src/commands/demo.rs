@@ -207,30 +207,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ("PM_API_URL", &api_url),
         ("PM_LOG", "info,sqlx=warn,librdkafka=warn"),
     ];
-    // `--kafka` alone: a cluster of the demo's own, stopped when the demo ends.
-    let (local_kafka, kafka_label) = match args.kafka.as_deref() {
-        Some("") => {
-            println!(
-                "starting Apache Kafka {} (one node)…",
-                pm_kafka::local::kafka_version()
-            );
-            let cluster = tokio::task::spawn_blocking(|| pm_kafka::local::LocalCluster::start(1))
-                .await?
-                .map_err(|e| anyhow::anyhow!("cannot start Apache Kafka: {e}"))?;
-            let label = format!(
-                "Apache Kafka {} (one node, started by the demo) at {}",
-                pm_kafka::local::kafka_version(),
-                cluster.brokers()
-            );
-            (Some(cluster), Some(label))
-        }
-        Some(b) => (None, Some(format!("the Kafka cluster at {b}"))),
-        None => (None, None),
+    // `--kafka` alone: a cluster of the demo's own, removed when the demo ends.
+    let kafka = match args.kafka.clone() {
+        Some(given) => Some(
+            pm_kafka::local::KafkaTarget::given_or_started(Some(given))
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
     };
-    let brokers = local_kafka
-        .as_ref()
-        .map(|c| c.brokers().to_owned())
-        .or_else(|| args.kafka.clone());
+    let brokers = kafka.as_ref().map(|k| k.brokers().to_owned());
     if let Some(brokers) = &brokers {
         env.extend([
             ("PM_KAFKA_BROKERS", brokers.as_str()),
@@ -313,8 +299,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &format!("{} ({sink} sink; log {})", ingest.url, ingest.log.display()),
     ]);
     services.add_row(["provider simulator", &provider_url]);
-    if let Some(label) = &kafka_label {
-        services.add_row(["Kafka", &format!("{label} (topics {prefix}webhooks.*)")]);
+    if let Some(k) = &kafka {
+        services.add_row([
+            "Kafka",
+            &format!("{} (topics {prefix}webhooks.*)", k.describe()),
+        ]);
     }
     services.add_row(["ledger", &ledger_path.display().to_string()]);
     println!("{services}");
@@ -347,8 +336,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let _ = c.stop().await;
     }
     // After the services: stopping the brokers first would leave them waiting on Kafka.
-    if let Some(k) = local_kafka {
-        tokio::task::spawn_blocking(move || drop(k)).await?;
+    if let Some(k) = kafka {
+        k.release().await;
     }
     anyhow::ensure!(
         ok,

@@ -160,8 +160,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 struct KafkaConsumers {
     task: tokio::task::JoinHandle<()>,
     health: Vec<pm_kafka::consumer::ConsumerHealth>,
-    /// Why the consumers have not started yet (pending migrations), if they have not.
-    waiting: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     dlq: pm_kafka::Producer,
 }
 
@@ -200,10 +198,6 @@ async fn start_consumers(
         settings.retry_attempts = args.kafka_retry_attempts.max(1);
         settings.retry_backoff = args.kafka_retry_backoff;
         settings.session_timeout = args.kafka_session_timeout;
-        // High on purpose: a pause drops what librdkafka prefetched for the partition, so
-        // pausing whenever a backlog outruns the worker costs more than it saves
-        // (docs/benchmarks.md).
-        settings.max_queued = settings.batch_size.saturating_mul(50).max(10_000);
         let handler = std::sync::Arc::new(pm_api::consumer::WebhookHandler::new(
             pool.clone(),
             kind,
@@ -214,20 +208,14 @@ async fn start_consumers(
         consumers.push((settings, handler, h));
     }
 
-    let waiting = std::sync::Arc::new(std::sync::Mutex::new(Some(
-        "checking the database schema".to_owned(),
-    )));
-    let (pool, stop, dlq_producer, wait) =
-        (pool.clone(), shutdown.clone(), dlq.clone(), waiting.clone());
+    let (pool, stop, dlq_producer, waiting) =
+        (pool.clone(), shutdown.clone(), dlq.clone(), health.clone());
     let task = tokio::spawn(async move {
         // Applying webhooks to an older schema could fail in ways that look like bad input:
         // the consumers start only once every migration is applied.
-        if !schema_current(&pool, &wait, &stop).await {
+        if !schema_current(&pool, &waiting, &stop).await {
             return;
         }
-        *wait
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let runs: Vec<_> = consumers
             .into_iter()
             .map(|(settings, handler, h)| {
@@ -250,19 +238,14 @@ async fn start_consumers(
             let _ = run.await;
         }
     });
-    Ok(KafkaConsumers {
-        task,
-        health,
-        waiting,
-        dlq,
-    })
+    Ok(KafkaConsumers { task, health, dlq })
 }
 
 /// Waits until every migration is applied (re-checking every few seconds); `false` when
 /// shut down first.
 async fn schema_current(
     pool: &pm_storage::PgPool,
-    waiting: &std::sync::Mutex<Option<String>>,
+    consumers: &[pm_kafka::consumer::ConsumerHealth],
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> bool {
     let mut logged = None;
@@ -288,9 +271,9 @@ async fn schema_current(
             tracing::error!("{why}");
             logged = Some(why.clone());
         }
-        *waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        for h in consumers {
+            h.waiting(why.clone());
+        }
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -299,23 +282,15 @@ async fn schema_current(
 }
 
 impl KafkaConsumers {
-    /// Ready when the consumers run (not waiting for migrations), none has failed or
-    /// stalled, and the brokers answer.
+    /// Ready when the consumers run (they say why not, e.g. pending migrations), none has
+    /// failed or stalled, and the brokers answer.
     fn readiness(&self) -> pm_api::Readiness {
         let producer = self.dlq.clone();
         let health = self.health.clone();
-        let waiting = self.waiting.clone();
         std::sync::Arc::new(move || {
             let producer = producer.clone();
             let health = health.clone();
-            let waiting = waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
             Box::pin(async move {
-                if let Some(why) = waiting {
-                    return Err(why);
-                }
                 for h in &health {
                     h.check()?;
                 }

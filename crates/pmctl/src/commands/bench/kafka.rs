@@ -18,7 +18,8 @@ use anyhow::Context;
 use pm_domain::envelope::WebhookEnvelope;
 use pm_domain::webhook::{OrderWebhook, WebhookKind};
 use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
-use pm_kafka::consumer::GroupProgress;
+use pm_kafka::group::GroupProgress;
+use pm_kafka::local::KafkaTarget;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
 use serde::Serialize;
 
@@ -83,32 +84,10 @@ struct Report {
 
 pub(super) async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now();
-    let local = match &args.brokers {
-        Some(_) => None,
-        None => {
-            eprintln!(
-                "no Kafka configured: starting Apache Kafka {} (one node)",
-                pm_kafka::local::kafka_version()
-            );
-            Some(
-                tokio::task::spawn_blocking(|| pm_kafka::local::LocalCluster::start(1))
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("cannot start Apache Kafka: {e}"))?,
-            )
-        }
-    };
-    let brokers = match (&local, &args.brokers) {
-        (Some(c), _) => c.brokers().to_owned(),
-        (None, Some(b)) => b.clone(),
-        (None, None) => unreachable!("one of the two is set"),
-    };
-    let kafka = match &local {
-        Some(_) => format!(
-            "Apache Kafka {} (one node, local)",
-            pm_kafka::local::kafka_version()
-        ),
-        None => format!("the cluster at {brokers}"),
-    };
+    let kafka = KafkaTarget::given_or_started(args.brokers.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let brokers = kafka.brokers().to_owned();
     let mut runs = Vec::new();
     for &partitions in &args.partitions {
         for &batch_size in &args.batch_sizes {
@@ -124,7 +103,7 @@ pub(super) async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
     let report = Report {
         started_at,
         command_line: command_line(),
-        kafka,
+        kafka: kafka.describe(),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         runs,
     };
@@ -136,9 +115,7 @@ pub(super) async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
     std::fs::write(&md, markdown(&report))?;
     println!("{}", markdown(&report));
     println!("written: {} and {}", json.display(), md.display());
-    if let Some(c) = local {
-        tokio::task::spawn_blocking(move || drop(c)).await?;
-    }
+    kafka.release().await;
     Ok(())
 }
 
