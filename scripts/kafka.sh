@@ -458,13 +458,20 @@ start() {
     echo "PM_KAFKA_BROKERS=$brokers"
 }
 
-stop() {
+# Reads `--dir DIR`, the only option of the commands that act on an existing cluster.
+dir_option() {
+    local command=$1
+    shift
     while [ $# -gt 0 ]; do
         case $1 in
         --dir) set_dir "$2"; shift 2 ;;
-        *) die "stop: unknown argument $1" ;;
+        *) die "$command: unknown argument $1" ;;
         esac
     done
+}
+
+stop() {
+    dir_option stop "$@"
     [ -d "$dir" ] || return 0
     rmdir "$dir" 2>/dev/null && return 0
     ours || die "$dir was not made by kafka.sh; not deleting it"
@@ -507,12 +514,7 @@ kill_node() {
 start_node() {
     local n=${1:-}
     shift || true
-    while [ $# -gt 0 ]; do
-        case $1 in
-        --dir) set_dir "$2"; shift 2 ;;
-        *) die "start-node: unknown argument $1" ;;
-        esac
-    done
+    dir_option start-node "$@"
     load_env
     node_arg "$n" start-node
     need_java
@@ -536,12 +538,7 @@ start_node() {
 }
 
 status() {
-    while [ $# -gt 0 ]; do
-        case $1 in
-        --dir) set_dir "$2"; shift 2 ;;
-        *) die "status: unknown argument $1" ;;
-        esac
-    done
+    dir_option status "$@"
     load_env
     local n pid down=0
     echo "cluster $PM_KAFKA_CLUSTER_ID in $dir, Kafka $PM_KAFKA_VERSION"

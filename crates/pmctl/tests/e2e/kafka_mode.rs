@@ -495,16 +495,8 @@ async fn a_missing_table_pauses_the_consumer_with_the_reason_instead_of_dead_let
         )
         .await;
     let http = reqwest::Client::new();
-    eventually("readiness names the stalled partition", || async {
-        let Ok(r) = http.get(api.url("/health/ready")).send().await else {
-            return false;
-        };
-        r.status() == 503
-            && r.text()
-                .await
-                .is_ok_and(|t| t.contains("has not finished a batch"))
-    })
-    .await;
+    api.wait_for_body("/health/ready", 503, "has not finished a batch")
+        .await;
     let metrics = http
         .get(api.url("/metrics"))
         .send()
@@ -563,14 +555,7 @@ async fn consumers_wait_for_pending_migrations() {
         &[("PM_DATABASE_URL", &db.url), ("PM_WEBHOOK_SECRETS", SECRET)],
     )
     .await;
-    let http = reqwest::Client::new();
-    eventually("readiness says migrations are pending", || async {
-        let Ok(r) = http.get(api.url("/health/ready")).send().await else {
-            return false;
-        };
-        r.status() == 503 && r.text().await.is_ok_and(|t| t.contains("pending"))
-    })
-    .await;
+    api.wait_for_body("/health/ready", 503, "pending").await;
     assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 0);
 
     // `pmctl migrate` ran (here: the record is back, the schema never changed).

@@ -59,6 +59,18 @@ impl Pmctl {
         .await;
     }
 
+    /// Polls `path` until it answers `status` with a body that contains `text`.
+    pub async fn wait_for_body(&self, path: &str, status: u16, text: &str) {
+        let client = reqwest::Client::new();
+        eventually(&format!("{path} → {status} saying {text:?}"), || async {
+            let Ok(r) = client.get(self.url(path)).send().await else {
+                return false;
+            };
+            r.status().as_u16() == status && r.text().await.is_ok_and(|t| t.contains(text))
+        })
+        .await;
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
