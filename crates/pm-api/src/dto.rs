@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use pm_domain::evidence::EvidenceFile;
 use pm_domain::pagination::Page;
 use pm_domain::time::rfc3339;
-use pm_storage::captures::{CaptureRecord, CaptureStatus};
+use pm_storage::captures::CaptureRecord;
 use pm_storage::disputes::{DisputeRecord, EvidenceRecord};
 use pm_storage::events::EventRecord;
 use pm_storage::orders::OrderRecord;
@@ -183,12 +183,20 @@ impl Event {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Capture {
     pub order_id: String,
+    pub idempotency_key: String,
     #[schema(value_type = f64, example = 100.50)]
     pub amount: Box<RawValue>,
     pub currency: String,
-    /// `success` or `failed`.
+    /// `success` or `failed`; `pending` while the provider is being asked; `unknown` when
+    /// its answer was lost (retry with the same key, or wait for the reconciliation).
     pub status: String,
     pub provider_tx_id: Option<String>,
+    /// Why the provider did not capture (`failed`).
+    pub failure_reason: Option<String>,
+    /// Why the last provider call ended without an answer (`unknown`).
+    pub last_error: Option<String>,
+    /// Provider calls made under this key.
+    pub attempts: i32,
     #[serde(with = "rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub captured_at: Option<DateTime<Utc>>,
@@ -197,16 +205,15 @@ pub struct Capture {
 impl From<&CaptureRecord> for Capture {
     fn from(c: &CaptureRecord) -> Self {
         Capture {
-            order_id: c.order_id.clone(),
+            order_id: c.order_id.to_string(),
+            idempotency_key: c.idempotency_key.to_string(),
             amount: c.money.amount_json(),
             currency: c.money.currency().code().to_owned(),
-            status: match c.status {
-                CaptureStatus::Success => "success",
-                CaptureStatus::Failed => "failed",
-                CaptureStatus::Pending => "pending",
-            }
-            .to_owned(),
+            status: c.status.as_str().to_owned(),
             provider_tx_id: c.provider_tx_id.clone(),
+            failure_reason: c.failure_reason.clone(),
+            last_error: c.last_error.clone(),
+            attempts: c.attempts,
             captured_at: c.captured_at,
         }
     }

@@ -14,7 +14,7 @@ use crate::routes::{disputes, ops, orders, webhooks};
         webhooks::order_webhook, webhooks::chargeback_webhook,
         webhooks::internal_order_update, webhooks::internal_dispute_update,
         orders::list_orders, orders::get_order, orders::list_order_events, orders::order_events,
-        orders::hold, orders::capture,
+        orders::hold, orders::capture, orders::order_captures,
         disputes::list_disputes, disputes::get_dispute, disputes::list_dispute_events,
         disputes::get_evidence, disputes::put_evidence, disputes::submit,
         ops::live, ops::ready, ops::metrics, ops::openapi,

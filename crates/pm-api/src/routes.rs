@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}/events", get(orders::order_events))
         .route("/orders/{order_id}/hold", post(orders::hold))
         .route("/orders/{order_id}/capture", post(orders::capture))
+        .route("/orders/{order_id}/captures", get(orders::order_captures))
         .route("/disputes", get(disputes::list_disputes))
         .route("/disputes/events", get(disputes::list_dispute_events))
         .route("/disputes/{dispute_id}", get(disputes::get_dispute))

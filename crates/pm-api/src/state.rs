@@ -47,11 +47,19 @@ pub(crate) struct WebhookLabels {
     pub(crate) outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CaptureLabels {
+    pub(crate) outcome: &'static str,
+    pub(crate) settled_by: &'static str,
+}
+
 /// The API's metrics.
 #[derive(Clone, Debug)]
 pub struct ApiMetrics {
     pub(crate) http: HttpMetrics,
     pub(crate) webhooks: Family<WebhookLabels, Counter>,
+    captures: Family<CaptureLabels, Counter>,
+    reconcile_errors: Counter,
 }
 
 impl ApiMetrics {
@@ -62,10 +70,52 @@ impl ApiMetrics {
             "Webhooks processed by kind and outcome (applied, stale, final_kept, duplicate, order_unknown)",
             webhooks.clone(),
         );
+        let captures = Family::<CaptureLabels, Counter>::default();
+        registry.register(
+            "capture_outcomes",
+            "Capture outcomes learned (success, failed, unknown = the answer was lost) by who learned them (request, reconciliation)",
+            captures.clone(),
+        );
+        let reconcile_errors = Counter::default();
+        registry.register(
+            "capture_reconcile_errors",
+            "Open captures the reconciliation could not ask the provider about",
+            reconcile_errors.clone(),
+        );
         Self {
             http: HttpMetrics::register(registry),
             webhooks,
+            captures,
+            reconcile_errors,
         }
+    }
+
+    pub(crate) fn count_capture(&self, outcome: &'static str, settled_by: &'static str) {
+        self.captures
+            .get_or_create(&CaptureLabels {
+                outcome,
+                settled_by,
+            })
+            .inc();
+    }
+
+    /// Counts what a reconciliation round settled.
+    pub fn count_reconciled(&self, report: &crate::captures::ReconcileReport) {
+        for (outcome, n) in [
+            ("success", report.captured),
+            ("failed", report.not_captured),
+        ] {
+            if n > 0 {
+                self.captures
+                    .get_or_create(&CaptureLabels {
+                        outcome,
+                        settled_by: "reconciliation",
+                    })
+                    .inc_by(u64::from(n));
+            }
+        }
+        self.reconcile_errors
+            .inc_by(u64::try_from(report.errors.len()).unwrap_or(u64::MAX));
     }
 }
 

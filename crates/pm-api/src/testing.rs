@@ -17,6 +17,21 @@ pub struct TestApi {
     secret: Vec<u8>,
     internal_token: Option<String>,
     provider: ProviderConfig,
+    capture_stale_after: Duration,
+}
+
+/// A test API that stops (like a killed process) when dropped.
+#[derive(Debug)]
+pub struct RunningApi {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl TestApi {
@@ -30,7 +45,13 @@ impl TestApi {
                 base_url: "http://127.0.0.1:9".to_owned(),
                 ..ProviderConfig::default()
             },
+            capture_stale_after: Duration::from_secs(30),
         }
+    }
+
+    pub fn capture_stale_after(mut self, after: Duration) -> Self {
+        self.capture_stale_after = after;
+        self
     }
 
     pub fn internal_token(mut self, token: &str) -> Self {
@@ -43,18 +64,30 @@ impl TestApi {
         self
     }
 
-    /// Serves the API on `127.0.0.1:<free port>` against `pool`; returns its base URL.
+    /// Serves the API on `127.0.0.1:<free port>` against `pool` for the rest of the test;
+    /// returns its base URL.
     ///
     /// # Panics
     /// When the provider settings are invalid or no port can be bound: a test set-up error.
     pub async fn serve(self, pool: PgPool) -> String {
+        let running = self.spawn(pool).await;
+        let base = running.base.clone();
+        std::mem::forget(running);
+        base
+    }
+
+    /// Serves the API like [`TestApi::serve`] until the returned handle is dropped.
+    ///
+    /// # Panics
+    /// When the provider settings are invalid or no port can be bound: a test set-up error.
+    pub async fn spawn(self, pool: PgPool) -> RunningApi {
         let config = ApiConfig {
             intake: IntakeConfig {
                 verifier: Some(Verifier::new(vec![self.secret], 300)),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             internal_token: self.internal_token.map(Into::into),
-            capture_stale_after: Duration::from_secs(30),
+            capture_stale_after: self.capture_stale_after,
         };
         let client = ProviderClient::new(self.provider).expect("valid provider settings");
         let mut registry = Registry::with_prefix("pm");
@@ -71,7 +104,9 @@ impl TestApi {
             .await
             .expect("bind a free port");
         let base = format!("http://{}", listener.local_addr().expect("bound address"));
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
-        base
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(state)).await;
+        });
+        RunningApi { base, task }
     }
 }

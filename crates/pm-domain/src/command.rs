@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::ids::{IdempotencyKey, MAX_ID_LEN};
+use crate::ids::IdempotencyKey;
 use crate::json_fields::{parse_object, Fields};
 use crate::money::{Amount, Currency, Money};
 use crate::order::HoldReason;
@@ -73,15 +73,8 @@ impl CaptureCommand {
             (Some(a), Some(c)) => f.0.check("amount", Money::new(a, c)),
             _ => None,
         };
-        // The key is sent on to the provider as the `Idempotency-Key` header: visible ASCII
-        // only, or it could never leave (and a retry could never succeed).
         let key = f.parsed("idempotency_key", raw.idempotency_key, |s| {
-            if !s.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "must be visible ASCII characters only (no spaces), at most {MAX_ID_LEN}"
-                ));
-            }
-            IdempotencyKey::parse(s).map_err(|e| e.to_string())
+            IdempotencyKey::parse(s)
         });
         match (money, key) {
             (Some(money), Some(idempotency_key)) if f.0.is_empty() => Ok(CaptureCommand {

@@ -44,7 +44,7 @@ macro_rules! kinds {
 kinds!(
     /// Events of an order.
     OrderEventKind,
-    "webhook_received, hold_set, hold_cleared, capture_requested, capture_completed, capture_failed",
+    "webhook_received, hold_set, hold_cleared, capture_requested, capture_completed, capture_failed, capture_unknown",
     {
         WebhookReceived => "webhook_received",
         HoldSet => "hold_set",
@@ -52,6 +52,7 @@ kinds!(
         CaptureRequested => "capture_requested",
         CaptureCompleted => "capture_completed",
         CaptureFailed => "capture_failed",
+        CaptureUnknown => "capture_unknown",
     }
 );
 

@@ -18,6 +18,8 @@ pub enum IdError {
     TooLong(usize),
     #[error("must not contain control characters or surrounding whitespace")]
     BadCharacters,
+    #[error("must be visible ASCII characters only (no spaces), at most {MAX_ID_LEN}")]
+    NotVisibleAscii,
     #[error("must be a UUID (e.g. 0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e)")]
     NotUuid,
 }
@@ -36,8 +38,21 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// A key we send on as an HTTP header value: visible ASCII only, or it could never leave
+/// (and a retry could never succeed).
+fn check_header_id(s: &str) -> Result<(), IdError> {
+    check_text_id(s)?;
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(IdError::NotVisibleAscii);
+    }
+    Ok(())
+}
+
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
+        text_id!($(#[$doc])* $name, check_text_id);
+    };
+    ($(#[$doc:meta])* $name:ident, $check:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -46,7 +61,7 @@ macro_rules! text_id {
         impl $name {
             pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
-                check_text_id(&s)?;
+                $check(&s)?;
                 Ok(Self(s))
             }
 
@@ -91,8 +106,10 @@ text_id!(
     ProviderEventId
 );
 text_id!(
-    /// A client-chosen key that makes a manual operation (capture) safe to retry.
-    IdempotencyKey
+    /// A client-chosen key that makes a manual operation (capture) safe to retry. It is sent
+    /// to the provider as the `Idempotency-Key` header, so it is visible ASCII only.
+    IdempotencyKey,
+    check_header_id
 );
 
 macro_rules! uuid_id {

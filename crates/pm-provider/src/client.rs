@@ -15,8 +15,8 @@ use pm_domain::{IdempotencyKey, Money, OrderId};
 use reqwest::Url;
 
 use crate::wire::{
-    CaptureRequest, CaptureResponse, RepresentmentRequest, RepresentmentResponse, CAPTURE_PATH,
-    REPRESENTMENT_PATH,
+    CaptureRequest, CaptureResponse, RepresentmentRequest, RepresentmentResponse, CAPTURES_PATH,
+    CAPTURE_NOT_FOUND, CAPTURE_PATH, REPRESENTMENT_PATH,
 };
 use backoff::Backoff;
 use transport::{Call, RetryPolicy};
@@ -30,6 +30,7 @@ pub use outcome::{CaptureOutcome, Representment};
 pub struct ProviderClient {
     http: reqwest::Client,
     capture_url: Url,
+    captures_url: Url,
     representment_url: Url,
     retry: RetryPolicy,
 }
@@ -50,6 +51,7 @@ impl ProviderClient {
         Ok(ProviderClient {
             http,
             capture_url: config.endpoint(CAPTURE_PATH)?,
+            captures_url: config.endpoint(CAPTURES_PATH)?,
             representment_url: config.endpoint(REPRESENTMENT_PATH)?,
             retry: RetryPolicy {
                 max_attempts: config.max_attempts,
@@ -79,6 +81,34 @@ impl ProviderClient {
         let response: CaptureResponse =
             transport::post_json(&self.http, &self.retry, call, &body).await?;
         Ok(CaptureOutcome::from(response))
+    }
+
+    /// Asks the provider what became of the capture made under `key`, without capturing:
+    /// `Ok(Some(outcome))` when it processed one, `Ok(None)` when it has no capture under
+    /// that key (the request never reached it). Used to settle captures whose answer was
+    /// lost (timeout, connection reset, 5xx).
+    pub async fn capture_status(
+        &self,
+        key: &IdempotencyKey,
+        correlation_id: &str,
+    ) -> Result<Option<CaptureOutcome>, ProviderError> {
+        let mut url = self.captures_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| ProviderError::InvalidRequest("the base URL cannot have a path".into()))?
+            .push(key.as_str());
+        let call = Call {
+            operation: "capture_status",
+            url: &url,
+            idempotency_key: key.as_str(),
+            correlation_id,
+        };
+        match transport::get_json::<CaptureResponse>(&self.http, &self.retry, call).await {
+            Ok(response) => Ok(Some(CaptureOutcome::from(response))),
+            Err(ProviderError::Rejected {
+                status: 404, code, ..
+            }) if code == CAPTURE_NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Submits the evidence files `file_ids` as the merchant's representment of a dispute.

@@ -22,6 +22,15 @@ pub use representment::{RepresentmentRequest, RepresentmentResponse};
 /// Path of the capture endpoint, relative to the provider's base URL.
 pub const CAPTURE_PATH: &str = "/api/v1/capture";
 
+/// Path of the capture lookup: `GET {CAPTURES_PATH}/{idempotency_key}` answers `200` with the
+/// [`CaptureResponse`] of the capture made under that key, or `404` with the error code
+/// [`CAPTURE_NOT_FOUND`] when the provider never processed one. The lookup never captures.
+pub const CAPTURES_PATH: &str = "/api/v1/captures";
+
+/// The error code of a capture lookup for a key the provider has no capture under. Only this
+/// code means "not captured": a bare 404 may be a wrong base URL.
+pub const CAPTURE_NOT_FOUND: &str = "capture_not_found";
+
 /// Path of the endpoint that submits a dispute representment (the merchant's evidence).
 pub const REPRESENTMENT_PATH: &str = "/api/v1/dispute-representments/create";
 

@@ -193,7 +193,7 @@ async fn a_4xx_without_the_error_shape_is_rejected_as_unknown_and_not_retried() 
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(CAPTURE_PATH))
-        .respond_with(ResponseTemplate::new(409).set_body_string("x".repeat(5000)))
+        .respond_with(ResponseTemplate::new(402).set_body_string("x".repeat(5000)))
         .expect(1)
         .mount(&server)
         .await;
@@ -209,7 +209,7 @@ async fn a_4xx_without_the_error_shape_is_rejected_as_unknown_and_not_retried() 
     else {
         panic!("expected Rejected, got {error:?}");
     };
-    assert_eq!((status, code.as_str(), constraints), (409, "unknown", None));
+    assert_eq!((status, code.as_str(), constraints), (402, "unknown", None));
     assert!(
         message.starts_with("xxxx") && message.len() < 1000,
         "{message}"
@@ -377,4 +377,27 @@ async fn a_config_without_attempts_is_refused() {
         ..ProviderConfig::default()
     };
     assert!(ProviderClient::new(config).is_err());
+}
+
+#[tokio::test]
+async fn a_409_or_429_is_retried_and_ends_unknown_rather_than_rejected() {
+    for status in [409, 429] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(CAPTURE_PATH))
+            .respond_with(ResponseTemplate::new(status).set_body_json(
+                json!({"error": {"code": "busy", "message": "a request with this key is in progress"}}),
+            ))
+            .expect(3)
+            .mount(&server)
+            .await;
+
+        let error = capture(&client(&server)).await.expect_err("unknown");
+
+        assert!(
+            matches!(&error, ProviderError::Unavailable { attempts: 3, last_error } if last_error.contains("in progress")),
+            "{status}: {error:?}"
+        );
+        assert!(!error.is_definitive(), "{status}");
+    }
 }

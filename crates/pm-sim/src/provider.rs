@@ -6,23 +6,30 @@
 //! - `POST /api/v1/dispute-representments/create` `{order_id, evidences_file_id}` →
 //!   `200 {id}`; `400` for a blank order id or no files; `422` when a file is not ready
 //!   (file ids starting with `pending_`, or at the configured rate).
+//! - `GET /api/v1/captures/{idempotency_key}` → `200 {transaction_id, status}` of the capture
+//!   made under that key, or `404` with code `capture_not_found`; it never captures.
 //! - Any call fails with `503` at the configured failure rate, after the configured latency.
 //! - A repeated `Idempotency-Key` gets the first answer again and is not recorded twice,
 //!   as a real provider does.
+//! - At the configured capture-fault rate a capture is made (or found, for a repeated key)
+//!   and its answer then lost: the provider never answers, or answers `500`. This is the
+//!   *unknown outcome* the merchant must settle by retrying with the same key or by the
+//!   lookup above.
 //! - `GET /_sim/accepted` lists what was accepted (captures and representments).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pm_provider::wire::{
     CaptureRequest, CaptureResponse, ErrorBody, RepresentmentRequest, RepresentmentResponse,
-    CAPTURE_PATH, CAPTURE_SUCCESS, IDEMPOTENCY_KEY_HEADER, REPRESENTMENT_PATH,
+    CAPTURES_PATH, CAPTURE_NOT_FOUND, CAPTURE_PATH, CAPTURE_SUCCESS, IDEMPOTENCY_KEY_HEADER,
+    REPRESENTMENT_PATH,
 };
 use serde::Serialize;
 
@@ -37,7 +44,28 @@ pub struct ProviderBehaviour {
     pub decline_rate: f64,
     /// Share of representments answered `422` (file not ready).
     pub not_ready_rate: f64,
+    /// What happens to the answer of a capture after the money was captured.
+    pub capture_fault: CaptureFault,
+    /// Share of captures (new or repeated keys) that `capture_fault` applies to.
+    pub capture_fault_rate: f64,
 }
+
+/// How a capture's answer is lost after the capture was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CaptureFault {
+    /// The answer arrives.
+    #[default]
+    None,
+    /// The provider captures, then does not answer for [`HANG`]: the merchant's request
+    /// times out.
+    ChargeThenTimeout,
+    /// The provider captures, then answers `500`.
+    ChargeThenError,
+}
+
+/// How long a [`CaptureFault::ChargeThenTimeout`] answer is held back: far longer than any
+/// sensible client timeout, short enough not to hold a shutting-down simulator for long.
+pub const HANG: Duration = Duration::from_secs(60);
 
 impl Default for ProviderBehaviour {
     fn default() -> Self {
@@ -46,6 +74,8 @@ impl Default for ProviderBehaviour {
             failure_rate: 0.0,
             decline_rate: 0.0,
             not_ready_rate: 0.0,
+            capture_fault: CaptureFault::None,
+            capture_fault_rate: 0.0,
         }
     }
 }
@@ -80,14 +110,14 @@ struct Book {
 /// The provider's state, shared by its handlers.
 #[derive(Clone)]
 pub struct ProviderSim {
-    behaviour: Arc<ProviderBehaviour>,
+    behaviour: Arc<RwLock<ProviderBehaviour>>,
     book: Arc<Mutex<Book>>,
 }
 
 impl std::fmt::Debug for ProviderSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderSim")
-            .field("behaviour", &self.behaviour)
+            .field("behaviour", &self.behaviour())
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +125,24 @@ impl std::fmt::Debug for ProviderSim {
 impl ProviderSim {
     pub fn new(behaviour: ProviderBehaviour) -> Self {
         Self {
-            behaviour: Arc::new(behaviour),
+            behaviour: Arc::new(RwLock::new(behaviour)),
             book: Arc::default(),
+        }
+    }
+
+    /// How the provider behaves now.
+    pub fn behaviour(&self) -> ProviderBehaviour {
+        self.behaviour
+            .read()
+            .map(|b| b.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Changes how the provider behaves from the next call on (a test's fault injection).
+    pub fn set_behaviour(&self, behaviour: ProviderBehaviour) {
+        match self.behaviour.write() {
+            Ok(mut b) => *b = behaviour,
+            Err(poisoned) => *poisoned.into_inner() = behaviour,
         }
     }
 
@@ -112,6 +158,7 @@ impl ProviderSim {
     pub fn router(&self) -> Router {
         Router::new()
             .route(CAPTURE_PATH, post(capture))
+            .route(&format!("{CAPTURES_PATH}/{{key}}"), get(capture_status))
             .route(REPRESENTMENT_PATH, post(representment))
             .route("/_sim/accepted", get(accepted))
             .route("/health/live", get(|| async { "ok" }))
@@ -120,7 +167,8 @@ impl ProviderSim {
 
     /// Latency, then maybe a transient failure.
     async fn behave(&self) -> Option<Response> {
-        let (lo, hi) = self.behaviour.latency;
+        let behaviour = self.behaviour();
+        let (lo, hi) = behaviour.latency;
         if hi > Duration::ZERO {
             let wait = if hi > lo {
                 lo + (hi - lo).mul_f64(rand::random::<f64>())
@@ -129,7 +177,7 @@ impl ProviderSim {
             };
             tokio::time::sleep(wait).await;
         }
-        (rand::random::<f64>() < self.behaviour.failure_rate).then(|| {
+        (rand::random::<f64>() < behaviour.failure_rate).then(|| {
             let body = ErrorBody::new(
                 "unavailable",
                 "the provider is temporarily unavailable (simulated)",
@@ -197,11 +245,38 @@ async fn capture(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let key = match sim.admit(&headers).await {
+    let answer = capture_answer(&sim, &headers, &body).await;
+    if !answer.status().is_success() {
+        return answer;
+    }
+    let behaviour = sim.behaviour();
+    if rand::random::<f64>() >= behaviour.capture_fault_rate {
+        return answer;
+    }
+    match behaviour.capture_fault {
+        CaptureFault::None => answer,
+        CaptureFault::ChargeThenTimeout => {
+            tokio::time::sleep(HANG).await;
+            answer
+        }
+        CaptureFault::ChargeThenError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(ErrorBody::new(
+                "internal_error",
+                "the capture's answer was lost (simulated)",
+            )),
+        )
+            .into_response(),
+    }
+}
+
+/// The answer to a capture (a replay for a repeated key), before any capture fault.
+async fn capture_answer(sim: &ProviderSim, headers: &HeaderMap, body: &[u8]) -> Response {
+    let key = match sim.admit(headers).await {
         Ok(key) => key,
         Err(answer) => return answer,
     };
-    let Ok(req) = serde_json::from_slice::<CaptureRequest>(&body) else {
+    let Ok(req) = serde_json::from_slice::<CaptureRequest>(body) else {
         return bad_request("the body must be {order_id, amount, currency, idempotency_key}");
     };
     if req.order_id.trim().is_empty() {
@@ -213,7 +288,7 @@ async fn capture(
     let Ok(money) = pm_domain::Money::new(amount, currency) else {
         return bad_request("amount has more decimal places than the currency allows");
     };
-    let declined = rand::random::<f64>() < sim.behaviour.decline_rate;
+    let declined = rand::random::<f64>() < sim.behaviour().decline_rate;
     let status = if declined {
         "declined"
     } else {
@@ -265,7 +340,7 @@ async fn representment(
         .evidences_file_id
         .iter()
         .find(|f| f.starts_with("pending_"));
-    if pending.is_some() || rand::random::<f64>() < sim.behaviour.not_ready_rate {
+    if pending.is_some() || rand::random::<f64>() < sim.behaviour().not_ready_rate {
         let file = pending
             .cloned()
             .unwrap_or_else(|| req.evidences_file_id[0].clone());
@@ -290,6 +365,35 @@ async fn representment(
         serde_json::to_value(response).unwrap_or_default(),
         Some(accepted),
     )
+}
+
+async fn capture_status(State(sim): State<ProviderSim>, Path(key): Path<String>) -> Response {
+    if let Some(failure) = sim.behave().await {
+        return failure;
+    }
+    let found = sim.accepted().into_iter().find_map(|a| match a {
+        Accepted::Capture {
+            idempotency_key,
+            transaction_id,
+            status,
+            ..
+        } if idempotency_key == key => Some(CaptureResponse {
+            transaction_id,
+            status,
+        }),
+        _ => None,
+    });
+    match found {
+        Some(capture) => (StatusCode::OK, Json(capture)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(ErrorBody::new(
+                CAPTURE_NOT_FOUND,
+                format!("no capture was made under idempotency key {key}"),
+            )),
+        )
+            .into_response(),
+    }
 }
 
 async fn accepted(State(sim): State<ProviderSim>) -> Json<Vec<Accepted>> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pm_domain::{Amount, Currency, IdempotencyKey, Money, OrderId};
 use pm_provider::{ProviderClient, ProviderConfig, ProviderError};
-use pm_sim::provider::{Accepted, ProviderBehaviour, ProviderSim};
+use pm_sim::provider::{Accepted, CaptureFault, ProviderBehaviour, ProviderSim};
 
 async fn serve(behaviour: ProviderBehaviour) -> (ProviderSim, ProviderClient, String) {
     let sim = ProviderSim::new(behaviour);
@@ -156,4 +156,94 @@ async fn latency_is_applied() {
         .expect("capture");
     // A lower bound only: a slow machine can only make it longer.
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+fn key(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).expect("key")
+}
+
+#[tokio::test]
+async fn the_capture_lookup_finds_a_capture_by_its_key_and_never_captures() {
+    let (sim, client, _) = serve(ProviderBehaviour::default()).await;
+    assert_eq!(
+        client.capture_status(&key("never"), "c").await,
+        Ok(None),
+        "an unknown key is not found"
+    );
+    let made = client
+        .capture(&id("o1"), &usd("3"), &key("k/1?#%"), "c")
+        .await
+        .expect("capture");
+    let found = client
+        .capture_status(&key("k/1?#%"), "c")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found, made, "a key with URL-special characters is found");
+    assert_eq!(sim.accepted().len(), 1, "the lookups captured nothing");
+}
+
+#[tokio::test]
+async fn a_bare_404_is_not_taken_for_capture_not_found() {
+    // A provider URL with a wrong path prefix answers 404 without the provider's code.
+    let (_, _, base) = serve(ProviderBehaviour::default()).await;
+    let client = ProviderClient::new(ProviderConfig {
+        base_url: format!("{base}/wrong-prefix"),
+        ..ProviderConfig::default()
+    })
+    .expect("client");
+    let err = client.capture_status(&key("k"), "c").await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Rejected { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn capture_faults_capture_first_then_lose_the_answer_even_for_a_repeated_key() {
+    for (fault, what) in [
+        (CaptureFault::ChargeThenError, "500"),
+        (CaptureFault::ChargeThenTimeout, "timed out"),
+    ] {
+        let (sim, _, base) = serve(ProviderBehaviour {
+            capture_fault: fault,
+            capture_fault_rate: 1.0,
+            ..Default::default()
+        })
+        .await;
+        let client = ProviderClient::new(ProviderConfig {
+            base_url: base,
+            request_timeout: Duration::from_millis(300),
+            initial_backoff: Duration::from_millis(5),
+            max_attempts: 2,
+            ..ProviderConfig::default()
+        })
+        .expect("client");
+        let err = client
+            .capture(&id("o1"), &usd("1"), &key("k1"), "c")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Unavailable { attempts: 2, last_error } if last_error.contains(what)),
+            "{fault:?}: {err:?}"
+        );
+        assert!(!err.is_definitive());
+        assert_eq!(
+            sim.accepted().len(),
+            1,
+            "{fault:?}: captured once, answer lost"
+        );
+
+        sim.set_behaviour(ProviderBehaviour::default());
+        let outcome = client
+            .capture(&id("o1"), &usd("1"), &key("k1"), "c")
+            .await
+            .expect("the retry is answered");
+        assert!(outcome.is_success());
+        assert_eq!(
+            sim.accepted().len(),
+            1,
+            "{fault:?}: the retry was deduplicated"
+        );
+    }
 }

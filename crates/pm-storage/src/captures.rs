@@ -1,15 +1,23 @@
-//! Capture bookkeeping: one row per idempotency key, in two short transactions around the
+//! Capture bookkeeping: one row per idempotency key, in short transactions around the
 //! provider call, which is never made while a transaction is open.
 //!
-//! 1. [`begin`] checks the key and the order, and inserts a `pending` row (or finds the
-//!    stored result of an earlier request with the same key and body).
+//! 1. [`begin`] checks the order and the key, and opens the capture (`pending`), or finds
+//!    the stored result of an earlier request with the same key and body.
 //! 2. The caller calls the provider with the same idempotency key.
-//! 3. [`finish`] stores the provider's answer; [`release`] gives up a pending attempt whose
-//!    outcome is unknown (provider unreachable) so a retry with the same key may call again.
+//! 3. [`finish`] stores the provider's answer; [`mark_unknown`] records that the answer was
+//!    lost (timeout, reset, 5xx): the provider may have captured.
 //!
-//! A process that crashes between 1 and 3 leaves a pending row whose attempt grows old;
-//! a retry with the same key takes it over after `stale_after`. Calling the provider again
-//! is safe because the provider deduplicates on the idempotency key too.
+//! **Invariant: at most one capture per order has an open outcome** (`pending` or
+//! `unknown`), enforced by a unique index. While one is open, every other key is refused
+//! ([`CaptureStart::OpenUnderOtherKey`]): only a retry under the *same* key may call the
+//! provider again, and the provider deduplicates on that key, so an order can never be
+//! charged twice. An open capture is settled by such a retry or by the reconciliation
+//! ([`unsettled`], then [`finish`] with what the provider's lookup says, or [`give_up`]
+//! when the provider has no record of it).
+//!
+//! A process that crashes between 1 and 3 leaves a `pending` row whose attempt grows old;
+//! after `stale_after` it counts as unknown: a retry with the same key takes it over, and
+//! the reconciliation settles it.
 
 use std::time::Duration;
 
@@ -27,7 +35,10 @@ use crate::StorageError;
 /// Where a capture stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureStatus {
+    /// A provider call is under way (or its process died; see `stale_after`).
     Pending,
+    /// The provider's answer was lost: it may or may not have captured.
+    Unknown,
     Success,
     Failed,
 }
@@ -36,22 +47,43 @@ impl CaptureStatus {
     fn parse(s: &str) -> Result<Self, StorageError> {
         match s {
             "pending" => Ok(CaptureStatus::Pending),
+            "unknown" => Ok(CaptureStatus::Unknown),
             "success" => Ok(CaptureStatus::Success),
             "failed" => Ok(CaptureStatus::Failed),
             other => Err(StorageError::corrupt("order_captures.status", other)),
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureStatus::Pending => "pending",
+            CaptureStatus::Unknown => "unknown",
+            CaptureStatus::Success => "success",
+            CaptureStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the outcome is still open: the order may or may not have been charged.
+    pub fn is_open(self) -> bool {
+        matches!(self, CaptureStatus::Pending | CaptureStatus::Unknown)
     }
 }
 
 /// A stored capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureRecord {
-    pub idempotency_key: String,
-    pub order_id: String,
+    pub idempotency_key: IdempotencyKey,
+    pub order_id: OrderId,
     pub money: Money,
     pub status: CaptureStatus,
     pub provider_tx_id: Option<String>,
     pub failure_reason: Option<String>,
+    /// Why the last provider call ended without an outcome.
+    pub last_error: Option<String>,
+    /// Provider calls made (or begun) under this key.
+    pub attempts: i32,
+    /// When the last provider call began.
+    pub attempt_started_at: DateTime<Utc>,
     pub captured_at: Option<DateTime<Utc>>,
 }
 
@@ -65,13 +97,15 @@ struct CaptureRow {
     status: String,
     provider_tx_id: Option<String>,
     failure_reason: Option<String>,
+    last_error: Option<String>,
+    attempts: i32,
     attempt_started_at: DateTime<Utc>,
     captured_at: Option<DateTime<Utc>>,
 }
 
 const CAPTURE_COLUMNS: &str =
     "idempotency_key, order_id, amount, currency, request_fingerprint, status, \
-     provider_tx_id, failure_reason, attempt_started_at, captured_at";
+     provider_tx_id, failure_reason, last_error, attempts, attempt_started_at, captured_at";
 
 impl CaptureRow {
     fn record(&self) -> Result<CaptureRecord, StorageError> {
@@ -81,25 +115,37 @@ impl CaptureRow {
             .and_then(|a| Money::new(a, currency))
             .map_err(|_| StorageError::corrupt("order_captures.amount", self.amount))?;
         Ok(CaptureRecord {
-            idempotency_key: self.idempotency_key.clone(),
-            order_id: self.order_id.clone(),
+            idempotency_key: IdempotencyKey::parse(self.idempotency_key.as_str()).map_err(
+                |_| StorageError::corrupt("order_captures.idempotency_key", &self.idempotency_key),
+            )?,
+            order_id: OrderId::parse(self.order_id.as_str())
+                .map_err(|_| StorageError::corrupt("order_captures.order_id", &self.order_id))?,
             money,
             status: CaptureStatus::parse(&self.status)?,
             provider_tx_id: self.provider_tx_id.clone(),
             failure_reason: self.failure_reason.clone(),
+            last_error: self.last_error.clone(),
+            attempts: self.attempts,
+            attempt_started_at: self.attempt_started_at,
             captured_at: self.captured_at,
         })
+    }
+
+    /// Whether a provider call under this key may be running now.
+    fn in_flight(&self, stale_before: DateTime<Utc>) -> bool {
+        self.status == "pending" && self.attempt_started_at > stale_before
     }
 }
 
 /// What [`begin`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaptureStart {
-    /// A pending capture this caller now owns: call the provider, then [`finish`].
+    /// An open capture this caller now owns: call the provider, then [`finish`] or
+    /// [`mark_unknown`]. `attempts > 1` when it retries an unknown outcome.
     Proceed(CaptureRecord),
     /// The same request was completed before: answer with its stored result.
     Replay(CaptureRecord),
-    /// A request with this key (or another capture of the order) is calling the provider.
+    /// A request with this key is calling the provider now.
     InProgress,
     /// The key was used before for a different request.
     KeyReused,
@@ -108,7 +154,13 @@ pub enum CaptureStart {
     Final(OrderStatus),
     /// The order was already captured under another key.
     AlreadyCaptured {
-        idempotency_key: String,
+        idempotency_key: IdempotencyKey,
+    },
+    /// Another key's capture of this order has an open outcome; only that key may be
+    /// retried until it is settled. `in_flight` when its provider call is running now.
+    OpenUnderOtherKey {
+        idempotency_key: IdempotencyKey,
+        in_flight: bool,
     },
 }
 
@@ -138,6 +190,10 @@ fn fingerprint(order_id: &OrderId, money: &Money) -> String {
     hex::encode(h.finalize())
 }
 
+fn stale_before(now: DateTime<Utc>, stale_after: Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX)
+}
+
 async fn fetch_key(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
@@ -150,7 +206,38 @@ async fn fetch_key(
     .await?)
 }
 
-/// Step 1: checks the idempotency key and the order, and reserves the capture.
+/// The order's state as far as capturing goes; `Err` is the refusal.
+async fn lock_capturable_order(
+    conn: &mut PgConnection,
+    order_id: &OrderId,
+) -> Result<Result<(), CaptureStart>, StorageError> {
+    let order: Option<(String, bool, Option<String>)> = sqlx::query_as(
+        "SELECT status, on_hold, hold_reason FROM orders WHERE order_id = $1 FOR UPDATE",
+    )
+    .bind(order_id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    let Some((status, on_hold, hold_reason)) = order else {
+        return Ok(Err(CaptureStart::OrderNotFound));
+    };
+    if on_hold {
+        return Ok(Err(CaptureStart::OnHold(
+            hold_reason.and_then(|r| r.parse().ok()),
+        )));
+    }
+    let status: OrderStatus = status
+        .parse()
+        .map_err(|_| StorageError::corrupt("orders.status", &status))?;
+    if status.is_final() {
+        return Ok(Err(CaptureStart::Final(status)));
+    }
+    Ok(Ok(()))
+}
+
+/// Step 1: checks the order and the idempotency key, and opens the capture.
+///
+/// The order row is locked first, in every path, so concurrent captures of one order are
+/// decided one after the other.
 pub async fn begin(
     pool: &PgPool,
     order_id: &OrderId,
@@ -160,64 +247,59 @@ pub async fn begin(
     stale_after: Duration,
 ) -> Result<CaptureStart, StorageError> {
     let fp = fingerprint(order_id, money);
-    let stale_before =
-        now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+    let stale_before = stale_before(now, stale_after);
     let mut tx = pool.begin().await?;
+    let order = lock_capturable_order(&mut tx, order_id).await?;
 
     if let Some(row) = fetch_key(&mut tx, key).await? {
         if row.request_fingerprint != fp {
             return Ok(CaptureStart::KeyReused);
         }
         let record = row.record()?;
-        if record.status != CaptureStatus::Pending {
+        if !record.status.is_open() {
             return Ok(CaptureStart::Replay(record));
         }
-        if row.attempt_started_at > stale_before {
+        if row.in_flight(stale_before) {
             return Ok(CaptureStart::InProgress);
         }
-        sqlx::query("UPDATE order_captures SET attempt_started_at = $2 WHERE idempotency_key = $1")
-            .bind(key.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // Asking again under the same key is safe (the provider answers a repeated key
+        // with its first answer), but a hold or a final order still forbids a charge.
+        if let Err(refusal) = order {
+            return Ok(refusal);
+        }
+        let row: CaptureRow = sqlx::query_as(&format!(
+            "UPDATE order_captures SET status = 'pending', attempt_started_at = $2,
+                    attempts = attempts + 1
+             WHERE idempotency_key = $1 RETURNING {CAPTURE_COLUMNS}"
+        ))
+        .bind(key.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        return Ok(CaptureStart::Proceed(record));
+        return Ok(CaptureStart::Proceed(row.record()?));
+    }
+    if let Err(refusal) = order {
+        return Ok(refusal);
     }
 
-    let order: Option<(String, bool, Option<String>)> = sqlx::query_as(
-        "SELECT status, on_hold, hold_reason FROM orders WHERE order_id = $1 FOR UPDATE",
-    )
-    .bind(order_id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((status, on_hold, hold_reason)) = order else {
-        return Ok(CaptureStart::OrderNotFound);
-    };
-    if on_hold {
-        return Ok(CaptureStart::OnHold(
-            hold_reason.and_then(|r| r.parse().ok()),
-        ));
-    }
-    let status: OrderStatus = status
-        .parse()
-        .map_err(|_| StorageError::corrupt("orders.status", &status))?;
-    if status.is_final() {
-        return Ok(CaptureStart::Final(status));
-    }
-    let others: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT idempotency_key, status, attempt_started_at FROM order_captures
-         WHERE order_id = $1 AND status IN ('success', 'pending')",
-    )
+    let others: Vec<CaptureRow> = sqlx::query_as(&format!(
+        "SELECT {CAPTURE_COLUMNS} FROM order_captures
+         WHERE order_id = $1 AND status IN ('success', 'pending', 'unknown')"
+    ))
     .bind(order_id.as_str())
     .fetch_all(&mut *tx)
     .await?;
-    if let Some((k, _, _)) = others.iter().find(|(_, s, _)| s == "success") {
+    if let Some(done) = others.iter().find(|r| r.status == "success") {
         return Ok(CaptureStart::AlreadyCaptured {
-            idempotency_key: k.clone(),
+            idempotency_key: done.record()?.idempotency_key,
         });
     }
-    if others.iter().any(|(_, _, started)| *started > stale_before) {
-        return Ok(CaptureStart::InProgress);
+    if let Some(open) = others.first() {
+        return Ok(CaptureStart::OpenUnderOtherKey {
+            idempotency_key: open.record()?.idempotency_key,
+            in_flight: open.in_flight(stale_before),
+        });
     }
 
     let row: CaptureRow = sqlx::query_as(&format!(
@@ -254,24 +336,91 @@ pub async fn begin(
     Ok(CaptureStart::Proceed(row.record()?))
 }
 
-/// Step 3: stores the provider's answer. Returns the stored capture (the earlier answer
-/// when another request finished it first).
+/// Who learned an outcome: the request that called the provider, or the reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettledBy {
+    Request,
+    Reconciliation,
+}
+
+impl SettledBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettledBy::Request => "request",
+            SettledBy::Reconciliation => "reconciliation",
+        }
+    }
+}
+
+/// Step 3: stores the provider's answer, if the capture is still open. Returns the stored
+/// capture (the earlier answer when another request or the reconciliation settled it first).
+///
+/// A true answer from the provider is stored whoever owns the current attempt: an answer
+/// under this key is the answer to every attempt under it.
 pub async fn finish(
     pool: &PgPool,
     key: &IdempotencyKey,
     result: &CaptureResult,
+    settled_by: SettledBy,
     now: DateTime<Utc>,
 ) -> Result<CaptureRecord, StorageError> {
     let mut tx = pool.begin().await?;
     let row = fetch_key(&mut tx, key)
         .await?
         .ok_or_else(|| StorageError::corrupt("order_captures.idempotency_key", key))?;
-    if row.status != "pending" {
+    if !CaptureStatus::parse(&row.status)?.is_open() {
         return row.record();
     }
+    let settled = settle(&mut tx, key, &row.order_id, result, settled_by, now).await?;
+    tx.commit().await?;
+    settled.record()
+}
+
+/// Settles an open capture as failed because the provider has no record of it, but only if
+/// no attempt began since the caller looked (`seen_attempt`): a new attempt could still
+/// reach the provider. `None` when it was not open any more or a new attempt began.
+pub async fn give_up(
+    pool: &PgPool,
+    key: &IdempotencyKey,
+    seen_attempt: DateTime<Utc>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<CaptureRecord>, StorageError> {
+    let mut tx = pool.begin().await?;
+    let Some(row) = fetch_key(&mut tx, key).await? else {
+        return Ok(None);
+    };
+    if !CaptureStatus::parse(&row.status)?.is_open() || row.attempt_started_at != seen_attempt {
+        return Ok(None);
+    }
+    let result = CaptureResult::Failed {
+        provider_tx_id: None,
+        reason: reason.to_owned(),
+    };
+    let settled = settle(
+        &mut tx,
+        key,
+        &row.order_id,
+        &result,
+        SettledBy::Reconciliation,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(settled.record()?))
+}
+
+async fn settle(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    order_id: &str,
+    result: &CaptureResult,
+    settled_by: SettledBy,
+    now: DateTime<Utc>,
+) -> Result<CaptureRow, StorageError> {
     let (status, tx_id, reason, captured_at, kind) = match result {
         CaptureResult::Success { provider_tx_id } => (
-            "success",
+            CaptureStatus::Success,
             Some(provider_tx_id.as_str()),
             None,
             Some(now),
@@ -281,7 +430,7 @@ pub async fn finish(
             provider_tx_id,
             reason,
         } => (
-            "failed",
+            CaptureStatus::Failed,
             provider_tx_id.as_deref(),
             Some(reason.as_str()),
             None,
@@ -293,37 +442,98 @@ pub async fn finish(
          WHERE idempotency_key = $1 RETURNING {CAPTURE_COLUMNS}"
     ))
     .bind(key.as_str())
-    .bind(status)
+    .bind(status.as_str())
     .bind(tx_id)
     .bind(reason)
     .bind(captured_at)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
-    let data = serde_json::json!({ "idempotency_key": key.as_str(), "provider_tx_id": tx_id, "reason": reason });
+    let data = serde_json::json!({
+        "idempotency_key": key.as_str(),
+        "provider_tx_id": tx_id,
+        "reason": reason,
+        "settled_by": settled_by.as_str(),
+    });
     insert_event(
-        &mut tx,
+        conn,
         EventTable::Order,
         EventId::generate(),
-        &updated.order_id,
+        order_id,
         kind.as_str(),
         Some(key.as_str()),
         &data.to_string(),
         now,
     )
     .await?;
-    tx.commit().await?;
-    updated.record()
+    Ok(updated)
 }
 
-/// Gives up the current attempt of a pending capture whose outcome is unknown, so that a
-/// retry with the same key calls the provider again at once.
-pub async fn release(pool: &PgPool, key: &IdempotencyKey) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE order_captures SET attempt_started_at = 'epoch'
-         WHERE idempotency_key = $1 AND status = 'pending'",
+/// Records that the provider call of a pending capture ended without an answer: the
+/// provider may have captured. The capture stays open (other keys are refused) until a
+/// retry with the same key or the reconciliation learns the outcome.
+pub async fn mark_unknown(
+    pool: &PgPool,
+    key: &IdempotencyKey,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let mut tx = pool.begin().await?;
+    let order_id: Option<String> = sqlx::query_scalar(
+        "UPDATE order_captures SET status = 'unknown', last_error = $2
+         WHERE idempotency_key = $1 AND status = 'pending' RETURNING order_id",
     )
     .bind(key.as_str())
-    .execute(pool)
+    .bind(error)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(order_id) = order_id {
+        let data = serde_json::json!({ "idempotency_key": key.as_str(), "error": error });
+        insert_event(
+            &mut tx,
+            EventTable::Order,
+            EventId::generate(),
+            &order_id,
+            OrderEventKind::CaptureUnknown.as_str(),
+            Some(key.as_str()),
+            &data.to_string(),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// Open captures no provider call is working on: `unknown` ones, and `pending` ones whose
+/// attempt began before `now - stale_after` (their process died). Oldest attempt first.
+pub async fn unsettled(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    stale_after: Duration,
+    limit: i64,
+) -> Result<Vec<CaptureRecord>, StorageError> {
+    let rows: Vec<CaptureRow> = sqlx::query_as(&format!(
+        "SELECT {CAPTURE_COLUMNS} FROM order_captures
+         WHERE status = 'unknown' OR (status = 'pending' AND attempt_started_at <= $1)
+         ORDER BY attempt_started_at LIMIT $2"
+    ))
+    .bind(stale_before(now, stale_after))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(CaptureRow::record).collect()
+}
+
+/// The captures of an order, newest first.
+pub async fn of_order(
+    pool: &PgPool,
+    order_id: &OrderId,
+) -> Result<Vec<CaptureRecord>, StorageError> {
+    let rows: Vec<CaptureRow> = sqlx::query_as(&format!(
+        "SELECT {CAPTURE_COLUMNS} FROM order_captures WHERE order_id = $1 ORDER BY created_at DESC"
+    ))
+    .bind(order_id.as_str())
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(CaptureRow::record).collect()
 }

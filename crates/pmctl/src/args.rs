@@ -232,3 +232,65 @@ impl KafkaArgs {
         pm_kafka::Topics::with_prefix(&self.topic_prefix)
     }
 }
+
+/// Where and how the provider API is called.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProviderArgs {
+    /// Base URL of the payment provider's API (capture, representments).
+    #[arg(long, env = "PM_PROVIDER_URL", default_value = "http://127.0.0.1:3002")]
+    pub(crate) provider_url: String,
+    /// Timeout of one provider request.
+    #[arg(long, env = "PM_PROVIDER_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub(crate) provider_timeout: Duration,
+    /// Attempts per provider call (retries happen only on 5xx, timeouts and connection errors).
+    #[arg(long, env = "PM_PROVIDER_ATTEMPTS", default_value_t = 3)]
+    pub(crate) provider_attempts: u32,
+}
+
+impl ProviderArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<pm_provider::ProviderClient> {
+        let config = pm_provider::ProviderConfig {
+            base_url: self.provider_url.clone(),
+            request_timeout: self.provider_timeout,
+            max_attempts: self.provider_attempts,
+            ..pm_provider::ProviderConfig::default()
+        };
+        pm_provider::ProviderClient::new(config).context("invalid provider settings")
+    }
+}
+
+/// How open captures (the provider's answer lost) are told apart from running ones.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CaptureArgs {
+    /// A pending capture whose provider call started longer ago than this is presumed
+    /// abandoned (its process died): a retry with the same idempotency key may take it
+    /// over, and the reconciliation settles a capture the provider never saw as failed
+    /// only once this long has passed. Must exceed the longest provider call
+    /// (attempts × timeout + backoff).
+    #[arg(long = "capture-stale-after", env = "PM_CAPTURE_STALE_AFTER", default_value = "30s", value_parser = duration)]
+    pub(crate) stale_after: Duration,
+}
+
+impl CaptureArgs {
+    pub(crate) fn settings(&self) -> pm_api::captures::ReconcileSettings {
+        pm_api::captures::ReconcileSettings {
+            stale_after: self.stale_after,
+            batch: 500,
+        }
+    }
+
+    /// Warns when a provider call could outlast `stale_after`: a retry could then take
+    /// over a capture whose first call is still running (harmless, the key is the same)
+    /// and the reconciliation could give up on a request still on its way.
+    pub(crate) fn check_against(&self, provider: &ProviderArgs) {
+        let longest = provider.provider_timeout * provider.provider_attempts
+            + pm_provider::ProviderConfig::default().max_backoff * provider.provider_attempts;
+        if self.stale_after <= longest {
+            tracing::warn!(
+                stale_after = ?self.stale_after,
+                longest_provider_call = ?longest,
+                "--capture-stale-after should exceed the longest provider call"
+            );
+        }
+    }
+}

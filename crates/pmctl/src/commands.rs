@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod loadtest;
 pub(crate) mod migrate;
 pub(crate) mod partition_maintain;
+pub(crate) mod reconcile_captures;
 pub(crate) mod replay_dlq;
 pub(crate) mod serve_api;
 pub(crate) mod serve_ingest;

@@ -36,6 +36,8 @@ enum Command {
     ServeApi(commands::serve_api::Args),
     /// Serve the public webhook gateway on port 3001: verify, validate, hand on to Kafka or the API.
     ServeIngest(commands::serve_ingest::Args),
+    /// Settle captures whose provider answer was lost, through the provider's capture lookup.
+    ReconcileCaptures(commands::reconcile_captures::Args),
     /// Inspect and replay dead-lettered webhooks (Kafka mode).
     ReplayDlq(commands::replay_dlq::Args),
     /// The fake payment provider: its API on port 3002, and scenario webhooks to play.
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(a).await,
             Command::ServeIngest(a) => commands::serve_ingest::run(a).await,
+            Command::ReconcileCaptures(a) => commands::reconcile_captures::run(a).await,
             Command::ReplayDlq(a) => commands::replay_dlq::run(a).await,
             Command::SimulateProvider(a) => commands::simulate_provider::run(a).await,
             Command::Verify(a) => commands::verify::run(a).await,

@@ -9,16 +9,16 @@ use pm_domain::command::{CaptureCommand, HoldChange};
 use pm_domain::event::OrderEventKind;
 use pm_domain::order::OrderStatus;
 use pm_domain::pagination::Sort;
-use pm_domain::{OrderId, UserId};
+use pm_domain::{IdempotencyKey, OrderId, UserId};
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
-use pm_provider::ProviderError;
-use pm_storage::captures::{self, CaptureResult, CaptureStart, CaptureStatus};
+use pm_storage::captures::{self, CaptureStart, CaptureStatus, SettledBy};
 use pm_storage::events::{self, EventFilter, EventTable};
 use pm_storage::orders::{self, OrderFilter};
 use pm_telemetry::CorrelationId;
 
 use super::{PathParam, MAX_COMMAND_BODY};
+use crate::captures::Answer;
 use crate::dto::{Capture, Event, Hold, List, Order};
 use crate::error::ApiResult;
 use crate::query::{check_window, Params};
@@ -166,11 +166,16 @@ pub(crate) async fn hold(
     Ok(Json(order.into()))
 }
 
-/// A finished capture: 200 with the capture, or 502 with the provider's reason.
+/// A settled capture: 200 with the capture, or 502 with the provider's reason.
 fn capture_response(c: &captures::CaptureRecord) -> Response {
     match c.status {
         CaptureStatus::Success => (StatusCode::OK, Json(Capture::from(c))).into_response(),
-        _ => {
+        CaptureStatus::Pending | CaptureStatus::Unknown => outcome_unknown(
+            c.last_error.as_deref().unwrap_or("no answer yet"),
+            &c.idempotency_key,
+        )
+        .into_response(),
+        CaptureStatus::Failed => {
             let reason = c
                 .failure_reason
                 .as_deref()
@@ -186,15 +191,30 @@ fn capture_response(c: &captures::CaptureRecord) -> Response {
     }
 }
 
+fn outcome_unknown(error: &str, key: &IdempotencyKey) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "capture-outcome-unknown",
+        format!(
+            "the provider's answer was lost ({error}); it may have captured. Retry with the \
+             same idempotency_key {key} to learn the outcome, or wait for the reconciliation; \
+             no other key can capture this order until then"
+        ),
+    );
+    p.title = "Capture outcome unknown".to_owned();
+    p.retry_after = Some(5);
+    p
+}
+
 #[utoipa::path(post, path = "/orders/{order_id}/capture", tag = "orders",
     params(("order_id" = String, Path)),
     request_body(content = Object, content_type = "application/json", description = "{amount, currency, idempotency_key}"),
     responses(
         (status = 200, description = "Captured (or the stored result of the same request)", body = Capture),
         (status = 404, body = Problem),
-        (status = 409, description = "On hold, final, already captured, or in progress", body = Problem),
+        (status = 409, description = "On hold, final, already captured, in progress, or another key's capture is unsettled (the detail names the key to retry with)", body = Problem),
         (status = 422, description = "Invalid body, or the key was used for a different request", body = Problem),
-        (status = 502, description = "The provider declined or is unavailable", body = Problem),
+        (status = 502, description = "The provider declined (capture-failed) or its answer was lost (capture-outcome-unknown: retry with the same key)", body = Problem),
     ))]
 pub(crate) async fn capture(
     State(app): State<AppState>,
@@ -221,7 +241,26 @@ pub(crate) async fn capture(
         CaptureStart::InProgress => {
             let mut p = Problem::conflict(
                 "capture-in-progress",
-                "a capture of this order is in progress; retry with the same idempotency key",
+                "a capture with this idempotency_key is calling the provider; retry with the same key",
+            );
+            p.retry_after = Some(1);
+            return Err(p.into());
+        }
+        CaptureStart::OpenUnderOtherKey {
+            idempotency_key,
+            in_flight,
+        } => {
+            let what = if in_flight {
+                "is calling the provider"
+            } else {
+                "has an unknown outcome (the provider may have captured)"
+            };
+            let mut p = Problem::conflict(
+                "capture-unsettled",
+                format!(
+                    "a capture of order {id} under idempotency_key {idempotency_key} {what}; \
+                     retry with that key to settle it — another key could charge twice"
+                ),
             );
             p.retry_after = Some(1);
             return Err(p.into());
@@ -260,43 +299,46 @@ pub(crate) async fn capture(
     };
 
     // No transaction is open here: the provider may take seconds.
-    let result = match app
-        .inner
-        .provider
-        .capture(&id, &pending.money, key, correlation.as_str())
-        .await
-    {
-        Ok(outcome) if outcome.is_success() => CaptureResult::Success {
-            provider_tx_id: outcome.transaction_id,
-        },
-        Ok(outcome) => CaptureResult::Failed {
-            reason: format!(
-                "provider status {:?} (transaction {})",
-                outcome.status, outcome.transaction_id
-            ),
-            provider_tx_id: Some(outcome.transaction_id),
-        },
-        Err(ProviderError::Rejected {
-            status,
-            code,
-            message,
-            ..
-        }) => CaptureResult::Failed {
-            provider_tx_id: None,
-            reason: format!("{message} ({code}, HTTP {status})"),
-        },
-        Err(e) => {
-            // Unknown outcome: keep the capture pending so the same key can retry.
-            tracing::warn!(error = %e, order_id = %id, "capture: provider unavailable");
-            captures::release(app.pool(), key).await?;
-            return Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "provider-unavailable",
-                format!("the provider is unavailable ({e}); retry with the same idempotency_key"),
-            )
-            .into());
+    let answer = Answer::of_capture(
+        app.inner
+            .provider
+            .capture(&id, &pending.money, key, correlation.as_str())
+            .await,
+    );
+    let result = match answer {
+        Answer::Known(result) => result,
+        Answer::Unknown(error) => {
+            tracing::warn!(%error, order_id = %id, "capture: the provider's answer was lost; outcome unknown");
+            captures::mark_unknown(app.pool(), key, &error, pm_domain::time::now()).await?;
+            app.inner.metrics.count_capture("unknown", "request");
+            return Err(outcome_unknown(&error, key).into());
         }
     };
-    let stored = captures::finish(app.pool(), key, &result, pm_domain::time::now()).await?;
+    let stored = captures::finish(
+        app.pool(),
+        key,
+        &result,
+        SettledBy::Request,
+        pm_domain::time::now(),
+    )
+    .await?;
+    app.inner
+        .metrics
+        .count_capture(stored.status.as_str(), "request");
     Ok(capture_response(&stored))
+}
+
+#[utoipa::path(get, path = "/orders/{order_id}/captures", tag = "orders",
+    params(("order_id" = String, Path)),
+    responses((status = 200, description = "The order's captures, newest first", body = Vec<Capture>), (status = 404, body = Problem)))]
+pub(crate) async fn order_captures(
+    State(app): State<AppState>,
+    PathParam(id): PathParam,
+) -> ApiResult<Json<Vec<Capture>>> {
+    let id = order_id(&id)?;
+    if orders::get(app.pool(), &id).await?.is_none() {
+        return Err(unknown_order(&id).into());
+    }
+    let list = captures::of_order(app.pool(), &id).await?;
+    Ok(Json(list.iter().map(Capture::from).collect()))
 }

@@ -3,6 +3,7 @@
 
 mod app;
 mod bad_input;
+mod capture_outcomes;
 mod disputes;
 mod operations;
 mod orders;

@@ -184,7 +184,7 @@ async fn a_declined_capture_is_502_with_the_reason_and_replays_the_same() {
 }
 
 #[tokio::test]
-async fn a_provider_outage_keeps_the_capture_retryable_with_the_same_key() {
+async fn a_provider_outage_leaves_the_capture_unknown_and_retryable_with_the_same_key() {
     let app = TestApp::spawn().await;
     app.order_in("ord-out", "updated").await;
     Mock::given(method("POST"))
@@ -201,11 +201,11 @@ async fn a_provider_outage_keeps_the_capture_retryable_with_the_same_key() {
         .as_str()
         .expect("detail")
         .contains("same idempotency_key"));
-    let pending: String = sqlx::query_scalar("SELECT status FROM order_captures")
+    let unknown: String = sqlx::query_scalar("SELECT status FROM order_captures")
         .fetch_one(&app.db.pool)
         .await
         .expect("row");
-    assert_eq!(pending, "pending");
+    assert_eq!(unknown, "unknown");
 
     provider_captures(&app, "tx-late", "success").await;
     let (status, c) = app

@@ -8,7 +8,8 @@
 /// later with the same idempotency key) rather than record it as failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
-    /// The provider answered 4xx. Never retried: the same request would get the same answer.
+    /// The provider answered 4xx other than 409 and 429 (those are retried and end as
+    /// `Unavailable`). Never retried: the same request would get the same answer.
     #[error("provider rejected the request (HTTP {status}, {code}): {message}")]
     Rejected {
         /// The HTTP status (400, 422, ...).
@@ -50,7 +51,11 @@ impl ProviderError {
     /// result is unknown.
     pub fn is_definitive(&self) -> bool {
         match self {
-            ProviderError::Rejected { .. } | ProviderError::InvalidRequest(_) => true,
+            // 409 (still processing this key) and 429 (slow down) say nothing about whether
+            // the provider acted; the transport retries them, and should one ever reach a
+            // caller it must not be taken as a refusal.
+            ProviderError::Rejected { status, .. } => !matches!(status, 409 | 429),
+            ProviderError::InvalidRequest(_) => true,
             ProviderError::Unavailable { .. } | ProviderError::InvalidResponse(_) => false,
         }
     }
@@ -69,6 +74,15 @@ mod tests {
             constraints: None,
         };
         assert!(rejected.is_definitive());
+        for status in [409, 429] {
+            let busy = ProviderError::Rejected {
+                status,
+                code: "busy".into(),
+                message: "later".into(),
+                constraints: None,
+            };
+            assert!(!busy.is_definitive(), "{status}");
+        }
         assert!(ProviderError::InvalidRequest("bad header".into()).is_definitive());
         let unavailable = ProviderError::Unavailable {
             attempts: 3,

@@ -1,11 +1,13 @@
 //! One JSON POST to the provider, retried only when that is safe.
 //!
 //! Safe means: the failure says nothing about the request itself (5xx, timeout, connection
-//! error), and the idempotency key makes a repeat harmless even if the provider acted on an
-//! earlier attempt. A 4xx is the provider's verdict on the request and is returned at once.
+//! error, and the two 4xx that are about timing rather than content: `409` — a request with
+//! this key is still being processed — and `429` — too many requests), and the idempotency
+//! key makes a repeat harmless even if the provider acted on an earlier attempt. Any other
+//! 4xx is the provider's verdict on the request and is returned at once.
 
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
-use reqwest::{Response, StatusCode, Url};
+use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,21 +54,43 @@ where
     Req: Serialize,
     Resp: DeserializeOwned,
 {
-    let idempotency_key = header_value(IDEMPOTENCY_KEY_HEADER, call.idempotency_key)?;
-    let correlation_id = header_value(CORRELATION_ID_HEADER, call.correlation_id)?;
     // Serialized once so every attempt sends byte-identical bodies under the same key.
     let body = serde_json::to_vec(body)
         .map_err(|e| ProviderError::InvalidRequest(format!("could not encode the body: {e}")))?;
+    send_json(http, policy, call, Method::POST, Some(body)).await
+}
+
+/// GETs `call.url` and parses a 2xx answer as `Resp`, retrying per `policy`.
+pub(super) async fn get_json<Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    policy: &RetryPolicy,
+    call: Call<'_>,
+) -> Result<Resp, ProviderError> {
+    send_json(http, policy, call, Method::GET, None).await
+}
+
+async fn send_json<Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    policy: &RetryPolicy,
+    call: Call<'_>,
+    method: Method,
+    body: Option<Vec<u8>>,
+) -> Result<Resp, ProviderError> {
+    let idempotency_key = header_value(IDEMPOTENCY_KEY_HEADER, call.idempotency_key)?;
+    let correlation_id = header_value(CORRELATION_ID_HEADER, call.correlation_id)?;
 
     let mut attempt = 1;
     loop {
-        let request = http
-            .post(call.url.clone())
-            .header(CONTENT_TYPE, "application/json")
+        let mut request = http
+            .request(method.clone(), call.url.clone())
             .header(ACCEPT, "application/json")
             .header(IDEMPOTENCY_KEY_HEADER, idempotency_key.clone())
-            .header(CORRELATION_ID_HEADER, correlation_id.clone())
-            .body(body.clone());
+            .header(CORRELATION_ID_HEADER, correlation_id.clone());
+        if let Some(body) = &body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
         let last_error = match attempt_once(request).await {
             Attempt::Finished(result) => return result,
             Attempt::Retryable(reason) => reason,
@@ -115,6 +139,12 @@ async fn attempt_once<Resp: DeserializeOwned>(request: reqwest::RequestBuilder) 
             // idempotency key makes asking again safe.
             Err(e) => Attempt::Retryable(format!("HTTP {status}, body lost: {}", describe(&e))),
         };
+    }
+    if status == StatusCode::CONFLICT || status == StatusCode::TOO_MANY_REQUESTS {
+        // About timing, not about the request: the provider is still working on this key,
+        // or wants us to slow down. Whether it acted is unknown until it is asked again.
+        let rejected = rejection(status, response).await;
+        return Attempt::Retryable(rejected.to_string());
     }
     if status.is_client_error() {
         return Attempt::Finished(Err(rejection(status, response).await));

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pm_api::{ApiConfig, ApiMetrics, AppState};
-use pm_provider::{ProviderClient, ProviderConfig};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, DatabaseArgs, KafkaArgs, WebhookArgs};
+use crate::args::{
+    duration, secret, CaptureArgs, DatabaseArgs, KafkaArgs, ProviderArgs, WebhookArgs,
+};
 
 /// How webhooks are processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,10 +43,13 @@ pub(crate) struct Args {
     internal_token: Option<SecretString>,
     #[command(flatten)]
     provider: ProviderArgs,
-    /// A pending capture whose provider call started longer ago than this may be taken
-    /// over by a retry with the same idempotency key.
-    #[arg(long, env = "PM_CAPTURE_STALE_AFTER", default_value = "30s", value_parser = duration)]
-    capture_stale_after: Duration,
+    #[command(flatten)]
+    captures: CaptureArgs,
+    /// How often captures whose provider answer was lost are settled through the
+    /// provider's capture lookup (`0s` turns it off; `pmctl reconcile-captures` runs one
+    /// round by hand).
+    #[arg(long, env = "PM_CAPTURE_RECONCILE_INTERVAL", default_value = "30s", value_parser = duration)]
+    capture_reconcile_interval: Duration,
     #[command(flatten)]
     kafka: KafkaArgs,
     /// Kafka mode: most messages of one partition applied in one database transaction.
@@ -73,32 +77,6 @@ pub(crate) struct Args {
     shutdown_timeout: Duration,
 }
 
-/// Where and how the provider API is called.
-#[derive(Debug, clap::Args)]
-pub(crate) struct ProviderArgs {
-    /// Base URL of the payment provider's API (capture, representments).
-    #[arg(long, env = "PM_PROVIDER_URL", default_value = "http://127.0.0.1:3002")]
-    provider_url: String,
-    /// Timeout of one provider request.
-    #[arg(long, env = "PM_PROVIDER_TIMEOUT", default_value = "5s", value_parser = duration)]
-    provider_timeout: Duration,
-    /// Attempts per provider call (retries happen only on 5xx, timeouts and connection errors).
-    #[arg(long, env = "PM_PROVIDER_ATTEMPTS", default_value_t = 3)]
-    provider_attempts: u32,
-}
-
-impl ProviderArgs {
-    fn client(&self) -> anyhow::Result<ProviderClient> {
-        let config = ProviderConfig {
-            base_url: self.provider_url.clone(),
-            request_timeout: self.provider_timeout,
-            max_attempts: self.provider_attempts,
-            ..ProviderConfig::default()
-        };
-        ProviderClient::new(config).context("invalid provider settings")
-    }
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_signal();
     let pool = args.db.pool("pmctl-serve-api")?;
@@ -117,7 +95,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .internal_token
             .clone()
             .filter(|t| !t.expose_secret().is_empty()),
-        capture_stale_after: args.capture_stale_after,
+        capture_stale_after: args.captures.stale_after,
     };
     let mut registry = Registry::with_prefix("pm");
     let metrics = ApiMetrics::register(&mut registry);
@@ -128,10 +106,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let readiness = kafka.iter().map(|k| ("kafka", k.readiness())).collect();
+    let provider = args.provider.client()?;
+    args.captures.check_against(&args.provider);
+    let reconciler = (!args.capture_reconcile_interval.is_zero()).then(|| {
+        tokio::spawn(reconcile_periodically(
+            pool.clone(),
+            provider.clone(),
+            args.captures.settings(),
+            args.capture_reconcile_interval,
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
     let state = AppState::new(
         pool.clone(),
         config,
-        args.provider.client()?,
+        provider,
         metrics,
         SharedRegistry::new(registry),
         readiness,
@@ -151,9 +141,39 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     pool.close().await;
     tracing::info!("serve-api stopped");
     Ok(())
+}
+
+/// Settles captures with lost answers every `interval` until shutdown.
+async fn reconcile_periodically(
+    pool: pm_storage::PgPool,
+    provider: pm_provider::ProviderClient,
+    settings: pm_api::captures::ReconcileSettings,
+    interval: Duration,
+    metrics: ApiMetrics,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let round = pm_api::captures::reconcile(&pool, &provider, settings, pm_domain::time::now());
+        match tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = round => r,
+        } {
+            Ok(report) => metrics.count_reconciled(&report),
+            Err(e) => {
+                tracing::warn!(error = %e, "capture reconciliation: database unavailable; next round later")
+            }
+        }
+    }
 }
 
 /// The Kafka consumers of kafka mode and the producer of their dead letters.

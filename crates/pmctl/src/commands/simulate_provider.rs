@@ -10,7 +10,7 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use pm_scenario::{Plan, Scenario};
 use pm_sim::emitter::{self, EmitReport, EmitterConfig};
-use pm_sim::provider::{ProviderBehaviour, ProviderSim};
+use pm_sim::provider::{CaptureFault, ProviderBehaviour, ProviderSim};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::args::{duration, secret};
@@ -50,6 +50,23 @@ pub(crate) struct BehaviourArgs {
     /// Share of representments answered 422 (file not ready).
     #[arg(long, default_value_t = 0.0)]
     not_ready_rate: f64,
+    /// How a capture's answer is lost after the money was captured, for
+    /// --capture-fault-rate of the captures: the merchant must settle the unknown outcome.
+    #[arg(long, value_enum, default_value = "none")]
+    capture_fault: CaptureFaultArg,
+    /// Share of captures (new or repeated keys) hit by --capture-fault.
+    #[arg(long, default_value_t = 0.0)]
+    capture_fault_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CaptureFaultArg {
+    /// Answers arrive.
+    None,
+    /// Capture, then never answer (the merchant's request times out).
+    ChargeThenTimeout,
+    /// Capture, then answer 500.
+    ChargeThenError,
 }
 
 impl BehaviourArgs {
@@ -59,6 +76,12 @@ impl BehaviourArgs {
             failure_rate: self.failure_rate,
             decline_rate: self.decline_rate,
             not_ready_rate: self.not_ready_rate,
+            capture_fault: match self.capture_fault {
+                CaptureFaultArg::None => CaptureFault::None,
+                CaptureFaultArg::ChargeThenTimeout => CaptureFault::ChargeThenTimeout,
+                CaptureFaultArg::ChargeThenError => CaptureFault::ChargeThenError,
+            },
+            capture_fault_rate: self.capture_fault_rate,
         }
     }
 }

@@ -1,27 +1,13 @@
 //! `serve-ingest` as its own process in front of `serve-api`: HTTP sink and Kafka sink.
 
-use pm_domain::signature;
 use pm_kafka::testing::Cluster;
 use pm_storage::testing::TestDatabase;
 
-use crate::process::{chargeback_json, eventually, order_json, Pmctl, SECRET};
+use crate::process::{
+    chargeback_json, eventually, order_json, send_webhook as send, Pmctl, SECRET,
+};
 
 const TOKEN: &str = "e2e-internal-token";
-
-async fn send(ingest: &Pmctl, route: &str, body: &str) -> reqwest::Response {
-    let t = chrono::Utc::now().timestamp();
-    reqwest::Client::new()
-        .post(ingest.url(route))
-        .header("content-type", "application/json")
-        .header(
-            signature::HEADER,
-            signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
-        )
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("request")
-}
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
     sqlx::query_scalar(sql)

@@ -110,3 +110,19 @@ pub fn chargeback_json(event: &str, order_id: &str, status: &str) -> String {
         r#"{{"provider_event_id":"{event}","order_id":"{order_id}","user_id":"{USER}","status":"{status}","reason":"fraud","amount":100.50,"currency":"USD","occurred_at":"2026-01-02T00:00:00Z"}}"#
     )
 }
+
+/// POSTs a webhook body signed with [`SECRET`] to `route` of `target`.
+pub async fn send_webhook(target: &Pmctl, route: &str, body: &str) -> reqwest::Response {
+    let t = chrono::Utc::now().timestamp();
+    reqwest::Client::new()
+        .post(target.url(route))
+        .header("content-type", "application/json")
+        .header(
+            pm_domain::signature::HEADER,
+            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request")
+}
