@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use pm_domain::pagination::{PageRequest, Sort};
+use pm_domain::pagination::{PageError, PageRequest, Sort};
 use pm_http::Problem;
 
 /// The parameters of one request, consumed as they are read.
@@ -51,10 +51,15 @@ impl Params {
         }
     }
 
+    /// At most one non-empty value without control characters (NUL included: PostgreSQL
+    /// text cannot hold it, and nothing we filter on contains one).
     pub(crate) fn text(&mut self, name: &str) -> Result<Option<String>, Problem> {
         let value = self.one::<String>(name)?;
         match value {
             Some(v) if v.is_empty() => Err(Self::bad(name, "must not be empty")),
+            Some(v) if v.chars().any(char::is_control) => {
+                Err(Self::bad(name, "must not contain control characters"))
+            }
             v => Ok(v),
         }
     }
@@ -83,8 +88,14 @@ impl Params {
         let limit = self.one::<i64>("limit")?;
         let sort = self.one::<Sort>("sort")?.unwrap_or(default_sort);
         let cursor = self.text("cursor")?;
-        PageRequest::new(limit, sort, cursor.as_deref())
-            .map_err(|e| Problem::bad_request(e.to_string()))
+        PageRequest::new(limit, sort, cursor.as_deref()).map_err(|e| {
+            let name = match e {
+                PageError::Limit(_) => "limit",
+                PageError::Sort(_) => "sort",
+                PageError::Cursor | PageError::CursorSort(_) => "cursor",
+            };
+            Self::bad(name, e)
+        })
     }
 
     /// Refuses whatever was not read.

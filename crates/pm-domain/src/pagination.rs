@@ -7,8 +7,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::ids::MAX_ID_LEN;
 
 /// Items per page when the client does not say.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -76,6 +78,16 @@ impl Cursor {
         let (micros, id) = raw[1..].split_once('|').ok_or(PageError::Cursor)?;
         let micros: i64 = micros.parse().map_err(|_| PageError::Cursor)?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or(PageError::Cursor)?;
+        // A cursor we issued names a stored row: a time PostgreSQL can hold (we never store
+        // one outside years 1..=9999) and an id that passed our id checks. Anything else was
+        // made up or edited, and must not reach the query.
+        if !(1..=9999).contains(&created_at.year())
+            || id.is_empty()
+            || id.chars().count() > MAX_ID_LEN
+            || id.chars().any(char::is_control)
+        {
+            return Err(PageError::Cursor);
+        }
         Ok(Cursor {
             created_at,
             id: id.to_owned(),
@@ -199,6 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn cursors_that_could_not_name_a_stored_row_are_refused() {
+        let made_up = |raw: &str| Cursor::decode(&URL_SAFE_NO_PAD.encode(raw));
+        // Year 10000 and year 0 are beyond what we store (PostgreSQL would refuse the first
+        // near its own limit, far beyond chrono's).
+        assert_eq!(made_up("a253402300800000000|x"), Err(PageError::Cursor));
+        assert_eq!(made_up("a-62135596800000001|x"), Err(PageError::Cursor));
+        assert_eq!(made_up("a-9000000000000000000|x"), Err(PageError::Cursor));
+        assert_eq!(made_up("a5|"), Err(PageError::Cursor));
+        assert_eq!(made_up("a5|id\u{0}"), Err(PageError::Cursor));
+        assert_eq!(
+            made_up(&format!("a5|{}", "x".repeat(256))),
+            Err(PageError::Cursor)
+        );
+        assert!(made_up("a5|ok").is_ok());
+    }
+
+    #[test]
     fn pages_know_when_more_follow() {
         let req = PageRequest::new(Some(2), Sort::Asc, None).expect("valid");
         let key = |i: &i64| {
@@ -217,7 +246,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn cursors_round_trip(micros in -62_000_000_000_000_000i64..250_000_000_000_000_000i64, id in ".{0,40}", asc in any::<bool>()) {
+        fn cursors_round_trip(micros in -62_135_596_800_000_000i64..253_402_300_800_000_000i64, id in "[^\\p{Cc}]{1,40}", asc in any::<bool>()) {
             let created_at = DateTime::from_timestamp_micros(micros).expect("in range");
             let c = Cursor { created_at, id, sort: if asc { Sort::Asc } else { Sort::Desc } };
             prop_assert_eq!(Cursor::decode(&c.encode()), Ok(c));

@@ -224,9 +224,28 @@ async fn control_characters_are_refused_naming_the_field_and_a_value_the_databas
     assert_eq!(status, 422, "a key that cannot become a header: {p}");
     assert_eq!(error_fields(&p), ["idempotency_key"]);
 
-    // The last line of defence: what validation does not check, PostgreSQL refuses, and
-    // that is the request's fault (422), never a 500.
-    let (status, p) = app.get("/disputes?reason=%00").await;
-    assert_eq!(status, 422, "{p}");
-    assert_eq!(p["type"], "/problems/value-refused", "{p}");
+    // Query parameters and cursors: 400 naming the parameter, before any query runs.
+    for (path, param) in [
+        ("/disputes?reason=%00", "reason"),
+        ("/disputes?reason=fraud%1B", "reason"),
+        ("/orders/events?order_id=o%00", "order_id"),
+        ("/orders?unknown%00=1", "unknown\u{0}"),
+        // Decoded cursors with a time beyond year 9999 or before year 1, a NUL in the id, or
+        // (disputes) an id that is not a UUID: each was a 500 or a 422 from PostgreSQL.
+        (
+            "/orders/events?cursor=YTI1MzQwMjMwMDgwMDAwMDAwMHx4",
+            "cursor",
+        ),
+        ("/orders?cursor=ZC05MDAwMDAwMDAwMDAwMDAwMDAwfHg", "cursor"),
+        ("/orders?cursor=ZDV8aWQA", "cursor"),
+        ("/disputes?cursor=ZDV8bm90LWEtdXVpZA", "cursor"),
+    ] {
+        let (status, p) = app.get(path).await;
+        assert_eq!(status, 400, "{path}: {p}");
+        let detail = p["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("`{param}`")) || detail.contains("cursor"),
+            "{path}: {p}"
+        );
+    }
 }
