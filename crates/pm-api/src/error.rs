@@ -45,6 +45,23 @@ impl IntoResponse for ApiError {
             ApiError::Storage(StorageError::InvalidCursor) => {
                 Problem::bad_request(StorageError::InvalidCursor.to_string())
             }
+            // statement_timeout or lock_timeout: the database was too slow or a lock was
+            // held too long. The transaction rolled back; the same request may well pass.
+            ApiError::Storage(e) if e.cause() == "timeout" => {
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or_default(), "database timeout");
+                let what = if e.sqlstate().as_deref() == Some("55P03") {
+                    "waited too long for a lock"
+                } else {
+                    "took longer than the statement timeout"
+                };
+                let mut p = Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "database-timeout",
+                    format!("the database {what} and the request was cancelled; nothing was stored, retry later"),
+                );
+                p.retry_after = Some(1);
+                p
+            }
             // Nothing was stored; the caller (a provider, ingest, an operator) may retry.
             ApiError::Storage(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable");

@@ -10,10 +10,10 @@ pub(crate) mod ops;
 pub(crate) mod orders;
 pub(crate) mod webhooks;
 
-/// Builds the API router.
-pub fn router(state: AppState) -> Router {
+/// Builds the API router, with `limits` on every route.
+pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
     let http_metrics = state.inner.metrics.http.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/webhooks/payments/orders", post(webhooks::order_webhook))
         .route(
             "/webhooks/payments/chargebacks",
@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(pm_http::problem::no_route)
-        .method_not_allowed_fallback(pm_http::problem::method_not_allowed)
+        .method_not_allowed_fallback(pm_http::problem::method_not_allowed);
+    // Limits inside the metrics middleware, so shed and timed-out requests are counted.
+    limits
+        .apply(routes)
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
             pm_telemetry::http::track,

@@ -131,6 +131,7 @@ pub struct AppState {
 
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
+    pub(crate) read_pool: PgPool,
     pub(crate) config: ApiConfig,
     pub(crate) provider: ProviderClient,
     pub(crate) metrics: ApiMetrics,
@@ -147,8 +148,12 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// `pool` serves writes (webhooks, operator actions) and readiness; `read_pool`, a
+    /// separate and smaller pool, serves the read routes, so a flood of reads can never
+    /// take the connections webhook processing needs.
     pub fn new(
         pool: PgPool,
+        read_pool: PgPool,
         config: ApiConfig,
         provider: ProviderClient,
         metrics: ApiMetrics,
@@ -158,6 +163,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 pool,
+                read_pool,
                 config,
                 provider,
                 metrics,
@@ -169,6 +175,10 @@ impl AppState {
 
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    pub(crate) fn read_pool(&self) -> &PgPool {
+        &self.inner.read_pool
     }
 
     /// Constant-time check of a bearer token against the configured service token.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pm_domain::signature::Verifier;
 use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
+use pm_http::limits::Limits;
 use pm_provider::{ProviderClient, ProviderConfig};
 use pm_storage::PgPool;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
@@ -18,6 +19,8 @@ pub struct TestApi {
     internal_token: Option<String>,
     provider: ProviderConfig,
     capture_stale_after: Duration,
+    limits: Limits,
+    read_pool: Option<PgPool>,
 }
 
 /// A test API that stops (like a killed process) when dropped.
@@ -46,7 +49,20 @@ impl TestApi {
                 ..ProviderConfig::default()
             },
             capture_stale_after: Duration::from_secs(30),
+            limits: Limits::default(),
+            read_pool: None,
         }
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A pool of its own for the read routes (default: the one pool for everything).
+    pub fn read_pool(mut self, pool: PgPool) -> Self {
+        self.read_pool = Some(pool);
+        self
     }
 
     pub fn capture_stale_after(mut self, after: Duration) -> Self {
@@ -92,8 +108,10 @@ impl TestApi {
         let client = ProviderClient::new(self.provider).expect("valid provider settings");
         let mut registry = Registry::with_prefix("pm");
         let metrics = ApiMetrics::register(&mut registry);
+        let read_pool = self.read_pool.unwrap_or_else(|| pool.clone());
         let state = AppState::new(
             pool,
+            read_pool,
             config,
             client,
             metrics,
@@ -104,8 +122,9 @@ impl TestApi {
             .await
             .expect("bind a free port");
         let base = format!("http://{}", listener.local_addr().expect("bound address"));
+        let limits = self.limits;
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router(state)).await;
+            let _ = axum::serve(listener, router(state, &limits)).await;
         });
         RunningApi { base, task }
     }

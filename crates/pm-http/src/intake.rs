@@ -68,6 +68,7 @@ pub async fn read_json_body(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) if crate::limits::is_body_timeout(&*e) => Err(crate::limits::body_timeout_problem()),
         Err(e) => Err(Problem::bad_request(format!(
             "could not read the request body: {e}"
         ))),

@@ -6,9 +6,12 @@
 //!   order that gives the most useful answer: content type (415), body size (413),
 //!   signature on the raw bytes (401), JSON (400), fields (422).
 //!
+//! - [`limits`]: load shedding, request and body timeouts, for every listener.
+//!
 //! Errors are mapped to HTTP here, at the edge, and nowhere deeper.
 
 pub mod intake;
+pub mod limits;
 pub mod problem;
 
 pub use problem::Problem;

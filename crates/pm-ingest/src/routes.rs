@@ -11,10 +11,10 @@ use crate::state::IngestState;
 mod ops;
 mod webhooks;
 
-/// Builds the gateway's router.
-pub fn router(state: IngestState) -> Router {
+/// Builds the gateway's router, with `limits` on every route.
+pub fn router(state: IngestState, limits: &pm_http::limits::Limits) -> Router {
     let http_metrics = state.metrics().http.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/webhooks/payments/orders", post(webhooks::order_webhook))
         .route(
             "/webhooks/payments/chargebacks",
@@ -24,7 +24,10 @@ pub fn router(state: IngestState) -> Router {
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .fallback(no_route)
-        .method_not_allowed_fallback(pm_http::problem::method_not_allowed)
+        .method_not_allowed_fallback(pm_http::problem::method_not_allowed);
+    // Limits inside the metrics middleware, so shed and timed-out requests are counted.
+    limits
+        .apply(routes)
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
             pm_telemetry::http::track,

@@ -15,6 +15,13 @@ pub struct PoolOptions {
     pub acquire_timeout: Duration,
     /// Shown in `pg_stat_activity`.
     pub application_name: String,
+    /// PostgreSQL's `statement_timeout` for every session: a statement running longer is
+    /// cancelled (SQLSTATE 57014). `None` for administrative pools (migrations, partition
+    /// maintenance), whose statements may rightly take long.
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL's `lock_timeout`: a statement waiting longer for a lock fails (55P03)
+    /// instead of holding its connection while it waits.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -23,6 +30,8 @@ impl Default for PoolOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             application_name: "pmctl".to_owned(),
+            statement_timeout: None,
+            lock_timeout: None,
         }
     }
 }
@@ -31,9 +40,20 @@ impl Default for PoolOptions {
 /// boundaries of partitions and of time filters are UTC days.
 pub fn connect(url: &str, opts: &PoolOptions) -> Result<PgPool, StorageError> {
     let connect: PgConnectOptions = url.parse()?;
+    let mut settings = vec![("timezone", "UTC".to_owned())];
+    for (name, limit) in [
+        ("statement_timeout", opts.statement_timeout),
+        ("lock_timeout", opts.lock_timeout),
+    ] {
+        if let Some(limit) = limit {
+            // Whole milliseconds, at least 1: PostgreSQL reads 0 as "no limit".
+            let ms = limit.as_millis().clamp(1, u128::from(u32::MAX >> 1));
+            settings.push((name, format!("{ms}ms")));
+        }
+    }
     let connect = connect
         .application_name(&opts.application_name)
-        .options([("timezone", "UTC")]);
+        .options(settings);
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections)
         .acquire_timeout(opts.acquire_timeout)

@@ -63,6 +63,24 @@ impl HttpMetrics {
     }
 }
 
+/// The method as a metric label: the standard methods by name, any other (HTTP allows
+/// arbitrary extension methods) as `OTHER`, so a client cannot mint time series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// The middleware (`axum::middleware::from_fn_with_state(metrics, http::track)`).
 ///
 /// Assigns the correlation id (request extension, response header, log span), measures the
@@ -75,7 +93,7 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let id = CorrelationId::from_header(
         req.headers()
             .get(correlation::HEADER)
@@ -178,6 +196,38 @@ mod tests {
         );
         assert!(
             text.contains("http_request_duration_seconds_count"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_and_paths_share_one_label_value_each() {
+        let mut registry = Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        let app = Router::new()
+            .route("/orders", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(metrics, track));
+        for (method, path) in [
+            ("FROBNICATE", "/orders"),
+            ("X-MINT-A-SERIES", "/orders"),
+            ("GET", "/random/1"),
+            ("GET", "/random/2"),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .expect("request");
+            app.clone().oneshot(request).await.expect("response");
+        }
+        let text = SharedRegistry::new(registry).render();
+        assert!(text.contains(r#"method="OTHER",route="/orders""#), "{text}");
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 2"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("FROBNICATE") && !text.contains("/random/"),
             "{text}"
         );
     }

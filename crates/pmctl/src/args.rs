@@ -47,6 +47,24 @@ pub(crate) struct DatabaseArgs {
         default_value_t = 16
     )]
     max_connections: u32,
+    /// serve-api: connections of the separate, smaller pool the read routes use, so that
+    /// reads (unauthenticated, arbitrarily many) can never take the connections webhook
+    /// processing needs.
+    #[arg(
+        long = "db-read-max-connections",
+        env = "PM_DB_READ_MAX_CONNECTIONS",
+        default_value_t = 4
+    )]
+    read_max_connections: u32,
+    /// serve-api: PostgreSQL `statement_timeout` of the service's sessions; a statement
+    /// running longer is cancelled and the request answered 503 (never for migrations or
+    /// partition maintenance).
+    #[arg(long = "db-statement-timeout", env = "PM_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    statement_timeout: Duration,
+    /// serve-api: PostgreSQL `lock_timeout`; a statement waiting longer for a lock (a
+    /// locked table, a long transaction) fails and the request is answered 503.
+    #[arg(long = "db-lock-timeout", env = "PM_DB_LOCK_TIMEOUT", default_value = "2s", value_parser = duration)]
+    lock_timeout: Duration,
 }
 
 impl DatabaseArgs {
@@ -59,6 +77,8 @@ impl DatabaseArgs {
             .context("no database configured: pass --database-url or set PM_DATABASE_URL (or DATABASE_URL)")
     }
 
+    /// A pool without statement or lock timeouts, for commands whose statements may
+    /// rightly take long (migrations, partition maintenance, verification).
     pub(crate) fn pool(&self, application_name: &str) -> anyhow::Result<pm_storage::PgPool> {
         let opts = pm_storage::PoolOptions {
             max_connections: self.max_connections,
@@ -66,6 +86,36 @@ impl DatabaseArgs {
             ..Default::default()
         };
         pm_storage::connect(&self.url()?, &opts).context("invalid database URL")
+    }
+
+    /// The service's two pools, both with the statement and lock timeouts: one for writes
+    /// (webhooks, Kafka batches, operator actions) and a smaller one for reads.
+    pub(crate) fn service_pools(
+        &self,
+        application_name: &str,
+    ) -> anyhow::Result<(pm_storage::PgPool, pm_storage::PgPool)> {
+        let url = self.url()?;
+        let opts = |max_connections, name: String| pm_storage::PoolOptions {
+            max_connections,
+            application_name: name,
+            statement_timeout: Some(self.statement_timeout),
+            lock_timeout: Some(self.lock_timeout),
+            ..Default::default()
+        };
+        let write = pm_storage::connect(
+            &url,
+            &opts(self.max_connections, application_name.to_owned()),
+        )
+        .context("invalid database URL")?;
+        let read = pm_storage::connect(
+            &url,
+            &opts(
+                self.read_max_connections.max(1),
+                format!("{application_name}-reads"),
+            ),
+        )
+        .context("invalid database URL")?;
+        Ok((write, read))
     }
 }
 
@@ -291,6 +341,40 @@ impl CaptureArgs {
                 longest_provider_call = ?longest,
                 "--capture-stale-after should exceed the longest provider call"
             );
+        }
+    }
+}
+
+/// The limits of one HTTP listener (serve-api, serve-ingest): what a slow or hostile
+/// client, or more traffic than the service can take, may cost.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Most requests worked on at once; one more is answered 503 with Retry-After at once
+    /// (load shedding) instead of waiting in a queue. Health and metrics are not counted.
+    #[arg(long, env = "PM_MAX_IN_FLIGHT", default_value_t = 256)]
+    max_in_flight: usize,
+    /// A request not answered within this is abandoned with 503 and Retry-After (its work
+    /// rolls back; every write route is idempotent, so a retry is safe).
+    #[arg(long, env = "PM_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    request_timeout: Duration,
+    /// A request body still arriving after this is refused with 408.
+    #[arg(long, env = "PM_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    body_timeout: Duration,
+    /// A connection that has not sent a complete request head within this — a slow
+    /// client, or an idle keep-alive connection — is closed.
+    #[arg(long, env = "PM_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub(crate) header_timeout: Duration,
+    /// How long to wait for in-flight requests on shutdown.
+    #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl ServerArgs {
+    pub(crate) fn limits(&self) -> pm_http::limits::Limits {
+        pm_http::limits::Limits {
+            max_in_flight: self.max_in_flight.max(1),
+            request_timeout: self.request_timeout,
+            body_timeout: self.body_timeout,
         }
     }
 }

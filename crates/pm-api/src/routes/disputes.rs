@@ -52,7 +52,7 @@ pub(crate) async fn list_disputes(
     };
     let page = p.page(Sort::Desc)?;
     p.finish()?;
-    let result = disputes::list(app.pool(), &filter, &page).await?;
+    let result = disputes::list(app.read_pool(), &filter, &page).await?;
     Ok(Json(List::from_page(result, Dispute::from)))
 }
 
@@ -64,7 +64,7 @@ pub(crate) async fn get_dispute(
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Dispute>> {
     let id = dispute_id(&id)?;
-    let d = disputes::get(app.pool(), id)
+    let d = disputes::get(app.read_pool(), id)
         .await?
         .ok_or_else(|| unknown_dispute(id))?;
     Ok(Json(d.into()))
@@ -91,7 +91,7 @@ pub(crate) async fn list_dispute_events(
     let filter = event_filter::<DisputeEventKind>(&mut p, dispute.map(|d| d.to_string()))?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
-    let result = events::list_events(app.pool(), EventTable::Dispute, &filter, &page).await?;
+    let result = events::list_events(app.read_pool(), EventTable::Dispute, &filter, &page).await?;
     Ok(Json(List::from_page(result, Event::dispute)))
 }
 
@@ -103,9 +103,9 @@ pub(crate) async fn get_evidence(
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Evidence>> {
     let id = dispute_id(&id)?;
-    match disputes::get_evidence(app.pool(), id).await? {
+    match disputes::get_evidence(app.read_pool(), id).await? {
         Some(e) => Ok(Json(e.into())),
-        None if disputes::get(app.pool(), id).await?.is_some() => {
+        None if disputes::get(app.read_pool(), id).await?.is_some() => {
             Err(Problem::not_found(format!("dispute {id} has no evidence yet")).into())
         }
         None => Err(unknown_dispute(id).into()),

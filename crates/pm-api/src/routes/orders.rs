@@ -63,7 +63,7 @@ pub(crate) async fn list_orders(
         filter.created_to,
         ("created_from", "created_to"),
     )?;
-    let result = orders::list(app.pool(), &filter, &page).await?;
+    let result = orders::list(app.read_pool(), &filter, &page).await?;
     Ok(Json(List::from_page(result, Order::from)))
 }
 
@@ -75,7 +75,7 @@ pub(crate) async fn get_order(
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Order>> {
     let id = order_id(&id)?;
-    let order = orders::get(app.pool(), &id)
+    let order = orders::get(app.read_pool(), &id)
         .await?
         .ok_or_else(|| unknown_order(&id))?;
     Ok(Json(order.into()))
@@ -123,7 +123,7 @@ pub(crate) async fn list_order_events(
     let filter = event_filter::<OrderEventKind>(&mut p, order.map(String::from))?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
-    let result = events::list_events(app.pool(), EventTable::Order, &filter, &page).await?;
+    let result = events::list_events(app.read_pool(), EventTable::Order, &filter, &page).await?;
     Ok(Json(List::from_page(result, Event::order)))
 }
 
@@ -141,10 +141,10 @@ pub(crate) async fn order_events(
     let filter = event_filter::<OrderEventKind>(&mut p, Some(id.to_string()))?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
-    if orders::get(app.pool(), &id).await?.is_none() {
+    if orders::get(app.read_pool(), &id).await?.is_none() {
         return Err(unknown_order(&id).into());
     }
-    let result = events::list_events(app.pool(), EventTable::Order, &filter, &page).await?;
+    let result = events::list_events(app.read_pool(), EventTable::Order, &filter, &page).await?;
     Ok(Json(List::from_page(result, Event::order)))
 }
 
@@ -336,9 +336,9 @@ pub(crate) async fn order_captures(
     PathParam(id): PathParam,
 ) -> ApiResult<Json<Vec<Capture>>> {
     let id = order_id(&id)?;
-    if orders::get(app.pool(), &id).await?.is_none() {
+    if orders::get(app.read_pool(), &id).await?.is_none() {
         return Err(unknown_order(&id).into());
     }
-    let list = captures::of_order(app.pool(), &id).await?;
+    let list = captures::of_order(app.read_pool(), &id).await?;
     Ok(Json(list.iter().map(Capture::from).collect()))
 }

@@ -7,5 +7,6 @@ mod capture_outcomes;
 mod disputes;
 mod operations;
 mod orders;
+mod overload;
 mod reads;
 mod webhooks;

@@ -45,6 +45,7 @@ pub async fn commit_rate(
             max_connections: connections,
             acquire_timeout: Duration::from_secs(30),
             application_name: "pmctl-bench-baseline".into(),
+            ..Default::default()
         },
     )?;
     sqlx::raw_sql(

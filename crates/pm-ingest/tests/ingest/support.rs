@@ -54,7 +54,11 @@ impl Ingest {
         let metrics = IngestMetrics::register(&mut registry);
         let state = IngestState::new(intake(), sink, metrics, SharedRegistry::new(registry));
         Ingest {
-            base: serve(pm_ingest::router(state)).await,
+            base: serve(pm_ingest::router(
+                state,
+                &pm_http::limits::Limits::default(),
+            ))
+            .await,
             http: reqwest::Client::new(),
         }
     }

@@ -9,7 +9,7 @@ use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::args::{
-    duration, secret, CaptureArgs, DatabaseArgs, KafkaArgs, ProviderArgs, WebhookArgs,
+    duration, secret, CaptureArgs, DatabaseArgs, KafkaArgs, ProviderArgs, ServerArgs, WebhookArgs,
 };
 
 /// How webhooks are processed.
@@ -32,6 +32,8 @@ pub(crate) struct Args {
     /// Address to listen on.
     #[arg(long, env = "PM_API_LISTEN", default_value = "0.0.0.0:3000")]
     listen: SocketAddr,
+    #[command(flatten)]
+    server: ServerArgs,
     /// How webhooks are processed.
     #[arg(long, env = "PM_MODE", value_enum, default_value = "sync")]
     mode: Mode,
@@ -72,14 +74,11 @@ pub(crate) struct Args {
     /// handler, a database that refuses writes) makes /health/ready fail.
     #[arg(long, env = "PM_KAFKA_STALL_TIMEOUT", default_value = "60s", value_parser = duration)]
     kafka_stall_timeout: Duration,
-    /// How long to wait for in-flight requests on shutdown.
-    #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
-    shutdown_timeout: Duration,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_signal();
-    let pool = args.db.pool("pmctl-serve-api")?;
+    let (pool, read_pool) = args.db.service_pools("pmctl-serve-api")?;
     match pm_storage::migrate::status(&pool).await {
         Ok(status) if status.iter().any(|m| !m.applied) => {
             tracing::warn!("the database schema is not current: run `pmctl migrate`")
@@ -120,13 +119,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     });
     let state = AppState::new(
         pool.clone(),
+        read_pool.clone(),
         config,
         provider,
         metrics,
         SharedRegistry::new(registry),
         readiness,
     );
-    let app = pm_api::router(state);
+    let app = pm_api::router(state, &args.server.limits());
 
     let detail = format!("{:?} mode", args.mode).to_lowercase();
     crate::server::serve(
@@ -135,7 +135,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         args.listen,
         app,
         &shutdown,
-        args.shutdown_timeout,
+        &args.server,
     )
     .await?;
     if let Some(kafka) = kafka {
@@ -145,6 +145,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let _ = reconciler.await;
     }
     pool.close().await;
+    read_pool.close().await;
     tracing::info!("serve-api stopped");
     Ok(())
 }

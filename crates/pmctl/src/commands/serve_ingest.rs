@@ -9,7 +9,7 @@ use pm_kafka::Producer;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, KafkaArgs, WebhookArgs};
+use crate::args::{duration, secret, KafkaArgs, ServerArgs, WebhookArgs};
 
 /// Where accepted webhooks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +28,8 @@ pub(crate) struct Args {
     /// Address to listen on.
     #[arg(long, env = "PM_INGEST_LISTEN", default_value = "0.0.0.0:3001")]
     listen: SocketAddr,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Where accepted webhooks go.
     #[arg(long, env = "PM_INGEST_SINK", value_enum, default_value = "kafka")]
     sink: SinkKind,
@@ -52,9 +54,6 @@ pub(crate) struct Args {
     /// How long a produce may take in total before the webhook is answered 503 (kafka sink).
     #[arg(long, env = "PM_KAFKA_DELIVERY_TIMEOUT", default_value = "5s", value_parser = duration)]
     kafka_delivery_timeout: Duration,
-    /// How long to wait for in-flight requests on shutdown.
-    #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
-    shutdown_timeout: Duration,
 }
 
 /// The sink, and the producer to flush on exit (kafka sink).
@@ -102,7 +101,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = Registry::with_prefix("pm");
     let metrics = IngestMetrics::register(&mut registry);
     let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
-    let app = pm_ingest::router(state);
+    let app = pm_ingest::router(state, &args.server.limits());
 
     let detail = format!("{sink_name} sink");
     crate::server::serve(
@@ -111,7 +110,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         args.listen,
         app,
         &shutdown,
-        args.shutdown_timeout,
+        &args.server,
     )
     .await?;
     if let Some(producer) = producer {

@@ -6,5 +6,6 @@ mod cli;
 mod ingest;
 mod kafka_faults;
 mod kafka_mode;
+mod overload;
 mod process;
 mod scenarios;
