@@ -1,6 +1,8 @@
 //! The API on a free port, for the tests of this crate and of the crates that talk to it
 //! (ingest, the load generator). Feature `testing`.
 
+pub mod hostile;
+
 use std::time::Duration;
 
 use pm_domain::signature::Verifier;

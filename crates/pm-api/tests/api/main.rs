@@ -5,6 +5,7 @@ mod app;
 mod bad_input;
 mod capture_outcomes;
 mod disputes;
+mod hostile;
 mod operations;
 mod orders;
 mod overload;

@@ -4,6 +4,7 @@
 //! which the webhook paths never call.
 
 mod gateway;
+mod hostile;
 mod http_sink;
 mod kafka_sink;
 mod murmur2;

@@ -1,0 +1,148 @@
+//! Property tests: whatever a hostile client sends — webhook bodies, headers, query
+//! strings — the API never answers 5xx, and a refused webhook stores nothing.
+//!
+//! The number of cases per property is proptest's (`PROPTEST_CASES`, default 256); CI
+//! sets it (see `.ci/run`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pm_api::testing::hostile::{self, Route};
+use pm_api::testing::TestApi;
+use pm_storage::testing::TestDatabase;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::app::SECRET;
+
+/// Rows of every table a webhook may write.
+async fn footprint(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_events)
+              + (SELECT count(*) FROM disputes) + (SELECT count(*) FROM dispute_events)
+              + (SELECT count(*) FROM processed_webhooks)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("footprint")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn runner() -> TestRunner {
+    TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
+    let rt = runtime();
+    let (db, base) = rt.block_on(async {
+        let db = TestDatabase::new().await;
+        let base = TestApi::new(SECRET).serve(db.pool.clone()).await;
+        (db, base)
+    });
+    let http = reqwest::Client::new();
+    // Chargebacks need their order to exist to get past the 404.
+    rt.block_on(async {
+        for i in 0..8 {
+            let body = Route::Orders.valid(&format!("seed-{i}"), &format!("ord-{i}"));
+            let body = serde_json::to_vec(&body).expect("json");
+            let r = hostile::Dress {
+                content_type: Some("application/json".into()),
+                signature: hostile::Signature::Valid,
+                correlation_id: None,
+            }
+            .apply(
+                http.post(format!("{base}{}", Route::Orders.path())),
+                SECRET,
+                &body,
+            )
+            .send()
+            .await
+            .expect("seed");
+            assert_eq!(r.status(), 202);
+        }
+    });
+
+    let case = (
+        prop_oneof![Just(Route::Orders), Just(Route::Chargebacks)],
+        0..8u32,
+        hostile::dress(),
+    )
+        .prop_flat_map(|(route, order, dress)| {
+            let n = SEQ.fetch_add(1, Ordering::Relaxed);
+            (
+                Just(route),
+                hostile::webhook_body(route, format!("evt-{n}"), format!("ord-{order}")),
+                Just(dress),
+            )
+        });
+    runner()
+        .run(&case, |(route, body, dress)| {
+            rt.block_on(async {
+                let before = footprint(&db).await;
+                let request =
+                    dress.apply(http.post(format!("{base}{}", route.path())), SECRET, &body);
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    // A header value reqwest itself refuses never leaves this process.
+                    Err(e) if e.is_builder() => return Ok(()),
+                    Err(e) => panic!("no answer: {e}"),
+                };
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                prop_assert!(
+                    !status.is_server_error(),
+                    "{status} for {:?}: {text}",
+                    String::from_utf8_lossy(&body)
+                );
+                if !status.is_success() {
+                    prop_assert_eq!(
+                        footprint(&db).await,
+                        before,
+                        "a refused webhook stored something: {}",
+                        text
+                    );
+                }
+                Ok(())
+            })
+        })
+        .expect("property");
+}
+
+#[test]
+fn hostile_query_strings_never_get_a_5xx() {
+    let rt = runtime();
+    let (_db, base) = rt.block_on(async {
+        let db = TestDatabase::new().await;
+        let base = TestApi::new(SECRET).serve(db.pool.clone()).await;
+        (db, base)
+    });
+    let http = reqwest::Client::new();
+    runner()
+        .run(&hostile::read_request(), |path| {
+            rt.block_on(async {
+                let url = format!("{base}{path}");
+                let response = http.get(&url).send().await.expect("answer");
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                prop_assert!(!status.is_server_error(), "{status} for {url}: {text}");
+                prop_assert!(
+                    status.is_success() || text.contains("\"detail\""),
+                    "{status} for {url} without a problem document: {text}"
+                );
+                Ok(())
+            })
+        })
+        .expect("property");
+}

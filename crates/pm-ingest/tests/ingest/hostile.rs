@@ -1,0 +1,93 @@
+//! Property test: whatever a hostile client sends to ingest — bodies, headers — ingest
+//! never answers 5xx for it (its only 503 is "the downstream is unavailable", and here the
+//! API behind it is up), and a refused webhook reaches nothing behind it.
+//!
+//! The number of cases is proptest's (`PROPTEST_CASES`, default 256); CI sets it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pm_api::testing::hostile::{self, Route};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::support::{Api, Ingest, SECRET, TOKEN};
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn hostile_webhooks_at_ingest_never_get_a_5xx_and_a_refused_one_reaches_nothing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (api, ingest) = rt.block_on(async {
+        let api = Api::spawn().await;
+        let ingest = Ingest::http_sink(&api.base, TOKEN).await;
+        for i in 0..8 {
+            let body = Route::Orders.valid(&format!("seed-{i}"), &format!("ord-{i}"));
+            let r = ingest
+                .webhook(Route::Orders.path(), &body.to_string())
+                .await;
+            assert_eq!(r.status(), 202);
+        }
+        (api, ingest)
+    });
+    let footprint = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_events)
+                  + (SELECT count(*) FROM disputes) + (SELECT count(*) FROM dispute_events)
+                  + (SELECT count(*) FROM processed_webhooks)",
+        )
+        .fetch_one(&api.db.pool)
+        .await
+        .expect("footprint")
+    };
+    let case = (
+        prop_oneof![Just(Route::Orders), Just(Route::Chargebacks)],
+        0..8u32,
+        hostile::dress(),
+    )
+        .prop_flat_map(|(route, order, dress)| {
+            let n = SEQ.fetch_add(1, Ordering::Relaxed);
+            (
+                Just(route),
+                hostile::webhook_body(route, format!("evt-{n}"), format!("ord-{order}")),
+                Just(dress),
+            )
+        });
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case, |(route, body, dress)| {
+            rt.block_on(async {
+                let before = footprint().await;
+                let request =
+                    dress.apply(ingest.http.post(ingest.url(route.path())), SECRET, &body);
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    Err(e) if e.is_builder() => return Ok(()),
+                    Err(e) => panic!("no answer: {e}"),
+                };
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                prop_assert!(
+                    !status.is_server_error(),
+                    "{status} for {:?}: {text}",
+                    String::from_utf8_lossy(&body)
+                );
+                if !status.is_success() {
+                    prop_assert_eq!(
+                        footprint().await,
+                        before,
+                        "a refused webhook was stored: {}",
+                        text
+                    );
+                }
+                Ok(())
+            })
+        })
+        .expect("property");
+}
