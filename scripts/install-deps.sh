@@ -9,6 +9,9 @@
 #   scripts/install-deps.sh            everything (what scripts/test.sh needs)
 #   scripts/install-deps.sh postgres   only PostgreSQL and pg_partman (what the demo needs)
 #   scripts/install-deps.sh kafka      only Java, Maven and the Kafka jars (`pmctl demo --kafka`)
+#
+# Python 3 with venv is needed too (all): scripts/schemathesis.sh installs schemathesis from
+# PyPI into a virtualenv of its own.
 set -euo pipefail
 what=${1:-all}
 
@@ -41,6 +44,10 @@ if [ "$what" != kafka ]; then
     if [ ! -f "/usr/share/postgresql/$version/extension/pg_partman.control" ]; then
         need+=("postgresql-$version-partman")
     fi
+fi
+
+if [ "$what" = all ] && ! python3 -m venv --help >/dev/null 2>&1; then
+    need+=(python3 python3-venv)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

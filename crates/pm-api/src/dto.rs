@@ -2,6 +2,8 @@
 //! Timestamps are RFC 3339 in UTC with `Z`; absent values are `null`; amounts are JSON
 //! numbers with the currency's precision, written from exact decimals.
 
+pub mod requests;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
@@ -22,8 +24,14 @@ use crate::routes::{disputes, ops, orders, webhooks};
     components(schemas(
         dto::Order, dto::Dispute, dto::Event, dto::Hold, dto::Capture, dto::Evidence, dto::EvidenceFileDto,
         dto::Submission, dto::WebhookAck, dto::Health, pm_http::Problem,
+        dto::requests::HoldRequest, dto::requests::CaptureRequest, dto::requests::EvidenceRequest,
+        dto::requests::EvidenceFileRequest, dto::requests::OrderWebhookRequest,
+        dto::requests::ChargebackWebhookRequest, dto::requests::EnvelopeRequest,
+        dto::requests::names::OrderStatus, dto::requests::names::DisputeStatus,
+        dto::requests::names::OrderEventKind, dto::requests::names::DisputeEventKind,
+        dto::requests::names::Sort,
     )),
-    modifiers(&ServiceToken),
+    modifiers(&ServiceToken, &EdgeResponses),
 )]
 pub struct ApiDoc;
 
@@ -36,5 +44,176 @@ impl Modify for ServiceToken {
             "service_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The answers every operation can get from the edge rather than from its handler, and the
+/// media type of every problem, documented on each operation so that a client (or a schema
+/// checker) finds every status it can receive:
+/// - a problem document is `application/problem+json`;
+/// - `503` from any API route: shed at the in-flight limit, past the request timeout, or
+///   the database unavailable or too slow;
+/// - `400` for a malformed path segment or query parameter;
+/// - `408` (body too slow), `413` (too large), `415` (not JSON) and `400` (malformed JSON)
+///   for an operation that reads a body;
+/// - `401` for the webhook and internal routes (signature, service token).
+struct EdgeResponses;
+
+const PROBLEM_TYPE: &str = "application/problem+json";
+
+fn problem(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_TYPE,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn refers_to_problem(content: &utoipa::openapi::Content) -> bool {
+    matches!(&content.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+}
+
+impl EdgeResponses {
+    fn operation(path: &str, op: &mut Operation) {
+        let responses = &mut op.responses.responses;
+        for response in responses.values_mut() {
+            if let RefOr::T(response) = response {
+                if let Some(json) = response.content.get("application/json") {
+                    if refers_to_problem(json) {
+                        let json = json.clone();
+                        response.content.shift_remove("application/json");
+                        response.content.insert(PROBLEM_TYPE.to_owned(), json);
+                    }
+                }
+            }
+        }
+        let mut add = |status: &str, description: &str| {
+            responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem(description));
+        };
+        if path.starts_with("/health/") || path == "/metrics" || path == "/openapi.json" {
+            return;
+        }
+        add(
+            "503",
+            "Not acted on: the server is at its in-flight limit (overloaded), the request \
+             took longer than the request timeout, or the database is unavailable or too slow. \
+             Retry after Retry-After",
+        );
+        let has_query = op.parameters.iter().flatten().any(|p| {
+            matches!(
+                p.parameter_in,
+                utoipa::openapi::path::ParameterIn::Query
+                    | utoipa::openapi::path::ParameterIn::Path
+            )
+        });
+        if has_query {
+            add("400", "A malformed path segment or query parameter");
+        }
+        if op.request_body.is_some() {
+            add("400", "The body is not well-formed JSON");
+            add("408", "The body did not arrive within the body timeout");
+            add("413", "The body is larger than the limit");
+            add("415", "The body is not JSON (Content-Type)");
+        }
+        if path.starts_with("/webhooks/") || path.starts_with("/internal/") {
+            add(
+                "401",
+                "Missing or invalid signature (webhooks) or service token (internal routes)",
+            );
+        }
+    }
+}
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::operation(path, op);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` names a schema of the document: an unresolvable one hides a parameter or
+    /// a body from clients and from the schema-driven fuzzing in CI.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .expect("schemas")
+            .clone();
+        let mut refs = Vec::new();
+        let mut stack = vec![&doc];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                        refs.push(r.clone());
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "unresolvable reference {r}");
+        }
+    }
+
+    /// Problems are documented as `application/problem+json`, and every API operation
+    /// documents the 503 of the edge (overload, timeouts, database).
+    #[test]
+    fn problems_have_their_media_type_and_every_operation_its_503() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                let responses = op["responses"].as_object().expect("responses");
+                for (status, response) in responses {
+                    if let Some(content) = response["content"].as_object() {
+                        if let Some(json) = content.get("application/json") {
+                            assert!(
+                                !json["schema"]["$ref"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .ends_with("/Problem"),
+                                "{method} {path} {status}: a problem as application/json"
+                            );
+                        }
+                    }
+                }
+                let ops =
+                    path.starts_with("/health/") || path == "/metrics" || path == "/openapi.json";
+                assert_eq!(
+                    responses.contains_key("503"),
+                    !ops || path == "/health/ready",
+                    "{method} {path}"
+                );
+            }
+        }
     }
 }

@@ -34,9 +34,9 @@ fn unknown_dispute(id: DisputeId) -> Problem {
 
 #[utoipa::path(get, path = "/disputes", tag = "disputes",
     params(
-        ("status" = Option<Vec<String>>, Query, description = "open | under_review | submitted | won | lost | closed | canceled; repeatable"),
+        ("status" = Option<Vec<crate::dto::requests::names::DisputeStatus>>, Query, description = "open | under_review | submitted | won | lost | closed | canceled; repeatable"),
         ("reason" = Option<String>, Query), ("order_id" = Option<String>, Query),
-        ("limit" = Option<u32>, Query), ("sort" = Option<String>, Query, description = "asc | desc (default desc)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc | desc (default desc)"),
         ("cursor" = Option<String>, Query),
     ),
     responses((status = 200, body = List<Dispute>), (status = 400, body = Problem)))]
@@ -73,10 +73,10 @@ pub(crate) async fn get_dispute(
 #[utoipa::path(get, path = "/disputes/events", tag = "disputes",
     params(
         ("dispute_id" = Option<String>, Query, format = Uuid),
-        ("kind" = Option<Vec<String>>, Query, description = "event kind; repeatable"),
+        ("kind" = Option<Vec<crate::dto::requests::names::DisputeEventKind>>, Query, description = "event kind; repeatable"),
         ("time_from" = Option<String>, Query, format = DateTime), ("time_to" = Option<String>, Query, format = DateTime),
-        ("sort" = Option<String>, Query, description = "asc (default) | desc"),
-        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query),
+        ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc (default) | desc"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query),
     ),
     responses((status = 200, body = List<Event>), (status = 400, body = Problem)))]
 pub(crate) async fn list_dispute_events(
@@ -114,8 +114,8 @@ pub(crate) async fn get_evidence(
 
 #[utoipa::path(post, path = "/disputes/{dispute_id}/evidence", tag = "disputes",
     params(("dispute_id" = String, Path, format = Uuid)),
-    request_body(content = Object, content_type = "application/json",
-        description = "{fields: {string: string}, files: [{file_id, name, content_type, size}]}; replaces earlier evidence"),
+    request_body(content = crate::dto::requests::EvidenceRequest, content_type = "application/json",
+        description = "Replaces earlier evidence"),
     responses((status = 200, body = Evidence), (status = 404, body = Problem),
               (status = 409, description = "The dispute no longer accepts evidence", body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn put_evidence(

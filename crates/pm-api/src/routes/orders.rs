@@ -34,13 +34,13 @@ fn unknown_order(id: &OrderId) -> Problem {
 
 #[utoipa::path(get, path = "/orders", tag = "orders",
     params(
-        ("status" = Option<Vec<String>>, Query, description = "created | updated | success | failed; repeatable"),
+        ("status" = Option<Vec<crate::dto::requests::names::OrderStatus>>, Query, description = "created | updated | success | failed; repeatable"),
         ("user_id" = Option<String>, Query, format = Uuid),
         ("on_hold" = Option<bool>, Query),
         ("created_from" = Option<String>, Query, format = DateTime, description = "inclusive"),
         ("created_to" = Option<String>, Query, format = DateTime, description = "exclusive"),
-        ("limit" = Option<u32>, Query, description = "1..=1000, default 50"),
-        ("sort" = Option<String>, Query, description = "asc | desc (default desc)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 50"),
+        ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc | desc (default desc)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses((status = 200, body = List<Order>), (status = 400, body = Problem)))]
@@ -107,11 +107,11 @@ where
 #[utoipa::path(get, path = "/orders/events", tag = "orders",
     params(
         ("order_id" = Option<String>, Query),
-        ("kind" = Option<Vec<String>>, Query, description = "event kind; repeatable"),
+        ("kind" = Option<Vec<crate::dto::requests::names::OrderEventKind>>, Query, description = "event kind; repeatable"),
         ("time_from" = Option<String>, Query, format = DateTime, description = "inclusive"),
         ("time_to" = Option<String>, Query, format = DateTime, description = "exclusive"),
-        ("sort" = Option<String>, Query, description = "asc (default) | desc"),
-        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query),
+        ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc (default) | desc"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query),
     ),
     responses((status = 200, body = List<Event>), (status = 400, body = Problem)))]
 pub(crate) async fn list_order_events(
@@ -128,8 +128,8 @@ pub(crate) async fn list_order_events(
 }
 
 #[utoipa::path(get, path = "/orders/{order_id}/events", tag = "orders",
-    params(("order_id" = String, Path), ("kind" = Option<Vec<String>>, Query), ("time_from" = Option<String>, Query),
-           ("time_to" = Option<String>, Query), ("sort" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(("order_id" = String, Path), ("kind" = Option<Vec<crate::dto::requests::names::OrderEventKind>>, Query), ("time_from" = Option<String>, Query),
+           ("time_to" = Option<String>, Query), ("sort" = Option<crate::dto::requests::names::Sort>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = List<Event>), (status = 404, body = Problem)))]
 pub(crate) async fn order_events(
     State(app): State<AppState>,
@@ -150,7 +150,7 @@ pub(crate) async fn order_events(
 
 #[utoipa::path(post, path = "/orders/{order_id}/hold", tag = "orders",
     params(("order_id" = String, Path)),
-    request_body(content = Object, content_type = "application/json", description = "{action: set|clear, reason: manual_review|risk}"),
+    request_body(content = crate::dto::requests::HoldRequest, content_type = "application/json"),
     responses((status = 200, body = Hold), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn hold(
     State(app): State<AppState>,
@@ -208,7 +208,7 @@ fn outcome_unknown(error: &str, key: &IdempotencyKey) -> Problem {
 
 #[utoipa::path(post, path = "/orders/{order_id}/capture", tag = "orders",
     params(("order_id" = String, Path)),
-    request_body(content = Object, content_type = "application/json", description = "{amount, currency, idempotency_key}"),
+    request_body(content = crate::dto::requests::CaptureRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Captured (or the stored result of the same request)", body = Capture),
         (status = 404, body = Problem),

@@ -87,7 +87,7 @@ fn now_unix() -> i64 {
 }
 
 #[utoipa::path(post, path = "/webhooks/payments/orders", tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "An order webhook"),
+    request_body(content = crate::dto::requests::OrderWebhookRequest, content_type = "application/json"),
     params(("Webhook-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
     responses(
         (status = 202, description = "Stored and applied", body = WebhookAck),
@@ -115,7 +115,7 @@ pub(crate) async fn order_webhook(
 }
 
 #[utoipa::path(post, path = "/webhooks/payments/chargebacks", tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "A chargeback webhook"),
+    request_body(content = crate::dto::requests::ChargebackWebhookRequest, content_type = "application/json"),
     params(("Webhook-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
     responses(
         (status = 202, description = "Stored and applied", body = WebhookAck),
@@ -173,7 +173,7 @@ async fn internal_envelope(
 }
 
 #[utoipa::path(post, path = "/internal/updates/orders", tag = "internal",
-    request_body(content = Object, content_type = "application/json", description = "Envelope {event_id, type: order, received_at, payload}"),
+    request_body(content = crate::dto::requests::EnvelopeRequest, content_type = "application/json", description = "Envelope {event_id, type: order, received_at, payload}"),
     security(("service_token" = [])),
     responses((status = 202, body = WebhookAck), (status = 200, body = WebhookAck), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
@@ -196,7 +196,7 @@ pub(crate) async fn internal_order_update(
 }
 
 #[utoipa::path(post, path = "/internal/updates/disputes", tag = "internal",
-    request_body(content = Object, content_type = "application/json", description = "Envelope {event_id, type: chargeback, received_at, payload}"),
+    request_body(content = crate::dto::requests::EnvelopeRequest, content_type = "application/json", description = "Envelope {event_id, type: chargeback, received_at, payload}"),
     security(("service_token" = [])),
     responses((status = 202, body = WebhookAck), (status = 200, body = WebhookAck), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]

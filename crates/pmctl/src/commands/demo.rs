@@ -326,8 +326,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let ok = report.ok() && emitted.ok();
     if args.keep_running {
-        println!("\nrunning until Ctrl+C …");
-        let _ = tokio::signal::ctrl_c().await;
+        println!("\nrunning until Ctrl+C (or SIGTERM) …");
+        // SIGTERM too: a supervisor (or a script) stops the demo that way, and its services
+        // and cluster must stop with it rather than be left behind.
+        crate::shutdown::on_signal().cancelled().await;
     }
     shutdown.cancel();
     ingest.stop().await;
