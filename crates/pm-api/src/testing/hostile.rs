@@ -3,6 +3,9 @@
 //! the property tests of the API and of ingest, which assert that none of it gets a 5xx and
 //! that nothing of a refused request is stored.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pm_storage::PgPool;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -132,6 +135,38 @@ pub fn webhook_body(route: Route, event: String, order_id: String) -> BoxedStrat
     .boxed()
 }
 
+/// One webhook case: a route, a body about one of the orders `ord-0` … `ord-{orders - 1}`
+/// (which a test creates first, so chargebacks can get past "order unknown"), and how the
+/// request is dressed. Every case has an event id of its own.
+pub fn webhook_case(orders: u32) -> impl Strategy<Value = (Route, Vec<u8>, Dress)> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    (
+        prop_oneof![Just(Route::Orders), Just(Route::Chargebacks)],
+        0..orders.max(1),
+        dress(),
+    )
+        .prop_flat_map(|(route, order, dress)| {
+            let n = SEQ.fetch_add(1, Ordering::Relaxed);
+            (
+                Just(route),
+                webhook_body(route, format!("evt-{n}"), format!("ord-{order}")),
+                Just(dress),
+            )
+        })
+}
+
+/// Rows in every table a webhook may write: a refused webhook leaves it unchanged.
+pub async fn footprint(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_events)
+              + (SELECT count(*) FROM disputes) + (SELECT count(*) FROM dispute_events)
+              + (SELECT count(*) FROM processed_webhooks)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("footprint")
+}
+
 /// How a webhook request is dressed.
 #[derive(Debug, Clone)]
 pub struct Dress {
@@ -175,6 +210,15 @@ pub fn dress() -> impl Strategy<Value = Dress> {
 }
 
 impl Dress {
+    /// A JSON webhook, correctly signed.
+    pub fn valid() -> Dress {
+        Dress {
+            content_type: Some("application/json".to_owned()),
+            signature: Signature::Valid,
+            correlation_id: None,
+        }
+    }
+
     /// Applies this dress to a POST of `body`, signing with `secret` where it says so.
     pub fn apply(
         &self,

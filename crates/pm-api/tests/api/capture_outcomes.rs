@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use pm_api::captures::{reconcile, ReconcileReport, ReconcileSettings};
+use pm_api::testing::hostile::Dress;
 use pm_api::testing::{RunningApi, TestApi};
 use pm_provider::{ProviderClient, ProviderConfig};
 use pm_sim::provider::{Accepted, CaptureFault, ProviderBehaviour, ProviderSim};
@@ -69,16 +70,13 @@ impl Lab {
             "2026-01-01T00:00:05Z",
         )
         .to_string();
-        let t = chrono::Utc::now().timestamp();
-        let r = self
-            .http
-            .post(format!("{}/webhooks/payments/orders", api.base))
-            .header("content-type", "application/json")
-            .header(
-                pm_domain::signature::HEADER,
-                pm_domain::signature::header_value(SECRET, t, body.as_bytes()),
+        let r = Dress::valid()
+            .apply(
+                self.http
+                    .post(format!("{}/webhooks/payments/orders", api.base)),
+                SECRET,
+                body.as_bytes(),
             )
-            .body(body)
             .send()
             .await
             .expect("webhook");

@@ -4,8 +4,6 @@
 //! The number of cases per property is proptest's (`PROPTEST_CASES`, default 256); CI
 //! sets it (see `.ci/run`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use pm_api::testing::hostile::{self, Route};
 use pm_api::testing::TestApi;
 use pm_storage::testing::TestDatabase;
@@ -13,18 +11,6 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use crate::app::SECRET;
-
-/// Rows of every table a webhook may write.
-async fn footprint(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_events)
-              + (SELECT count(*) FROM disputes) + (SELECT count(*) FROM dispute_events)
-              + (SELECT count(*) FROM processed_webhooks)",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("footprint")
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -41,8 +27,6 @@ fn runner() -> TestRunner {
     })
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 #[test]
 fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
     let rt = runtime();
@@ -57,40 +41,24 @@ fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
         for i in 0..8 {
             let body = Route::Orders.valid(&format!("seed-{i}"), &format!("ord-{i}"));
             let body = serde_json::to_vec(&body).expect("json");
-            let r = hostile::Dress {
-                content_type: Some("application/json".into()),
-                signature: hostile::Signature::Valid,
-                correlation_id: None,
-            }
-            .apply(
-                http.post(format!("{base}{}", Route::Orders.path())),
-                SECRET,
-                &body,
-            )
-            .send()
-            .await
-            .expect("seed");
+            let r = hostile::Dress::valid()
+                .apply(
+                    http.post(format!("{base}{}", Route::Orders.path())),
+                    SECRET,
+                    &body,
+                )
+                .send()
+                .await
+                .expect("seed");
             assert_eq!(r.status(), 202);
         }
     });
 
-    let case = (
-        prop_oneof![Just(Route::Orders), Just(Route::Chargebacks)],
-        0..8u32,
-        hostile::dress(),
-    )
-        .prop_flat_map(|(route, order, dress)| {
-            let n = SEQ.fetch_add(1, Ordering::Relaxed);
-            (
-                Just(route),
-                hostile::webhook_body(route, format!("evt-{n}"), format!("ord-{order}")),
-                Just(dress),
-            )
-        });
+    let case = hostile::webhook_case(8);
     runner()
         .run(&case, |(route, body, dress)| {
             rt.block_on(async {
-                let before = footprint(&db).await;
+                let before = hostile::footprint(&db.pool).await;
                 let request =
                     dress.apply(http.post(format!("{base}{}", route.path())), SECRET, &body);
                 let response = match request.send().await {
@@ -108,7 +76,7 @@ fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
                 );
                 if !status.is_success() {
                     prop_assert_eq!(
-                        footprint(&db).await,
+                        hostile::footprint(&db.pool).await,
                         before,
                         "a refused webhook stored something: {}",
                         text

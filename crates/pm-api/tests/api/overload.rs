@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use pm_api::testing::hostile::Dress;
 use pm_api::testing::TestApi;
 use pm_http::limits::Limits;
 use pm_storage::testing::TestDatabase;
@@ -28,14 +29,12 @@ fn pool(db: &TestDatabase, max: u32, tune: impl FnOnce(&mut PoolOptions)) -> PgP
 async fn webhook(http: &reqwest::Client, base: &str, order_id: String) -> u16 {
     let event = format!("evt-{order_id}");
     let body = order(&event, &order_id, "created", "2026-01-01T00:00:05Z").to_string();
-    let t = chrono::Utc::now().timestamp();
-    http.post(format!("{base}/webhooks/payments/orders"))
-        .header("content-type", "application/json")
-        .header(
-            pm_domain::signature::HEADER,
-            pm_domain::signature::header_value(SECRET, t, body.as_bytes()),
+    Dress::valid()
+        .apply(
+            http.post(format!("{base}/webhooks/payments/orders")),
+            SECRET,
+            body.as_bytes(),
         )
-        .body(body)
         .send()
         .await
         .map(|r| r.status().as_u16())
@@ -214,15 +213,12 @@ async fn a_request_past_the_request_timeout_is_abandoned_with_503_and_rolled_bac
     let http = reqwest::Client::new();
     let lock = lock_orders(&db).await;
     let body = order("rt-1", "o-rt", "created", "2026-01-01T00:00:05Z").to_string();
-    let t = chrono::Utc::now().timestamp();
-    let r = http
-        .post(format!("{}/webhooks/payments/orders", api.base))
-        .header("content-type", "application/json")
-        .header(
-            pm_domain::signature::HEADER,
-            pm_domain::signature::header_value(SECRET, t, body.as_bytes()),
+    let r = Dress::valid()
+        .apply(
+            http.post(format!("{}/webhooks/payments/orders", api.base)),
+            SECRET,
+            body.as_bytes(),
         )
-        .body(body)
         .send()
         .await
         .expect("send");

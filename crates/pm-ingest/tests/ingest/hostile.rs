@@ -4,15 +4,11 @@
 //!
 //! The number of cases is proptest's (`PROPTEST_CASES`, default 256); CI sets it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use pm_api::testing::hostile::{self, Route};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use crate::support::{Api, Ingest, SECRET, TOKEN};
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn hostile_webhooks_at_ingest_never_get_a_5xx_and_a_refused_one_reaches_nothing() {
@@ -33,29 +29,7 @@ fn hostile_webhooks_at_ingest_never_get_a_5xx_and_a_refused_one_reaches_nothing(
         }
         (api, ingest)
     });
-    let footprint = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_events)
-                  + (SELECT count(*) FROM disputes) + (SELECT count(*) FROM dispute_events)
-                  + (SELECT count(*) FROM processed_webhooks)",
-        )
-        .fetch_one(&api.db.pool)
-        .await
-        .expect("footprint")
-    };
-    let case = (
-        prop_oneof![Just(Route::Orders), Just(Route::Chargebacks)],
-        0..8u32,
-        hostile::dress(),
-    )
-        .prop_flat_map(|(route, order, dress)| {
-            let n = SEQ.fetch_add(1, Ordering::Relaxed);
-            (
-                Just(route),
-                hostile::webhook_body(route, format!("evt-{n}"), format!("ord-{order}")),
-                Just(dress),
-            )
-        });
+    let case = hostile::webhook_case(8);
     let mut runner = TestRunner::new(Config {
         failure_persistence: None,
         ..Config::default()
@@ -63,7 +37,7 @@ fn hostile_webhooks_at_ingest_never_get_a_5xx_and_a_refused_one_reaches_nothing(
     runner
         .run(&case, |(route, body, dress)| {
             rt.block_on(async {
-                let before = footprint().await;
+                let before = hostile::footprint(&api.db.pool).await;
                 let request =
                     dress.apply(ingest.http.post(ingest.url(route.path())), SECRET, &body);
                 let response = match request.send().await {
@@ -80,7 +54,7 @@ fn hostile_webhooks_at_ingest_never_get_a_5xx_and_a_refused_one_reaches_nothing(
                 );
                 if !status.is_success() {
                     prop_assert_eq!(
-                        footprint().await,
+                        hostile::footprint(&api.db.pool).await,
                         before,
                         "a refused webhook was stored: {}",
                         text
