@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pm_storage::PgPool;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
 
 /// The two webhook routes.
@@ -165,6 +166,42 @@ pub async fn footprint(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("footprint")
+}
+
+/// Sends one [`webhook_case`] to the service at `base` (the API or ingest) and checks it:
+/// never a 5xx, and a refused webhook leaves the footprint of `pool` (the database behind
+/// the service) unchanged.
+pub async fn check_webhook(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &[u8],
+    pool: &PgPool,
+    (route, body, dress): (Route, Vec<u8>, Dress),
+) -> Result<(), TestCaseError> {
+    let before = footprint(pool).await;
+    let request = dress.apply(http.post(format!("{base}{}", route.path())), secret, &body);
+    let response = match request.send().await {
+        Ok(r) => r,
+        // A header value reqwest itself refuses never leaves the test.
+        Err(e) if e.is_builder() => return Ok(()),
+        Err(e) => return Err(TestCaseError::fail(format!("no answer: {e}"))),
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    prop_assert!(
+        !status.is_server_error(),
+        "{status} for {:?}: {text}",
+        String::from_utf8_lossy(&body)
+    );
+    if !status.is_success() {
+        prop_assert_eq!(
+            footprint(pool).await,
+            before,
+            "a refused webhook stored something: {}",
+            text
+        );
+    }
+    Ok(())
 }
 
 /// How a webhook request is dressed.
