@@ -56,6 +56,30 @@ fn exempt(path: &str) -> bool {
 struct Gate {
     permits: Arc<Semaphore>,
     limits: Limits,
+    /// Requests shed since the last warning, and when that was: one line per interval,
+    /// however hard the flood.
+    shed: std::sync::Mutex<(u64, Option<std::time::Instant>)>,
+}
+
+/// Least time between two "shedding" warnings.
+const SHED_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Gate {
+    fn note_shed(&self) {
+        let Ok(mut shed) = self.shed.lock() else {
+            return;
+        };
+        shed.0 += 1;
+        let now = std::time::Instant::now();
+        if shed.1.is_none_or(|last| now.duration_since(last) >= SHED_LOG_INTERVAL) {
+            tracing::warn!(
+                shed = shed.0,
+                max_in_flight = self.limits.max_in_flight,
+                "overloaded: requests shed with 503 since the last report"
+            );
+            *shed = (0, Some(now));
+        }
+    }
 }
 
 impl Limits {
@@ -65,6 +89,7 @@ impl Limits {
         let gate = Arc::new(Gate {
             permits: Arc::new(Semaphore::new(self.max_in_flight.max(1))),
             limits: *self,
+            shed: std::sync::Mutex::new((0, None)),
         });
         router
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -79,6 +104,7 @@ async fn guard(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     let Ok(_permit) = gate.permits.clone().try_acquire_owned() else {
+        gate.note_shed();
         let mut p = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

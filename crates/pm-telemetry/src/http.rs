@@ -84,8 +84,8 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// The middleware (`axum::middleware::from_fn_with_state(metrics, http::track)`).
 ///
 /// Assigns the correlation id (request extension, response header, log span), measures the
-/// request, and logs it: server errors at `error`, client errors at `info`, the rest at
-/// `debug` so that a webhook firehose does not drown the logs.
+/// request, and logs it: server errors at `error` (503 at `debug`: see below), client errors
+/// at `info`, the rest at `debug` so that a webhook firehose does not drown the logs.
 pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -124,6 +124,10 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
         .observe(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| match status {
+        // 503 is the service protecting itself (shedding, timeouts, the database away): the
+        // cause is logged once where it is decided, and under a flood one line per refused
+        // request would cost more than the request did.
+        503 => tracing::debug!(status, latency_ms, "request refused: unavailable"),
         500.. => tracing::error!(status, latency_ms, "request failed"),
         400..=499 => tracing::info!(status, latency_ms, "request refused"),
         _ => tracing::debug!(status, latency_ms, "request served"),
