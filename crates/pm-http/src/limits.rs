@@ -71,7 +71,10 @@ impl Gate {
         };
         shed.0 += 1;
         let now = std::time::Instant::now();
-        if shed.1.is_none_or(|last| now.duration_since(last) >= SHED_LOG_INTERVAL) {
+        if shed
+            .1
+            .is_none_or(|last| now.duration_since(last) >= SHED_LOG_INTERVAL)
+        {
             tracing::warn!(
                 shed = shed.0,
                 max_in_flight = self.limits.max_in_flight,
