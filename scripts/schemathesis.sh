@@ -63,11 +63,14 @@ fi
 api="$(grep -m1 '^| API ' "$work/demo.log" | grep -o 'http://127\.0\.0\.1:[0-9]*')"
 # The demo prints how to sign a webhook; its secret lets the hooks sign generated ones.
 secret="$(grep -o -m1 'hmac [^ ]*' "$work/demo.log" | cut -d' ' -f2)"
+# And its API key (every scope), so the operator routes are fuzzed past authentication.
+key="$(grep -o -m1 'PM_API_KEY=[^ ]*' "$work/demo.log" | cut -d= -f2)"
 echo "schemathesis $SCHEMATHESIS_VERSION against $api/openapi.json, $examples examples per operation"
 
 PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks PM_SCHEMATHESIS_WEBHOOK_SECRET="$secret" \
     "$venv/bin/schemathesis" run "$api/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" \
+    --header "Authorization: Bearer $key" \
     --seed 20261130 \
     --no-color

@@ -9,6 +9,7 @@
 //! the database and `pm-provider` for the provider, and turn errors into problem+json in
 //! one place ([`error`]). Provider calls are made between transactions, never inside one.
 
+pub mod auth;
 pub mod captures;
 pub mod consumer;
 pub mod dto;

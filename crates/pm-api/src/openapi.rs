@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -44,6 +44,26 @@ impl Modify for ServiceToken {
             "service_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // Every route needs an operator key but the probes and the signed or
+        // service-token routes, which state their own.
+        for (path, item) in &mut openapi.paths.paths {
+            if path.starts_with("/health/")
+                || path.starts_with("/webhooks/")
+                || path.starts_with("/internal/")
+            {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "api_key",
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
     }
 }
 
@@ -98,8 +118,21 @@ impl EdgeResponses {
                 .entry(status.to_owned())
                 .or_insert_with(|| problem(description));
         };
-        if path.starts_with("/health/") || path == "/metrics" || path == "/openapi.json" {
+        if path.starts_with("/health/") {
             return;
+        }
+        let signed = path.starts_with("/webhooks/") || path.starts_with("/internal/");
+        if !signed {
+            add(
+                "401",
+                "No usable API key (`WWW-Authenticate: Bearer`): missing, malformed, unknown, \
+                 revoked or expired — the answer does not say which",
+            );
+            add("403", "The key lacks the scope this route needs");
+            add(
+                "429",
+                "This address presented too many invalid keys; retry after Retry-After",
+            );
         }
         add(
             "503",
@@ -185,8 +218,9 @@ mod tests {
         }
     }
 
-    /// Problems are documented as `application/problem+json`, and every API operation
-    /// documents the 503 of the edge (overload, timeouts, database).
+    /// Problems are documented as `application/problem+json`; every API operation documents
+    /// the 503 of the edge (overload, timeouts, database), and every operation behind an API
+    /// key its 401/403 and its security requirement.
     #[test]
     fn problems_have_their_media_type_and_every_operation_its_503() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
@@ -206,11 +240,22 @@ mod tests {
                         }
                     }
                 }
-                let ops =
-                    path.starts_with("/health/") || path == "/metrics" || path == "/openapi.json";
+                let probe = path.starts_with("/health/");
                 assert_eq!(
                     responses.contains_key("503"),
-                    !ops || path == "/health/ready",
+                    !probe || path == "/health/ready",
+                    "{method} {path}"
+                );
+                let keyed =
+                    !probe && !path.starts_with("/webhooks/") && !path.starts_with("/internal/");
+                assert_eq!(
+                    responses.contains_key("401") && responses.contains_key("403"),
+                    keyed,
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    op.get("security").is_some(),
+                    keyed || path.starts_with("/internal/"),
                     "{method} {path}"
                 );
             }

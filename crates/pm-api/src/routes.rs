@@ -3,7 +3,9 @@
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::auth::{self, Guard};
 use crate::state::AppState;
+use pm_domain::api_key::Scope;
 
 pub(crate) mod disputes;
 pub(crate) mod ops;
@@ -11,8 +13,46 @@ pub(crate) mod orders;
 pub(crate) mod webhooks;
 
 /// Builds the API router, with `limits` on every route.
+///
+/// Who may call what: provider webhooks are signed, `/internal/*` carries the service token,
+/// the health probes are open, and everything else needs an API key with a scope — `read`
+/// for reads (and `/metrics`, `/openapi.json`), `operate` for operator actions.
 pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
     let http_metrics = state.inner.metrics.http.clone();
+    let guard = |scope| {
+        axum::middleware::from_fn_with_state(
+            Guard {
+                app: state.clone(),
+                scope,
+            },
+            auth::require,
+        )
+    };
+    let reads = Router::new()
+        .route("/orders", get(orders::list_orders))
+        .route("/orders/events", get(orders::list_order_events))
+        .route("/orders/{order_id}", get(orders::get_order))
+        .route("/orders/{order_id}/events", get(orders::order_events))
+        .route("/orders/{order_id}/captures", get(orders::order_captures))
+        .route("/disputes", get(disputes::list_disputes))
+        .route("/disputes/events", get(disputes::list_dispute_events))
+        .route("/disputes/{dispute_id}", get(disputes::get_dispute))
+        .route(
+            "/disputes/{dispute_id}/evidence",
+            get(disputes::get_evidence),
+        )
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(guard(Scope::Read));
+    let actions = Router::new()
+        .route("/orders/{order_id}/hold", post(orders::hold))
+        .route("/orders/{order_id}/capture", post(orders::capture))
+        .route(
+            "/disputes/{dispute_id}/evidence",
+            post(disputes::put_evidence),
+        )
+        .route("/disputes/{dispute_id}/submit", post(disputes::submit))
+        .route_layer(guard(Scope::Operate));
     let routes = Router::new()
         .route("/webhooks/payments/orders", post(webhooks::order_webhook))
         .route(
@@ -27,25 +67,10 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
             "/internal/updates/disputes",
             post(webhooks::internal_dispute_update),
         )
-        .route("/orders", get(orders::list_orders))
-        .route("/orders/events", get(orders::list_order_events))
-        .route("/orders/{order_id}", get(orders::get_order))
-        .route("/orders/{order_id}/events", get(orders::order_events))
-        .route("/orders/{order_id}/hold", post(orders::hold))
-        .route("/orders/{order_id}/capture", post(orders::capture))
-        .route("/orders/{order_id}/captures", get(orders::order_captures))
-        .route("/disputes", get(disputes::list_disputes))
-        .route("/disputes/events", get(disputes::list_dispute_events))
-        .route("/disputes/{dispute_id}", get(disputes::get_dispute))
-        .route(
-            "/disputes/{dispute_id}/evidence",
-            get(disputes::get_evidence).post(disputes::put_evidence),
-        )
-        .route("/disputes/{dispute_id}/submit", post(disputes::submit))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .merge(reads)
+        .merge(actions)
         .fallback(pm_http::problem::no_route)
         .method_not_allowed_fallback(pm_http::problem::method_not_allowed);
     // Limits inside the metrics middleware, so shed and timed-out requests are counted.

@@ -26,6 +26,8 @@ pub struct ApiConfig {
     /// A pending capture whose provider call started longer ago than this is taken over
     /// by a retry with the same key (the first attempt is presumed dead).
     pub capture_stale_after: Duration,
+    /// How operator API keys are checked.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -37,6 +39,7 @@ impl fmt::Debug for ApiConfig {
                 &self.internal_token.as_ref().map(|_| "[redacted]"),
             )
             .field("capture_stale_after", &self.capture_stale_after)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -137,6 +140,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: ApiMetrics,
     pub(crate) registry: SharedRegistry,
     pub(crate) readiness: Vec<(&'static str, Readiness)>,
+    pub(crate) keyring: crate::auth::Keyring,
 }
 
 impl fmt::Debug for AppState {
@@ -160,17 +164,40 @@ impl AppState {
         registry: SharedRegistry,
         readiness: Vec<(&'static str, Readiness)>,
     ) -> Self {
-        AppState {
+        let keyring = crate::auth::Keyring::new(config.auth);
+        let state = AppState {
             inner: Arc::new(Inner {
                 pool,
                 read_pool,
+                keyring,
                 config,
                 provider,
                 metrics,
                 registry,
                 readiness,
             }),
-        }
+        };
+        state.keep_keys_current();
+        state
+    }
+
+    /// Reads the API keys now and then every `cache_ttl`, for as long as the state lives.
+    fn keep_keys_current(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                inner.keyring.refresh(&inner.pool).await;
+                let pause = inner.keyring.refresh_interval();
+                drop(inner);
+                tokio::time::sleep(pause).await;
+            }
+        });
     }
 
     pub(crate) fn pool(&self) -> &PgPool {

@@ -3,7 +3,10 @@
 
 pub mod hostile;
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use pm_domain::api_key::Scope;
 
 use pm_domain::signature::Verifier;
 use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
@@ -30,7 +33,48 @@ pub struct TestApi {
 pub struct RunningApi {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// An API key with every scope, made for this instance.
+    pub key: String,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A test API serving for the rest of the test.
+#[derive(Debug, Clone)]
+pub struct ServedApi {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// An API key with every scope, made for this instance.
+    pub key: String,
+}
+
+/// An HTTP client that sends `key` as its bearer token on every request.
+///
+/// # Panics
+/// When `key` cannot be a header value: a test set-up error.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+impl RunningApi {
+    /// A client that sends this instance's key.
+    pub fn client(&self) -> reqwest::Client {
+        client_with_key(&self.key)
+    }
+}
+
+impl ServedApi {
+    /// A client that sends this instance's key.
+    pub fn client(&self) -> reqwest::Client {
+        client_with_key(&self.key)
+    }
 }
 
 impl Drop for RunningApi {
@@ -83,15 +127,18 @@ impl TestApi {
     }
 
     /// Serves the API on `127.0.0.1:<free port>` against `pool` for the rest of the test;
-    /// returns its base URL.
+    /// returns its base URL and a key with every scope.
     ///
     /// # Panics
     /// When the provider settings are invalid or no port can be bound: a test set-up error.
-    pub async fn serve(self, pool: PgPool) -> String {
+    pub async fn serve(self, pool: PgPool) -> ServedApi {
         let running = self.spawn(pool).await;
-        let base = running.base.clone();
+        let served = ServedApi {
+            base: running.base.clone(),
+            key: running.key.clone(),
+        };
         std::mem::forget(running);
-        base
+        served
     }
 
     /// Serves the API like [`TestApi::serve`] until the returned handle is dropped.
@@ -106,7 +153,13 @@ impl TestApi {
             },
             internal_token: self.internal_token.map(Into::into),
             capture_stale_after: self.capture_stale_after,
+            auth: crate::auth::AuthSettings::default(),
         };
+        let now = pm_domain::time::now();
+        let name = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let (_, key) = pm_storage::api_keys::create(&pool, &name, &Scope::ALL, None, now)
+            .await
+            .expect("a test API key");
         let client = ProviderClient::new(self.provider).expect("valid provider settings");
         let mut registry = Registry::with_prefix("pm");
         let metrics = ApiMetrics::register(&mut registry);
@@ -120,14 +173,17 @@ impl TestApi {
             SharedRegistry::new(registry),
             Vec::new(),
         );
+        // Knows its key before it serves, as a long-running instance would.
+        state.inner.keyring.refresh(state.pool()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
         let base = format!("http://{}", listener.local_addr().expect("bound address"));
         let limits = self.limits;
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router(state, &limits)).await;
+            let app = router(state, &limits).into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, app).await;
         });
-        RunningApi { base, task }
+        RunningApi { base, key, task }
     }
 }

@@ -8,6 +8,7 @@
 //! reqwest: the storage, API, ingest and Kafka adapters depend on it, never the reverse,
 //! so the rules of PRODUCT.md §2.4 can be tested without a database or a network.
 
+pub mod api_key;
 pub mod command;
 pub mod dispute;
 pub mod envelope;

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LoadtestError;
 use crate::expect::Expectation;
+use pm_sim::api::ApiAccess;
 
 /// How long to wait for processing to finish.
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
-    /// The API, e.g. `http://127.0.0.1:3000`.
-    pub api_url: String,
+    /// The API (a key with the `read` scope).
+    pub api: ApiAccess,
     /// Give up once the comparison has not improved for this long.
     pub quiet: Duration,
     /// Give up after this long in any case.
@@ -29,10 +30,10 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
-    /// The defaults against `api_url`: give up after 10 s without progress or 3 minutes.
-    pub fn new(api_url: impl Into<String>) -> Self {
+    /// The defaults against `api`: give up after 10 s without progress or 3 minutes.
+    pub fn new(api: ApiAccess) -> Self {
         CheckConfig {
-            api_url: api_url.into(),
+            api,
             quiet: Duration::from_secs(10),
             timeout: Duration::from_secs(180),
             interval: Duration::from_secs(1),
@@ -133,7 +134,7 @@ pub async fn check(
     let mut best = u64::MAX;
     let mut improved = Instant::now();
     loop {
-        let report = verify::verify(&config.api_url, &expectation.ledger).await?;
+        let report = verify::verify(&config.api, &expectation.ledger).await?;
         let waited = started.elapsed();
         if report.ok() {
             return Ok(VerifySummary::of(&report, expectation, waited));

@@ -34,12 +34,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::LagSample;
 use crate::error::LoadtestError;
+use pm_sim::api::ApiAccess;
 
 /// How the poller works.
 #[derive(Debug, Clone)]
 pub struct LagConfig {
-    /// The API, e.g. `http://127.0.0.1:3000`.
-    pub api_url: String,
+    /// The API (a key with the `read` scope).
+    pub api: ApiAccess,
     /// Shortest pause between two polls of one sample.
     pub min_pause: Duration,
     /// Pause between polls as a share of the sample's age.
@@ -53,10 +54,10 @@ pub struct LagConfig {
 }
 
 impl LagConfig {
-    /// The defaults, against `api_url`.
-    pub fn new(api_url: impl Into<String>) -> Self {
+    /// The defaults, against `api`.
+    pub fn new(api: ApiAccess) -> Self {
         LagConfig {
-            api_url: api_url.into(),
+            api,
             min_pause: Duration::from_millis(5),
             growth: 0.5,
             max_in_flight: 8,
@@ -109,12 +110,14 @@ pub async fn poll(
     mut rx: UnboundedReceiver<LagSample>,
     stop: CancellationToken,
 ) -> Result<LagRun, LoadtestError> {
-    let http = reqwest::Client::builder()
+    let http = config
+        .api
+        .client_builder()
         .timeout(config.request_timeout)
         .pool_max_idle_per_host(config.max_in_flight)
         .build()
         .map_err(LoadtestError::Client)?;
-    let url = format!("{}/orders/events", config.api_url.trim_end_matches('/'));
+    let url = format!("{}/orders/events", config.api.url());
     let mut run = LagRun {
         histogram: crate::latency::new_histogram()?,
         samples: 0,

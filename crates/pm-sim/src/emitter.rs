@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 use pm_scenario::{ActionKind, Delivery, Plan};
 use tokio::sync::{watch, Semaphore};
 
+use crate::api::ApiAccess;
+
 /// How to play a plan.
 #[derive(Debug, Clone)]
 pub struct EmitterConfig {
     /// Where webhooks go (ingest or the API), e.g. `http://127.0.0.1:3001`.
     pub target: String,
-    /// The API, for merchant actions, e.g. `http://127.0.0.1:3000`.
-    pub api: String,
+    /// The API, for merchant actions (a key with the `operate` and `read` scopes).
+    pub api: ApiAccess,
     /// The webhook signing secret.
     pub secret: Vec<u8>,
     /// Most requests in flight at once.
@@ -41,7 +43,7 @@ impl Default for EmitterConfig {
     fn default() -> Self {
         EmitterConfig {
             target: "http://127.0.0.1:3001".to_owned(),
-            api: "http://127.0.0.1:3000".to_owned(),
+            api: ApiAccess::new("http://127.0.0.1:3000"),
             secret: Vec::new(),
             concurrency: 64,
             speed: 1.0,
@@ -109,7 +111,9 @@ pub async fn emit(
     cfg: &EmitterConfig,
     progress: impl Fn(u64, u64) + Sync,
 ) -> Result<EmitReport, EmitError> {
-    let http = reqwest::Client::builder()
+    let http = cfg
+        .api
+        .client_builder()
         .timeout(cfg.request_timeout)
         .pool_max_idle_per_host(cfg.concurrency)
         .build()?;
@@ -297,7 +301,7 @@ impl Run<'_> {
     /// Polls the API until the order's dispute exists (in kafka mode it appears only once
     /// the consumer applied the chargeback).
     async fn find_dispute(&self, order_id: &str) -> Result<String, String> {
-        let url = format!("{}/disputes", self.cfg.api.trim_end_matches('/'));
+        let url = format!("{}/disputes", self.cfg.api.url());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let answer = self
@@ -321,7 +325,7 @@ impl Run<'_> {
     }
 
     async fn perform(&self, dispute_id: &str, kind: &ActionKind) -> Result<(), String> {
-        let base = self.cfg.api.trim_end_matches('/');
+        let base = self.cfg.api.url();
         let (url, expected) = match kind {
             ActionKind::AddEvidence { .. } => {
                 (format!("{base}/disputes/{dispute_id}/evidence"), 200)

@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::api::ApiAccess;
+
 /// One cell of an expected-vs-actual status table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusRow {
@@ -161,10 +163,10 @@ fn table(pairs: impl Iterator<Item = (String, String)>) -> Vec<StatusRow> {
 
 const WEBHOOK_DISPUTE_KINDS: [&str; 3] = ["webhook_opened", "webhook_updated", "provider_decision"];
 
-/// Compares `ledger` with what the API at `api` (e.g. `http://127.0.0.1:3000`) serves.
-pub async fn verify(api: &str, ledger: &Ledger) -> Result<VerifyReport, VerifyError> {
-    let http = reqwest::Client::new();
-    let base = api.trim_end_matches('/');
+/// Compares `ledger` with what the API serves (read with a key of scope `read`).
+pub async fn verify(api: &ApiAccess, ledger: &Ledger) -> Result<VerifyReport, VerifyError> {
+    let http = api.client_builder().build()?;
+    let base = api.url();
     let orders: Vec<OrderRow> = all(&http, &format!("{base}/orders"), &[]).await?;
     let disputes: Vec<DisputeRow> = all(&http, &format!("{base}/disputes"), &[]).await?;
     let order_events: Vec<EventRow> = all(

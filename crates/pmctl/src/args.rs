@@ -378,3 +378,31 @@ impl ServerArgs {
         }
     }
 }
+
+/// The API as its clients reach it (verify, the simulator's merchant actions, the load test).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ApiArgs {
+    /// The API's base URL.
+    #[arg(
+        long = "api-url",
+        env = "PM_API_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub(crate) api_url: String,
+    /// API key sent as `Authorization: Bearer` (`pmctl api-keys create`): scope `read`, and
+    /// `operate` for the simulator's merchant actions.
+    #[arg(long = "api-key", env = "PM_API_KEY", hide_env_values = true, value_parser = secret)]
+    api_key: Option<SecretString>,
+}
+
+impl ApiArgs {
+    pub(crate) fn access(&self) -> anyhow::Result<pm_sim::api::ApiAccess> {
+        let access = pm_sim::api::ApiAccess::new(&self.api_url);
+        match &self.api_key {
+            Some(key) if !key.expose_secret().is_empty() => Ok(access
+                .with_key(key.clone())
+                .context("--api-key / PM_API_KEY")?),
+            _ => Ok(access),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod api_keys;
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod loadtest;

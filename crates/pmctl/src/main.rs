@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create, list and revoke the API keys operators and tools authenticate with.
+    ApiKeys(commands::api_keys::Args),
     /// Benchmarks into bench-results/: the partitioning experiment, the machine's baselines.
     Bench(commands::bench::Args),
     /// Run everything on this machine and show it working: database, API, ingest, provider
@@ -64,6 +66,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::ApiKeys(a) => commands::api_keys::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
             Command::Demo(a) => commands::demo::run(a).await,
             Command::Loadtest(a) => commands::loadtest::run(a).await,

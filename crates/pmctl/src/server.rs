@@ -42,7 +42,7 @@ pub(crate) async fn serve(
         .keep_alive_interval(Some(settings.header_timeout));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -66,6 +66,14 @@ pub(crate) async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
+            // The peer's address, for per-address limits (failed authentication).
+            let app = tower::ServiceBuilder::new()
+                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                })
+                .service(app);
             let service = TowerToHyperService::new(app);
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection).await {

@@ -14,6 +14,8 @@ pub const USER: &str = "0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e";
 
 pub struct TestApp {
     pub base: String,
+    /// A key with every scope; `http` sends it.
+    pub key: String,
     pub db: TestDatabase,
     pub provider: MockServer,
     pub http: reqwest::Client,
@@ -23,7 +25,7 @@ impl TestApp {
     pub async fn spawn() -> TestApp {
         let db = TestDatabase::new().await;
         let provider = MockServer::start().await;
-        let base = pm_api::testing::TestApi::new(SECRET)
+        let served = pm_api::testing::TestApi::new(SECRET)
             .internal_token(TOKEN)
             .provider(ProviderConfig {
                 base_url: provider.uri(),
@@ -34,10 +36,11 @@ impl TestApp {
             .serve(db.pool.clone())
             .await;
         TestApp {
-            base,
+            http: served.client(),
+            key: served.key,
+            base: served.base,
             db,
             provider,
-            http: reqwest::Client::new(),
         }
     }
 

@@ -87,6 +87,7 @@ impl Lab {
         let r = self
             .http
             .post(format!("{}/orders/{order_id}/capture", api.base))
+            .bearer_auth(&api.key)
             .json(&json!({"amount": 42.10, "currency": "EUR", "idempotency_key": key}))
             .send()
             .await
@@ -98,6 +99,7 @@ impl Lab {
         let r = self
             .http
             .get(format!("{}/orders/{order_id}/captures", api.base))
+            .bearer_auth(&api.key)
             .send()
             .await
             .expect("captures");

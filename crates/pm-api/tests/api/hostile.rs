@@ -30,12 +30,12 @@ fn runner() -> TestRunner {
 #[test]
 fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
     let rt = runtime();
-    let (db, base) = rt.block_on(async {
+    let (db, served) = rt.block_on(async {
         let db = TestDatabase::new().await;
-        let base = TestApi::new(SECRET).serve(db.pool.clone()).await;
-        (db, base)
+        let served = TestApi::new(SECRET).serve(db.pool.clone()).await;
+        (db, served)
     });
-    let http = reqwest::Client::new();
+    let (base, http) = (served.base.clone(), served.client());
     // Chargebacks need their order to exist to get past the 404.
     rt.block_on(async {
         for i in 0..8 {
@@ -65,12 +65,12 @@ fn hostile_webhooks_never_get_a_5xx_and_a_refused_one_stores_nothing() {
 #[test]
 fn hostile_query_strings_never_get_a_5xx() {
     let rt = runtime();
-    let (_db, base) = rt.block_on(async {
+    let (_db, served) = rt.block_on(async {
         let db = TestDatabase::new().await;
-        let base = TestApi::new(SECRET).serve(db.pool.clone()).await;
-        (db, base)
+        let served = TestApi::new(SECRET).serve(db.pool.clone()).await;
+        (db, served)
     });
-    let http = reqwest::Client::new();
+    let (base, http) = (served.base.clone(), served.client());
     runner()
         .run(&hostile::read_request(), |path| {
             rt.block_on(async {

@@ -87,7 +87,7 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_and_health_is_not() 
             o.lock_timeout = Some(Duration::from_secs(20));
         }))
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     // Three webhooks wait on the lock and fill the limit.
     let lock = lock_orders(&db).await;
     let waiting: Vec<_> = (0..3)
@@ -154,7 +154,7 @@ async fn a_locked_table_costs_a_webhook_the_lock_timeout_not_the_lock() {
             o.lock_timeout = Some(Duration::from_millis(300));
         }))
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     let lock = lock_orders(&db).await;
     let answers =
         join_all((0..8).map(|i| webhook(&http, &api.base, format!("o-locked-{i}")))).await;
@@ -182,7 +182,7 @@ async fn a_statement_that_would_run_for_minutes_is_cancelled_by_the_statement_ti
             o.statement_timeout = Some(Duration::from_millis(500));
         }))
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     // No lock timeout: the statement would wait as long as the lock is held.
     let lock = lock_orders(&db).await;
     let (status, retry_after, p) = problem(&http, format!("{}/orders", api.base)).await;
@@ -210,7 +210,7 @@ async fn a_request_past_the_request_timeout_is_abandoned_with_503_and_rolled_bac
         })
         .spawn(db.pool.clone())
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     let lock = lock_orders(&db).await;
     let body = order("rt-1", "o-rt", "created", "2026-01-01T00:00:05Z").to_string();
     let r = Dress::valid()
@@ -240,7 +240,7 @@ async fn reads_cannot_take_the_connections_webhooks_need() {
         .read_pool(reads.clone())
         .spawn(pool(&db, 4, |_| {}))
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     // Every read connection is busy (a read flood, or a slow report)...
     let _busy = (
         reads.acquire().await.expect("r1"),

@@ -119,7 +119,7 @@ impl Api {
     pub async fn spawn() -> Api {
         let db = TestDatabase::new().await;
         let provider = MockServer::start().await;
-        let base = pm_api::testing::TestApi::new(SECRET)
+        let served = pm_api::testing::TestApi::new(SECRET)
             .internal_token(TOKEN)
             .provider(ProviderConfig {
                 base_url: provider.uri(),
@@ -128,9 +128,9 @@ impl Api {
             .serve(db.pool.clone())
             .await;
         Api {
-            base,
+            http: served.client(),
+            base: served.base,
             db,
-            http: reqwest::Client::new(),
             _provider: provider,
         }
     }

@@ -8,16 +8,23 @@ use pm_loadtest::engine::EngineConfig;
 use pm_loadtest::knee::SloCriteria;
 use pm_loadtest::lag::LagConfig;
 use pm_loadtest::sweep::{sweep, SweepConfig, VerifyConfig};
+use pm_sim::api::ApiAccess;
 use pm_storage::testing::TestDatabase;
 
 use crate::support::{source, SECRET};
 
 /// The API on a free port against `db`. Merchant actions are not performed, so its
 /// provider is never called.
-async fn spawn_api(db: &TestDatabase) -> String {
+async fn spawn_api(db: &TestDatabase) -> pm_api::testing::ServedApi {
     pm_api::testing::TestApi::new(SECRET)
         .serve(db.pool.clone())
         .await
+}
+
+fn access(api: &pm_api::testing::ServedApi) -> ApiAccess {
+    ApiAccess::new(&api.base)
+        .with_key(api.key.clone().into())
+        .expect("key")
 }
 
 #[tokio::test]
@@ -26,7 +33,7 @@ async fn a_verified_load_against_the_api_loses_and_doubles_nothing() {
     let api = spawn_api(&db).await;
     let config = SweepConfig {
         engine: EngineConfig {
-            target: api.clone(),
+            target: api.base.clone(),
             secret: SECRET.to_vec(),
             connections: 8,
             ..EngineConfig::default()
@@ -36,9 +43,9 @@ async fn a_verified_load_against_the_api_loses_and_doubles_nothing() {
         duration: Duration::from_millis(1500),
         criteria: SloCriteria::new(Duration::from_millis(50)),
         verify: Some(VerifyConfig {
-            check: CheckConfig::new(api.clone()),
+            check: CheckConfig::new(access(&api)),
             lag_samples: 50,
-            lag: LagConfig::new(api.clone()),
+            lag: LagConfig::new(access(&api)),
         }),
         cooldown: Duration::ZERO,
         progress: false,

@@ -183,6 +183,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let applied = pm_storage::migrate::run(&pool)
         .await
         .context("migrating the database")?;
+    // The demo's operator: a key with every scope, for the simulator's merchant actions,
+    // verify, and the commands printed at the end.
+    let key_name = format!("demo-{}", &random_token()[..8]);
+    let (_, demo_key) = pm_storage::api_keys::create(
+        &pool,
+        &key_name,
+        &pm_domain::api_key::Scope::ALL,
+        None,
+        pm_domain::time::now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the demo's API key: {e}"))?;
     pool.close().await;
 
     // 2. The provider simulator (this process) and the services (child processes).
@@ -258,9 +270,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let plan = simulate_provider::load(&scenario_text, None)?;
     let ledger_path = workdir.join("ledger.json");
     std::fs::write(&ledger_path, plan.ledger.to_json())?;
+    let api_access = pm_sim::api::ApiAccess::new(&api.url).with_key(demo_key.clone().into())?;
     let emitter = pm_sim::emitter::EmitterConfig {
         target: ingest.url.clone(),
-        api: api.url.clone(),
+        api: api_access.clone(),
         secret: secret.as_bytes().to_vec(),
         ..Default::default()
     };
@@ -274,7 +287,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // 4. Verify (in kafka mode the consumers may still be catching up).
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = loop {
-        let r = verify::verify(&api.url, &plan.ledger).await?;
+        let r = verify::verify(&api_access, &plan.ledger).await?;
         if r.ok() || Instant::now() > deadline {
             break r;
         }
@@ -322,7 +335,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
     println!();
-    print_next_steps(&api.url, &ingest.url, &secret);
+    print_next_steps(&api.url, &ingest.url, &secret, &key_name, &demo_key);
 
     let ok = report.ok() && emitted.ok();
     if args.keep_running {
@@ -379,13 +392,15 @@ async fn dlq_size(brokers: &str, prefix: &str) -> usize {
     .unwrap_or(0)
 }
 
-fn print_next_steps(api: &str, ingest: &str, secret: &str) {
-    println!("Try next (with --keep-running):");
-    println!("  curl -s '{api}/orders?status=success&limit=5'");
-    println!("  curl -s '{api}/disputes?status=won&limit=5'");
-    println!("  curl -s '{api}/orders/events?kind=webhook_received&sort=desc&limit=5'");
-    println!("  curl -s {api}/metrics | grep pm_webhooks_processed");
-    println!("  curl -s {api}/openapi.json | head -c 300");
+fn print_next_steps(api: &str, ingest: &str, secret: &str, key_name: &str, key: &str) {
+    println!("Try next (with --keep-running). The demo's API key ({key_name}, every scope):");
+    println!("  export PM_API_KEY={key}");
+    let auth = "-H \"Authorization: Bearer $PM_API_KEY\"";
+    println!("  curl -s {auth} '{api}/orders?status=success&limit=5'");
+    println!("  curl -s {auth} '{api}/disputes?status=won&limit=5'");
+    println!("  curl -s {auth} '{api}/orders/events?kind=webhook_received&sort=desc&limit=5'");
+    println!("  curl -s {auth} {api}/metrics | grep pm_webhooks_processed");
+    println!("  curl -s {auth} {api}/openapi.json | head -c 300");
     println!("  # a signed webhook through ingest:");
     println!("  body='{{\"provider_event_id\":\"try-1\",\"order_id\":\"try-order\",\"user_id\":\"0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e\",\"status\":\"created\",\"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\"}}'");
     println!("  t=$(date +%s); sig=$(printf '%s' \"$t.$body\" | openssl dgst -sha256 -hmac {secret} -hex | sed 's/^.*= //')");

@@ -15,7 +15,7 @@ use pm_loadtest::traffic::{TrafficOptions, TrafficSource};
 use pm_scenario::Scenario;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret};
+use crate::args::{duration, secret, ApiArgs};
 
 mod summary;
 
@@ -54,9 +54,9 @@ pub(crate) struct Args {
         default_value = "http://127.0.0.1:3001"
     )]
     target: String,
-    /// The API, read by --verify and for the lag measurement.
-    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
-    api_url: String,
+    /// The API, read by --verify and for the lag measurement (scope `read`).
+    #[command(flatten)]
+    api: ApiArgs,
     /// Secret to sign webhooks with (the target's PM_WEBHOOK_SECRETS; the first is used).
     #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
     secrets: Vec<SecretString>,
@@ -168,16 +168,17 @@ impl Args {
         }
     }
 
-    fn sweep_config(&self, secret: Vec<u8>) -> SweepConfig {
+    fn sweep_config(&self, secret: Vec<u8>) -> anyhow::Result<SweepConfig> {
+        let api = self.api.access()?;
         let verify = self.verify.then(|| VerifyConfig {
             check: CheckConfig {
                 timeout: self.verify_timeout,
-                ..CheckConfig::new(self.api_url.clone())
+                ..CheckConfig::new(api.clone())
             },
             lag_samples: self.lag_samples,
-            lag: LagConfig::new(self.api_url.clone()),
+            lag: LagConfig::new(api),
         });
-        SweepConfig {
+        Ok(SweepConfig {
             engine: EngineConfig {
                 target: self.target.clone(),
                 secret,
@@ -193,7 +194,7 @@ impl Args {
             verify,
             cooldown: self.cooldown,
             progress: true,
-        }
+        })
     }
 
     fn settings(&self) -> Settings {
@@ -262,7 +263,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let baseline = args.baseline()?;
     preflight(&args.target).await?;
     if args.verify {
-        preflight(&args.api_url).await?;
+        preflight(&args.api.api_url).await?;
     }
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -280,7 +281,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         },
     )?;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let config = args.sweep_config(secret);
+    let config = args.sweep_config(secret)?;
     let steps = sweep::sweep(&config, source, summary::print_step).await?;
     let knee = knee::knee(&steps).map(|s| Knee {
         offered_rate: s.offered_rate,
@@ -298,7 +299,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         machine: Machine::this(),
         scenario: info,
         target: args.target.clone(),
-        api_url: args.verify.then(|| args.api_url.clone()),
+        api_url: args.verify.then(|| args.api.api_url.clone()),
         settings: args.settings(),
         steps,
         knee,

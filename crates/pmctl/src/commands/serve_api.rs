@@ -95,6 +95,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .filter(|t| !t.expose_secret().is_empty()),
         capture_stale_after: args.captures.stale_after,
+        auth: pm_api::auth::AuthSettings::default(),
     };
     let mut registry = Registry::with_prefix("pm");
     let metrics = ApiMetrics::register(&mut registry);

@@ -13,7 +13,7 @@ use pm_sim::emitter::{self, EmitReport, EmitterConfig};
 use pm_sim::provider::{CaptureFault, ProviderBehaviour, ProviderSim};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret};
+use crate::args::{duration, secret, ApiArgs};
 
 /// Serve the provider API the merchant calls (capture, representments) and, with
 /// --scenario, play the scenario's webhooks against ingest or the API, retrying like a
@@ -98,9 +98,9 @@ pub(crate) struct EmitArgs {
     /// Where webhooks go: ingest (port 3001) or the API (port 3000).
     #[arg(long, env = "PM_SIM_TARGET", default_value = "http://127.0.0.1:3001")]
     target: String,
-    /// The API, for the merchant's actions (evidence, submit).
-    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
-    api_url: String,
+    /// The API, for the merchant's actions (evidence, submit: scopes `read` and `operate`).
+    #[command(flatten)]
+    api: ApiArgs,
     /// Secret to sign webhooks with (the API's/ingest's PM_WEBHOOK_SECRETS).
     #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
     secrets: Vec<SecretString>,
@@ -125,7 +125,7 @@ impl EmitArgs {
             .context("a webhook secret is needed to sign webhooks: --webhook-secret or PM_WEBHOOK_SECRETS")?;
         Ok(EmitterConfig {
             target: self.target.clone(),
-            api: self.api_url.clone(),
+            api: self.api.access()?,
             secret,
             concurrency: self.concurrency.max(1),
             speed: self.speed,

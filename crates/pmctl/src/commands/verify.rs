@@ -7,6 +7,8 @@ use comfy_table::Table;
 use pm_scenario::Ledger;
 use pm_sim::verify::{self, VerifyReport};
 
+use crate::args::ApiArgs;
+
 /// Compare a simulator ledger with what the API serves: orders and disputes by expected vs
 /// actual status, events expected vs stored, duplicates suppressed, missing, unexpected.
 /// Exits non-zero on any mismatch.
@@ -15,9 +17,9 @@ pub(crate) struct Args {
     /// The ledger written by `pmctl simulate-provider` (or `pmctl demo`).
     #[arg(long)]
     ledger: PathBuf,
-    /// The API to read from.
-    #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
-    api_url: String,
+    /// The API to read from (a key with the `read` scope).
+    #[command(flatten)]
+    api: ApiArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -28,7 +30,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.ledger.display()))?;
     let ledger =
         Ledger::from_json(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.ledger.display()))?;
-    let report = verify::verify(&args.api_url, &ledger).await?;
+    let report = verify::verify(&args.api.access()?, &ledger).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -32,10 +32,13 @@ async fn api(db: &TestDatabase, provider: &Pmctl, extra: &[&str]) -> Pmctl {
         &[("PM_DATABASE_URL", &db.url), ("PM_WEBHOOK_SECRETS", SECRET)],
     )
     .await
+    .keyed(db)
+    .await
 }
 
 async fn capture(api: &Pmctl, order_id: &str, key: &str) -> reqwest::Result<(u16, Value)> {
-    let r = reqwest::Client::new()
+    let r = api
+        .client()
         .post(api.url(&format!("/orders/{order_id}/capture")))
         .json(&json!({"amount": 10, "currency": "USD", "idempotency_key": key}))
         .send()
@@ -81,9 +84,9 @@ async fn an_api_killed_during_a_capture_is_settled_by_reconcile_captures() {
     .await;
     open_order(&first, "ord-kill").await;
 
-    let url = first.url("");
+    let (url, client) = (first.url(""), first.client());
     let hung = tokio::spawn(async move {
-        reqwest::Client::new()
+        client
             .post(format!("{url}/orders/ord-kill/capture"))
             .json(&json!({"amount": 10, "currency": "USD", "idempotency_key": "key-a"}))
             .send()
@@ -173,7 +176,7 @@ async fn serve_api_settles_lost_answers_on_its_own() {
     assert_eq!(status, 502, "{p}");
     assert_eq!(p["type"], "/problems/capture-outcome-unknown");
 
-    let client = reqwest::Client::new();
+    let client = api.client();
     eventually("the reconciliation settled the capture", || async {
         let Ok(r) = client
             .get(api.url("/orders/ord-auto/captures"))

@@ -46,11 +46,13 @@ fn long_scenario(dir: &Path, actions: bool) -> PathBuf {
 struct Play {
     child: tokio::process::Child,
     ledger: PathBuf,
+    key: String,
     _dir: tempfile::TempDir,
 }
 
 impl Play {
-    fn start(target: &str, api: &str, provider_port: u16, actions: bool) -> Play {
+    fn start(target: &str, api: &Pmctl, provider_port: u16, actions: bool) -> Play {
+        let api_url = api.url("");
         let dir = tempfile::tempdir().expect("tmp");
         let scenario = long_scenario(dir.path(), actions);
         let ledger = dir.path().join("ledger.json");
@@ -63,7 +65,7 @@ impl Play {
                 "--target",
                 target,
                 "--api-url",
-                api,
+                &api_url,
                 "--webhook-secret",
                 SECRET,
             ])
@@ -71,6 +73,7 @@ impl Play {
             .arg(&ledger)
             .arg("--exit-when-done")
             .env("PM_LOG", "warn")
+            .env("PM_API_KEY", &api.key)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -79,6 +82,7 @@ impl Play {
         Play {
             child,
             ledger,
+            key: api.key.clone(),
             _dir: dir,
         }
     }
@@ -97,6 +101,7 @@ impl Play {
             std::process::Command::new(env!("CARGO_BIN_EXE_pmctl"))
                 .args(["verify", "--ledger", &ledger, "--api-url", api])
                 .env("PM_LOG", "warn")
+                .env("PM_API_KEY", &self.key)
                 .output()
                 .expect("verify")
         };
@@ -108,7 +113,12 @@ impl Play {
 }
 
 /// serve-api in kafka mode against `database_url`, with the provider simulator's API.
-async fn api(database_url: &str, kafka: &[(&str, &str)], provider_port: u16) -> Pmctl {
+async fn api(
+    db: &TestDatabase,
+    database_url: &str,
+    kafka: &[(&str, &str)],
+    provider_port: u16,
+) -> Pmctl {
     let provider = format!("http://127.0.0.1:{provider_port}");
     let env = [
         &[
@@ -119,7 +129,10 @@ async fn api(database_url: &str, kafka: &[(&str, &str)], provider_port: u16) -> 
         kafka,
     ]
     .concat();
-    let api = Pmctl::start(&["serve-api", "--mode", "kafka"], &env).await;
+    let api = Pmctl::start(&["serve-api", "--mode", "kafka"], &env)
+        .await
+        .keyed(db)
+        .await;
     api.wait_for("/health/ready", 200).await;
     api
 }
@@ -153,9 +166,9 @@ async fn the_partition_leaders_broker_killed_mid_load_loses_nothing() {
         ("PM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
     ];
     let provider_port = free_port();
-    let api = api(&db.url, &kafka, provider_port).await;
+    let api = api(&db, &db.url, &kafka, provider_port).await;
     let ingest = ingest(&kafka).await;
-    let play = Play::start(&ingest.url(""), &api.url(""), provider_port, true);
+    let play = Play::start(&ingest.url(""), &api, provider_port, true);
 
     orders_at_least(&db, 150).await;
     let topic = format!("{prefix}webhooks.orders");
@@ -193,15 +206,15 @@ async fn consumers_joining_and_dying_mid_stream_apply_every_webhook_once() {
     ];
     let provider_port = free_port();
     // Two members of each group from the start.
-    let mut first = api(&db.url, &kafka, provider_port).await;
-    let second = api(&db.url, &kafka, provider_port).await;
+    let mut first = api(&db, &db.url, &kafka, provider_port).await;
+    let second = api(&db, &db.url, &kafka, provider_port).await;
     let ingest = ingest(&kafka).await;
-    let play = Play::start(&ingest.url(""), &second.url(""), provider_port, true);
+    let play = Play::start(&ingest.url(""), &second, provider_port, true);
 
     orders_at_least(&db, 150).await;
     // A third member joins, then the first dies without a word: two rebalances mid-stream,
     // one of them after a crash (its uncommitted tail is repeated and deduplicated).
-    let third = api(&db.url, &kafka, provider_port).await;
+    let third = api(&db, &db.url, &kafka, provider_port).await;
     let at_join = count(&db, "SELECT count(*) FROM orders").await;
     orders_at_least(&db, at_join + 100).await;
     first.kill9();
@@ -230,7 +243,7 @@ async fn the_database_gone_for_20_s_under_load_dead_letters_nothing() {
     let provider_port = free_port();
     // The consumer reaches the database through the proxy; reads and verify go to an API
     // of their own (sync mode, direct), which the outage does not touch.
-    let consumer = api(&proxied, &kafka, provider_port).await;
+    let consumer = api(&db, &proxied, &kafka, provider_port).await;
     let reader = Pmctl::start(
         &["serve-api"],
         &[
@@ -238,9 +251,11 @@ async fn the_database_gone_for_20_s_under_load_dead_letters_nothing() {
             ("PM_WEBHOOK_SECRETS", SECRET),
         ],
     )
+    .await
+    .keyed(&db)
     .await;
     let ingest = ingest(&kafka).await;
-    let play = Play::start(&ingest.url(""), &reader.url(""), provider_port, false);
+    let play = Play::start(&ingest.url(""), &reader, provider_port, false);
 
     orders_at_least(&db, 100).await;
     proxy.cut();

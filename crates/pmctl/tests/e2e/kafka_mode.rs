@@ -73,7 +73,7 @@ impl Kafka {
             .expect("produce");
     }
 
-    async fn api(&self, database_url: &str, extra: &[&str]) -> Pmctl {
+    async fn api(&self, db: &TestDatabase, database_url: &str, extra: &[&str]) -> Pmctl {
         let brokers = self.config.brokers.clone();
         let mut args = vec![
             "serve-api",
@@ -92,6 +92,8 @@ impl Kafka {
                 ("PM_WEBHOOK_SECRETS", SECRET),
             ],
         )
+        .await
+        .keyed(db)
         .await;
         api.wait_for("/health/ready", 200).await;
         api
@@ -115,7 +117,7 @@ pub(crate) async fn count(db: &TestDatabase, sql: &str) -> i64 {
 async fn webhooks_flow_from_kafka_into_the_database_with_duplicates_and_reordering() {
     let db = TestDatabase::new().await;
     let kafka = Kafka::new().await;
-    let _api = kafka.api(&db.url, &[]).await;
+    let _api = kafka.api(&db, &db.url, &[]).await;
     let o = WebhookKind::Order;
     kafka
         .publish(o, &order_json("k1", "ko-1", "created", 0))
@@ -185,6 +187,7 @@ async fn a_chargeback_before_its_order_is_dead_lettered_then_replayed_home() {
     let kafka = Kafka::new().await;
     let _api = kafka
         .api(
+            &db,
             &db.url,
             &[
                 "--kafka-retry-attempts",
@@ -351,7 +354,7 @@ async fn a_database_outage_pauses_processing_without_dead_letters() {
         upstream_url.user, proxy.port, upstream_url.database
     );
     let kafka = Kafka::new().await;
-    let api = kafka.api(&proxied, &[]).await;
+    let api = kafka.api(&db, &proxied, &[]).await;
     kafka
         .publish(
             WebhookKind::Order,
@@ -363,6 +366,16 @@ async fn a_database_outage_pauses_processing_without_dead_letters() {
     })
     .await;
 
+    // The instance knows the key before its database goes away (it re-reads keys every 2 s),
+    // so its metrics stay readable through the outage.
+    let http = api.client();
+    eventually("the key is known", || async {
+        http.get(api.url("/metrics"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     proxy.cut();
     api.wait_for("/health/ready", 503).await;
     for i in 0..5 {
@@ -375,7 +388,6 @@ async fn a_database_outage_pauses_processing_without_dead_letters() {
     }
     // Let the outage last until the consumer has retried (and failed) several times: it must
     // keep retrying, not drain the topic into the DLQ.
-    let http = reqwest::Client::new();
     eventually("the consumer retrying through the outage", || async {
         let Ok(r) = http.get(api.url("/metrics")).send().await else {
             return false;
@@ -416,7 +428,7 @@ async fn a_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice() {
     for chunk in bodies.chunks(100) {
         futures::future::join_all(chunk.iter().map(|b| kafka.publish(WebhookKind::Order, b))).await;
     }
-    let mut api = kafka.api(&db.url, &["--kafka-batch-size", "1"]).await;
+    let mut api = kafka.api(&db, &db.url, &["--kafka-batch-size", "1"]).await;
     eventually("some progress", || async {
         count(&db, "SELECT count(*) FROM orders").await >= 100
     })
@@ -428,7 +440,7 @@ async fn a_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice() {
         "killed after everything was applied ({at_kill}); the test did not cut mid-stream"
     );
 
-    let _api = kafka.api(&db.url, &[]).await;
+    let _api = kafka.api(&db, &db.url, &[]).await;
     eventually("all applied after the restart", || async {
         count(&db, "SELECT count(*) FROM orders").await == N as i64
     })
@@ -482,7 +494,9 @@ pub(crate) fn counter_total(text: &str, name: &str) -> u64 {
 async fn a_missing_table_pauses_the_consumer_with_the_reason_instead_of_dead_lettering() {
     let db = TestDatabase::new().await;
     let kafka = Kafka::new().await;
-    let api = kafka.api(&db.url, &["--kafka-stall-timeout", "1s"]).await;
+    let api = kafka
+        .api(&db, &db.url, &["--kafka-stall-timeout", "1s"])
+        .await;
     // An operator's mistake, not the input's: the dedupe table is gone.
     sqlx::query("ALTER TABLE processed_webhooks RENAME TO processed_webhooks_away")
         .execute(&db.pool)
@@ -494,7 +508,7 @@ async fn a_missing_table_pauses_the_consumer_with_the_reason_instead_of_dead_let
             &order_json("gone-1", "gone-o1", "created", 0),
         )
         .await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     api.wait_for_body("/health/ready", 503, "has not finished a batch")
         .await;
     let metrics = http

@@ -3,6 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pm_storage::testing::TestDatabase;
+
 pub const SECRET: &str = "whsec_e2e";
 pub const USER: &str = "0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e";
 
@@ -17,6 +19,8 @@ pub fn free_port() -> u16 {
 pub struct Pmctl {
     pub child: Child,
     pub port: u16,
+    /// For a serve-api: an API key with every scope in its database ([`Pmctl::keyed`]).
+    pub key: String,
 }
 
 impl Pmctl {
@@ -37,9 +41,25 @@ impl Pmctl {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn pmctl");
-        let p = Pmctl { child, port };
+        let p = Pmctl {
+            child,
+            port,
+            key: String::new(),
+        };
         p.wait_for("/health/live", 200).await;
         p
+    }
+
+    /// Gives this serve-api an API key with every scope, made in `db` as an operator
+    /// would with `pmctl api-keys create`, for the test's requests and the commands it runs.
+    pub async fn keyed(mut self, db: &TestDatabase) -> Pmctl {
+        self.key = api_key(db).await;
+        self
+    }
+
+    /// A client sending this instance's key.
+    pub fn client(&self) -> reqwest::Client {
+        keyed_client(&self.key)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -125,4 +145,32 @@ pub async fn send_webhook(target: &Pmctl, route: &str, body: &str) -> reqwest::R
         .send()
         .await
         .expect("request")
+}
+
+/// An API key with every scope in `db`.
+pub async fn api_key(db: &TestDatabase) -> String {
+    let name = format!("e2e-{}", pm_domain::api_key::NewKey::generate().id);
+    pm_storage::api_keys::create(
+        &db.pool,
+        &name,
+        &pm_domain::api_key::Scope::ALL,
+        None,
+        pm_domain::time::now(),
+    )
+    .await
+    .expect("an API key")
+    .1
+}
+
+/// A client that sends `key` as its bearer token.
+pub fn keyed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }

@@ -17,9 +17,11 @@ fn scenario(name: &str) -> PathBuf {
         .join(format!("{name}.toml"))
 }
 
-fn pmctl(args: &[&str]) -> Output {
+/// Runs `pmctl <args>` to its end, sending `key` (PM_API_KEY) where it calls the API.
+fn pmctl(args: &[&str], key: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pmctl"))
         .args(args)
+        .env("PM_API_KEY", key)
         .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
         .env_remove("PM_DATABASE_URL")
         .env_remove("DATABASE_URL")
@@ -52,26 +54,34 @@ async fn play_and_verify(
     );
     let listen = format!("127.0.0.1:{provider_port}");
     let api_url = api.url("");
-    let played = pmctl(&[
-        "simulate-provider",
-        "--listen",
-        &listen,
-        "--scenario",
-        &scenario_arg,
-        "--target",
-        target,
-        "--api-url",
-        &api_url,
-        "--webhook-secret",
-        SECRET,
-        "--ledger",
-        &ledger_arg,
-        "--speed",
-        "4",
-        "--exit-when-done",
-    ]);
+    let played = pmctl(
+        &[
+            "simulate-provider",
+            "--listen",
+            &listen,
+            "--scenario",
+            &scenario_arg,
+            "--target",
+            target,
+            "--api-url",
+            &api_url,
+            "--webhook-secret",
+            SECRET,
+            "--ledger",
+            &ledger_arg,
+            "--speed",
+            "4",
+            "--exit-when-done",
+        ],
+        &api.key,
+    );
     assert!(played.status.success(), "{name}: {}", text(&played));
-    let verify = || pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    let verify = || {
+        pmctl(
+            &["verify", "--ledger", &ledger_arg, "--api-url", &api_url],
+            &api.key,
+        )
+    };
     if eventually_consistent {
         eventually(&format!("{name} verified"), || async {
             verify().status.success()
@@ -101,7 +111,7 @@ async fn api(
         ("PM_PROVIDER_URL", provider.as_str()),
     ];
     env.extend_from_slice(extra_env);
-    let api = Pmctl::start(args, &env).await;
+    let api = Pmctl::start(args, &env).await.keyed(db).await;
     api.wait_for("/health/ready", 200).await;
     api
 }
@@ -179,21 +189,27 @@ async fn verify_catches_a_broken_run() {
     std::fs::write(&ledger, plan.ledger.to_json()).expect("ledger");
     let ledger_arg = ledger.display().to_string();
     let api_url = api.url("");
-    let ok = pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    let ok = pmctl(
+        &["verify", "--ledger", &ledger_arg, "--api-url", &api_url],
+        &api.key,
+    );
     assert!(ok.status.success(), "{}", text_of(&ok));
 
     sqlx::query("DELETE FROM order_events WHERE ctid = (SELECT ctid FROM order_events WHERE kind = 'webhook_received' LIMIT 1)")
         .execute(&db.pool)
         .await
         .expect("delete an event");
-    let broken = pmctl(&[
-        "verify",
-        "--ledger",
-        &ledger_arg,
-        "--api-url",
-        &api_url,
-        "--json",
-    ]);
+    let broken = pmctl(
+        &[
+            "verify",
+            "--ledger",
+            &ledger_arg,
+            "--api-url",
+            &api_url,
+            "--json",
+        ],
+        &api.key,
+    );
     assert!(!broken.status.success());
     let report: serde_json::Value = serde_json::from_slice(&broken.stdout).expect("json report");
     assert_eq!(
@@ -206,7 +222,10 @@ async fn verify_catches_a_broken_run() {
         .execute(&db.pool)
         .await
         .expect("change a status");
-    let broken = pmctl(&["verify", "--ledger", &ledger_arg, "--api-url", &api_url]);
+    let broken = pmctl(
+        &["verify", "--ledger", &ledger_arg, "--api-url", &api_url],
+        &api.key,
+    );
     assert!(!broken.status.success());
     assert!(
         text_of(&broken).contains("MISMATCH"),
@@ -217,15 +236,18 @@ async fn verify_catches_a_broken_run() {
 
 #[tokio::test]
 async fn the_demo_runs_and_verifies() {
-    let out = pmctl(&[
-        "demo",
-        "--api-port",
-        "0",
-        "--ingest-port",
-        "0",
-        "--provider-port",
-        "0",
-    ]);
+    let out = pmctl(
+        &[
+            "demo",
+            "--api-port",
+            "0",
+            "--ingest-port",
+            "0",
+            "--provider-port",
+            "0",
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(
@@ -237,16 +259,19 @@ async fn the_demo_runs_and_verifies() {
 #[tokio::test]
 async fn the_demo_starts_apache_kafka_and_runs_through_it() {
     // `--kafka` without brokers: the demo starts (and removes) a cluster of its own.
-    let out = pmctl(&[
-        "demo",
-        "--kafka",
-        "--api-port",
-        "0",
-        "--ingest-port",
-        "0",
-        "--provider-port",
-        "0",
-    ]);
+    let out = pmctl(
+        &[
+            "demo",
+            "--kafka",
+            "--api-port",
+            "0",
+            "--ingest-port",
+            "0",
+            "--provider-port",
+            "0",
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("DLQ: 0 message(s)"), "{t}");
@@ -272,7 +297,7 @@ async fn a_capture_goes_through_the_simulated_provider() {
         .spawn()
         .expect("simulator");
     let provider_url = format!("http://{listen}");
-    let http = reqwest::Client::new();
+    let http = api.client();
     eventually("the simulator", || async {
         http.get(format!("{provider_url}/health/live"))
             .send()
