@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use pm_domain::api_key::{KeyId, Presented, Scope};
 use pm_http::Problem;
 use pm_storage::api_keys::{self, StoredKey};
+use pm_storage::audit::Actor;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,6 +56,13 @@ impl Default for AuthSettings {
 pub struct Operator {
     pub key_name: String,
     pub key_id: String,
+}
+
+impl Operator {
+    /// Who acts, as the audit trail records it.
+    pub(crate) fn actor(&self, correlation: &pm_telemetry::CorrelationId) -> Actor {
+        Actor::new(&self.key_name, Some(correlation.as_str().to_owned()))
+    }
 }
 
 /// The keys and the failure counts of one API instance.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pm_provider::{CaptureOutcome, ProviderClient, ProviderError};
+use pm_storage::audit::Actor;
 use pm_storage::captures::{self, CaptureResult, SettledBy};
 use pm_storage::{PgPool, StorageError};
 use serde::Serialize;
@@ -122,6 +123,10 @@ pub async fn reconcile(
                     key,
                     &known(outcome),
                     SettledBy::Reconciliation,
+                    &Actor::new(
+                        SettledBy::Reconciliation.as_str(),
+                        Some(correlation.clone()),
+                    ),
                     pm_domain::time::now(),
                 )
                 .await?,

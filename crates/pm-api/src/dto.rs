@@ -182,6 +182,42 @@ impl Event {
     }
 }
 
+/// One row of the audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub audit_id: i64,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    /// The API key's name; `reconciliation`; or `cli:<command>:<login>`.
+    pub actor: String,
+    pub action: String,
+    /// `order`, `dispute` or `api_key`.
+    pub object_type: String,
+    pub object_id: String,
+    pub outcome: String,
+    pub correlation_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: Box<RawValue>,
+}
+
+impl From<pm_storage::audit::AuditRecord> for AuditEntry {
+    fn from(r: pm_storage::audit::AuditRecord) -> Self {
+        AuditEntry {
+            audit_id: r.audit_id,
+            created_at: r.created_at,
+            actor: r.actor,
+            action: r.action,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            outcome: r.outcome,
+            correlation_id: r.correlation_id,
+            detail: RawValue::from_string(r.detail)
+                .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Capture {
     pub order_id: String,

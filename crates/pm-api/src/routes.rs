@@ -7,6 +7,7 @@ use crate::auth::{self, Guard};
 use crate::state::AppState;
 use pm_domain::api_key::Scope;
 
+pub(crate) mod audit;
 pub(crate) mod disputes;
 pub(crate) mod ops;
 pub(crate) mod orders;
@@ -16,7 +17,8 @@ pub(crate) mod webhooks;
 ///
 /// Who may call what: provider webhooks are signed, `/internal/*` carries the service token,
 /// the health probes are open, and everything else needs an API key with a scope — `read`
-/// for reads (and `/metrics`, `/openapi.json`), `operate` for operator actions.
+/// for reads (and `/metrics`, `/openapi.json`), `operate` for operator actions, `admin` for
+/// the audit trail.
 pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
     let http_metrics = state.inner.metrics.http.clone();
     let guard = |scope| {
@@ -53,6 +55,9 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         )
         .route("/disputes/{dispute_id}/submit", post(disputes::submit))
         .route_layer(guard(Scope::Operate));
+    let admin = Router::new()
+        .route("/audit", get(audit::list_audit))
+        .route_layer(guard(Scope::Admin));
     let routes = Router::new()
         .route("/webhooks/payments/orders", post(webhooks::order_webhook))
         .route(
@@ -71,6 +76,7 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         .route("/health/ready", get(ops::ready))
         .merge(reads)
         .merge(actions)
+        .merge(admin)
         .fallback(pm_http::problem::no_route)
         .method_not_allowed_fallback(pm_http::problem::method_not_allowed);
     // Limits inside the metrics middleware, so shed and timed-out requests are counted.

@@ -157,7 +157,8 @@ impl TestApi {
         };
         let now = pm_domain::time::now();
         let name = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let (_, key) = pm_storage::api_keys::create(&pool, &name, &Scope::ALL, None, now)
+        let actor = pm_storage::audit::Actor::new("cli:tests", None);
+        let (_, key) = pm_storage::api_keys::create(&pool, &name, &Scope::ALL, None, &actor, now)
             .await
             .expect("a test API key");
         let client = ProviderClient::new(self.provider).expect("valid provider settings");

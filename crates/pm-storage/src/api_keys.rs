@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use pm_domain::api_key::{KeyId, NewKey, Scope};
 use sqlx::PgPool;
 
+use crate::audit::{self, Actor};
 use crate::StorageError;
 
 /// A stored key, without anything secret but its hash.
@@ -77,10 +78,12 @@ pub async fn create(
     name: &str,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(StoredKey, String), CreateError> {
     let new = NewKey::generate();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let mut tx = pool.begin().await.map_err(StorageError::from)?;
     let row: Option<KeyRow> = sqlx::query_as(&format!(
         "INSERT INTO api_keys (key_id, name, secret_hash, scopes, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -93,11 +96,31 @@ pub async fn create(
     .bind(&scopes)
     .bind(now)
     .bind(expires_at)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(StorageError::from)?;
-    let row = row.ok_or_else(|| CreateError::NameTaken(name.to_owned()))?;
-    Ok((row.key()?, new.token))
+    let key = row
+        .ok_or_else(|| CreateError::NameTaken(name.to_owned()))?
+        .key()?;
+    audit::record(
+        &mut tx,
+        &audit::Entry {
+            actor,
+            action: "api_key_created",
+            object_type: "api_key",
+            object_id: name,
+            outcome: "applied",
+            detail: serde_json::json!({
+                "key_id": key.key_id.as_str(),
+                "scopes": scopes,
+                "expires_at": expires_at,
+            }),
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(StorageError::from)?;
+    Ok((key, new.token))
 }
 
 /// Every key, oldest first.
@@ -115,16 +138,39 @@ pub async fn list(pool: &PgPool) -> Result<Vec<StoredKey>, StorageError> {
 pub async fn revoke(
     pool: &PgPool,
     name: &str,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Option<StoredKey>, StorageError> {
+    let mut tx = pool.begin().await?;
     let row: Option<KeyRow> = sqlx::query_as(&format!(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1 RETURNING {COLUMNS}"
     ))
     .bind(name)
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    row.map(KeyRow::key).transpose()
+    let key = row.map(KeyRow::key).transpose()?;
+    if let Some(key) = &key {
+        audit::record(
+            &mut tx,
+            &audit::Entry {
+                actor,
+                action: "api_key_revoked",
+                object_type: "api_key",
+                object_id: name,
+                outcome: if key.revoked_at == Some(now) {
+                    "applied"
+                } else {
+                    "unchanged"
+                },
+                detail: serde_json::json!({ "key_id": key.key_id.as_str() }),
+            },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(key)
 }
 
 /// The key with this id, if any (checking its secret is the caller's).

@@ -29,6 +29,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+use crate::audit::{self, Actor};
 use crate::events::{insert_event, EventTable};
 use crate::StorageError;
 
@@ -243,6 +244,7 @@ pub async fn begin(
     order_id: &OrderId,
     money: &Money,
     key: &IdempotencyKey,
+    actor: &Actor,
     now: DateTime<Utc>,
     stale_after: Duration,
 ) -> Result<CaptureStart, StorageError> {
@@ -276,8 +278,10 @@ pub async fn begin(
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
+        let record = row.record()?;
+        audit_requested(&mut tx, actor, &record, now).await?;
         tx.commit().await?;
-        return Ok(CaptureStart::Proceed(row.record()?));
+        return Ok(CaptureStart::Proceed(record));
     }
     if let Err(refusal) = order {
         return Ok(refusal);
@@ -332,8 +336,37 @@ pub async fn begin(
         now,
     )
     .await?;
+    let record = row.record()?;
+    audit_requested(&mut tx, actor, &record, now).await?;
     tx.commit().await?;
-    Ok(CaptureStart::Proceed(row.record()?))
+    Ok(CaptureStart::Proceed(record))
+}
+
+/// The audit row of a provider call about to be made (a first attempt or a retry).
+async fn audit_requested(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    capture: &CaptureRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    audit::record(
+        conn,
+        &audit::Entry {
+            actor,
+            action: "capture_requested",
+            object_type: "order",
+            object_id: capture.order_id.as_str(),
+            outcome: "pending",
+            detail: serde_json::json!({
+                "idempotency_key": capture.idempotency_key.as_str(),
+                "amount": capture.money.amount_json(),
+                "currency": capture.money.currency().code(),
+                "attempt": capture.attempts,
+            }),
+        },
+        now,
+    )
+    .await
 }
 
 /// Who learned an outcome: the request that called the provider, or the reconciliation.
@@ -344,7 +377,7 @@ pub enum SettledBy {
 }
 
 impl SettledBy {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             SettledBy::Request => "request",
             SettledBy::Reconciliation => "reconciliation",
@@ -362,6 +395,7 @@ pub async fn finish(
     key: &IdempotencyKey,
     result: &CaptureResult,
     settled_by: SettledBy,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<CaptureRecord, StorageError> {
     let mut tx = pool.begin().await?;
@@ -371,7 +405,7 @@ pub async fn finish(
     if !CaptureStatus::parse(&row.status)?.is_open() {
         return row.record();
     }
-    let settled = settle(&mut tx, key, &row.order_id, result, settled_by, now).await?;
+    let settled = settle(&mut tx, key, &row.order_id, result, settled_by, actor, now).await?;
     tx.commit().await?;
     settled.record()
 }
@@ -403,6 +437,7 @@ pub async fn give_up(
         &row.order_id,
         &result,
         SettledBy::Reconciliation,
+        &Actor::new(SettledBy::Reconciliation.as_str(), None),
         now,
     )
     .await?;
@@ -416,6 +451,7 @@ async fn settle(
     order_id: &str,
     result: &CaptureResult,
     settled_by: SettledBy,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<CaptureRow, StorageError> {
     let (status, tx_id, reason, captured_at, kind) = match result {
@@ -455,13 +491,26 @@ async fn settle(
         "settled_by": settled_by.as_str(),
     });
     insert_event(
-        conn,
+        &mut *conn,
         EventTable::Order,
         EventId::generate(),
         order_id,
         kind.as_str(),
         Some(key.as_str()),
         &data.to_string(),
+        now,
+    )
+    .await?;
+    audit::record(
+        conn,
+        &audit::Entry {
+            actor,
+            action: "capture_settled",
+            object_type: "order",
+            object_id: order_id,
+            outcome: status.as_str(),
+            detail: data,
+        },
         now,
     )
     .await?;
@@ -475,6 +524,7 @@ pub async fn mark_unknown(
     pool: &PgPool,
     key: &IdempotencyKey,
     error: &str,
+    actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let mut tx = pool.begin().await?;
@@ -496,6 +546,19 @@ pub async fn mark_unknown(
             OrderEventKind::CaptureUnknown.as_str(),
             Some(key.as_str()),
             &data.to_string(),
+            now,
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            &audit::Entry {
+                actor,
+                action: "capture_settled",
+                object_type: "order",
+                object_id: &order_id,
+                outcome: "unknown",
+                detail: data,
+            },
             now,
         )
         .await?;

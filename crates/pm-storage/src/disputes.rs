@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
 use crate::StorageError;
 
@@ -201,6 +202,7 @@ pub async fn upsert_evidence(
     pool: &PgPool,
     id: DisputeId,
     evidence: &Evidence,
+    actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<EvidenceOutcome, StorageError> {
     let mut tx = pool.begin().await?;
@@ -246,6 +248,19 @@ pub async fn upsert_evidence(
         at,
     )
     .await?;
+    audit::record(
+        &mut tx,
+        &audit::Entry {
+            actor,
+            action: "evidence_saved",
+            object_type: "dispute",
+            object_id: &id.to_string(),
+            outcome: "applied",
+            detail: data,
+        },
+        at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(EvidenceOutcome::Stored(row.into()))
 }
@@ -287,6 +302,7 @@ pub async fn record_submission(
     pool: &PgPool,
     id: DisputeId,
     submission_id: &str,
+    actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<Option<DisputeRecord>, StorageError> {
     let mut tx = pool.begin().await?;
@@ -313,6 +329,19 @@ pub async fn record_submission(
         DisputeEventKind::EvidenceSubmitted.as_str(),
         Some(submission_id),
         &data.to_string(),
+        at,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &audit::Entry {
+            actor,
+            action: "representment_submitted",
+            object_type: "dispute",
+            object_id: &id.to_string(),
+            outcome: if applies { "applied" } else { "unchanged" },
+            detail: data,
+        },
         at,
     )
     .await?;

@@ -129,7 +129,12 @@ pub(crate) fn push_keyset(
         Sort::Desc => ("<", "DESC"),
     };
     if let Some(after) = &page.after {
-        if id_cast == "uuid" && after.id.parse::<Uuid>().is_err() {
+        let fits = match id_cast {
+            "uuid" => after.id.parse::<Uuid>().is_ok(),
+            "bigint" => after.id.parse::<i64>().is_ok(),
+            _ => true,
+        };
+        if !fits {
             return Err(StorageError::InvalidCursor);
         }
         q.push(format_args!(" AND (created_at, {id_column}) {cmp} ("))

@@ -10,6 +10,7 @@
 //! consumers both call the same functions here.
 
 pub mod api_keys;
+pub mod audit;
 pub mod captures;
 pub mod db;
 pub mod disputes;

@@ -9,6 +9,7 @@ use pm_domain::{EventId, OrderId, UserId};
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
 use crate::StorageError;
 
@@ -127,6 +128,7 @@ pub async fn set_hold(
     pool: &PgPool,
     order_id: &OrderId,
     change: HoldChange,
+    actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<Option<OrderRecord>, StorageError> {
     let mut tx = pool.begin().await?;
@@ -143,7 +145,22 @@ pub async fn set_hold(
         HoldChange::Set(r) => (true, Some(r), OrderEventKind::HoldSet),
         HoldChange::Clear => (false, None, OrderEventKind::HoldCleared),
     };
-    if current.on_hold == on_hold && current.hold_reason == reason {
+    let unchanged = current.on_hold == on_hold && current.hold_reason == reason;
+    audit::record(
+        &mut tx,
+        &audit::Entry {
+            actor,
+            action: kind.as_str(),
+            object_type: "order",
+            object_id: order_id.as_str(),
+            outcome: if unchanged { "unchanged" } else { "applied" },
+            detail: serde_json::json!({ "reason": reason.map(HoldReason::as_str) }),
+        },
+        at,
+    )
+    .await?;
+    if unchanged {
+        tx.commit().await?;
         return Ok(Some(current));
     }
     let row: OrderRow = sqlx::query_as(&format!(

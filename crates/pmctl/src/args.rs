@@ -406,3 +406,12 @@ impl ApiArgs {
         }
     }
 }
+
+/// Parses an RFC 3339 time, or an age like `2h` (that long before now).
+pub(crate) fn time_or_age(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    pm_domain::time::parse_rfc3339(s).or_else(|_| {
+        let age = humantime::parse_duration(s)
+            .map_err(|_| format!("expected RFC 3339 or an age like 2h (got {s:?})"))?;
+        Ok(chrono::Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?)
+    })
+}

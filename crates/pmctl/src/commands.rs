@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod api_keys;
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod loadtest;

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Create, list and revoke the API keys operators and tools authenticate with.
     ApiKeys(commands::api_keys::Args),
+    /// Show the audit trail of operator actions (who did what to which object, when).
+    Audit(commands::audit::Args),
     /// Benchmarks into bench-results/: the partitioning experiment, the machine's baselines.
     Bench(commands::bench::Args),
     /// Run everything on this machine and show it working: database, API, ingest, provider
@@ -67,6 +69,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::ApiKeys(a) => commands::api_keys::run(a).await,
+            Command::Audit(a) => commands::audit::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
             Command::Demo(a) => commands::demo::run(a).await,
             Command::Loadtest(a) => commands::loadtest::run(a).await,

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use pm_domain::dispute::DisputeStatus;
 use pm_domain::event::DisputeEventKind;
 use pm_domain::evidence::Evidence as EvidenceInput;
@@ -19,6 +19,7 @@ use pm_telemetry::CorrelationId;
 
 use super::orders::event_filter;
 use super::{PathParam, MAX_COMMAND_BODY};
+use crate::auth::Operator;
 use crate::dto::{Dispute, Event, Evidence, List, Submission};
 use crate::error::ApiResult;
 use crate::query::Params;
@@ -121,6 +122,8 @@ pub(crate) async fn get_evidence(
 pub(crate) async fn put_evidence(
     State(app): State<AppState>,
     PathParam(id): PathParam,
+    Extension(operator): Extension<Operator>,
+    correlation: CorrelationId,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Evidence>> {
@@ -129,7 +132,13 @@ pub(crate) async fn put_evidence(
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| pm_domain::InputError::Malformed(e.to_string()))?;
     let evidence = EvidenceInput::from_json(&value).map_err(pm_domain::InputError::Invalid)?;
-    match disputes::upsert_evidence(app.pool(), id, &evidence, pm_domain::time::now()).await? {
+    match disputes::upsert_evidence(
+        app.pool(),
+        id,
+        &evidence,
+        &operator.actor(&correlation),
+        pm_domain::time::now(),
+    ).await? {
         EvidenceOutcome::Stored(e) => Ok(Json(e.into())),
         EvidenceOutcome::NotFound => Err(unknown_dispute(id).into()),
         EvidenceOutcome::NotAccepted(status) => Err(Problem::conflict(
@@ -152,6 +161,7 @@ pub(crate) async fn put_evidence(
 pub(crate) async fn submit(
     State(app): State<AppState>,
     PathParam(id): PathParam,
+    Extension(operator): Extension<Operator>,
     correlation: CorrelationId,
 ) -> ApiResult<Response> {
     let id = dispute_id(&id)?;
@@ -213,10 +223,15 @@ pub(crate) async fn submit(
             .into());
         }
     };
-    let updated =
-        disputes::record_submission(app.pool(), id, &representment.id, pm_domain::time::now())
-            .await?
-            .ok_or_else(|| unknown_dispute(id))?;
+    let updated = disputes::record_submission(
+        app.pool(),
+        id,
+        &representment.id,
+        &operator.actor(&correlation),
+        pm_domain::time::now(),
+    )
+    .await?
+    .ok_or_else(|| unknown_dispute(id))?;
     let body = Submission {
         submission_id: representment.id,
         status: updated.status.as_str().to_owned(),

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use pm_domain::command::{CaptureCommand, HoldChange};
 use pm_domain::event::OrderEventKind;
@@ -12,12 +13,14 @@ use pm_domain::pagination::Sort;
 use pm_domain::{IdempotencyKey, OrderId, UserId};
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
+use pm_storage::audit;
 use pm_storage::captures::{self, CaptureStart, CaptureStatus, SettledBy};
 use pm_storage::events::{self, EventFilter, EventTable};
 use pm_storage::orders::{self, OrderFilter};
 use pm_telemetry::CorrelationId;
 
 use super::{PathParam, MAX_COMMAND_BODY};
+use crate::auth::Operator;
 use crate::captures::Answer;
 use crate::dto::{Capture, Event, Hold, List, Order};
 use crate::error::ApiResult;
@@ -155,12 +158,15 @@ pub(crate) async fn order_events(
 pub(crate) async fn hold(
     State(app): State<AppState>,
     PathParam(id): PathParam,
+    Extension(operator): Extension<Operator>,
+    correlation: CorrelationId,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Hold>> {
     let id = order_id(&id)?;
     let change = HoldChange::parse(&read_json_body(&headers, body, MAX_COMMAND_BODY).await?)?;
-    let order = orders::set_hold(app.pool(), &id, change, pm_domain::time::now())
+    let actor = operator.actor(&correlation);
+    let order = orders::set_hold(app.pool(), &id, change, &actor, pm_domain::time::now())
         .await?
         .ok_or_else(|| unknown_order(&id))?;
     Ok(Json(order.into()))
@@ -219,6 +225,7 @@ fn outcome_unknown(error: &str, key: &IdempotencyKey) -> Problem {
 pub(crate) async fn capture(
     State(app): State<AppState>,
     PathParam(id): PathParam,
+    Extension(operator): Extension<Operator>,
     correlation: CorrelationId,
     headers: HeaderMap,
     body: Body,
@@ -226,15 +233,32 @@ pub(crate) async fn capture(
     let id = order_id(&id)?;
     let cmd = CaptureCommand::parse(&read_json_body(&headers, body, MAX_COMMAND_BODY).await?)?;
     let key = &cmd.idempotency_key;
+    let actor = operator.actor(&correlation);
     let start = captures::begin(
         app.pool(),
         &id,
         &cmd.money,
         key,
+        &actor,
         pm_domain::time::now(),
         app.inner.config.capture_stale_after,
     )
     .await?;
+    if let Some(refusal) = refusal_of(&start) {
+        audit::record_alone(
+            app.pool(),
+            &audit::Entry {
+                actor: &actor,
+                action: "capture_requested",
+                object_type: "order",
+                object_id: id.as_str(),
+                outcome: &format!("refused: {refusal}"),
+                detail: serde_json::json!({ "idempotency_key": key.as_str() }),
+            },
+            pm_domain::time::now(),
+        )
+        .await?;
+    }
     let pending = match start {
         CaptureStart::Proceed(record) => record,
         CaptureStart::Replay(record) => return Ok(capture_response(&record)),
@@ -309,7 +333,7 @@ pub(crate) async fn capture(
         Answer::Known(result) => result,
         Answer::Unknown(error) => {
             tracing::warn!(%error, order_id = %id, "capture: the provider's answer was lost; outcome unknown");
-            captures::mark_unknown(app.pool(), key, &error, pm_domain::time::now()).await?;
+            captures::mark_unknown(app.pool(), key, &error, &actor, pm_domain::time::now()).await?;
             app.inner.metrics.count_capture("unknown", "request");
             return Err(outcome_unknown(&error, key).into());
         }
@@ -319,6 +343,7 @@ pub(crate) async fn capture(
         key,
         &result,
         SettledBy::Request,
+        &actor,
         pm_domain::time::now(),
     )
     .await?;
@@ -326,6 +351,21 @@ pub(crate) async fn capture(
         .metrics
         .count_capture(stored.status.as_str(), "request");
     Ok(capture_response(&stored))
+}
+
+/// Why `begin` refused a capture (for the audit trail); `None` when it may go on or
+/// replays a stored result.
+fn refusal_of(start: &CaptureStart) -> Option<&'static str> {
+    match start {
+        CaptureStart::Proceed(_) | CaptureStart::Replay(_) => None,
+        CaptureStart::InProgress => Some("in progress"),
+        CaptureStart::OpenUnderOtherKey { .. } => Some("another key's capture is unsettled"),
+        CaptureStart::KeyReused => Some("idempotency key reused"),
+        CaptureStart::OrderNotFound => Some("order not found"),
+        CaptureStart::OnHold(_) => Some("on hold"),
+        CaptureStart::Final(_) => Some("final"),
+        CaptureStart::AlreadyCaptured { .. } => Some("already captured"),
+    }
 }
 
 #[utoipa::path(get, path = "/orders/{order_id}/captures", tag = "orders",

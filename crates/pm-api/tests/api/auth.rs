@@ -11,11 +11,22 @@ use serde_json::{json, Value};
 
 use crate::app::{TestApp, SECRET};
 
+fn tester() -> pm_storage::audit::Actor {
+    pm_storage::audit::Actor::new("cli:tests", None)
+}
+
 async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
-    api_keys::create(&app.db.pool, name, scopes, None, pm_domain::time::now())
-        .await
-        .expect("key")
-        .1
+    api_keys::create(
+        &app.db.pool,
+        name,
+        scopes,
+        None,
+        &tester(),
+        pm_domain::time::now(),
+    )
+    .await
+    .expect("key")
+    .1
 }
 
 async fn call(http: &reqwest::Client, method: &str, url: String) -> (u16, Option<String>, Value) {
@@ -129,10 +140,15 @@ async fn a_revoked_or_expired_key_stops_working_within_seconds() {
     let token = key(&app, "soon-revoked", &[Scope::Read]).await;
     let client = client_with_key(&token);
     assert_eq!(call(&client, "GET", app.url("/orders")).await.0, 200);
-    api_keys::revoke(&app.db.pool, "soon-revoked", pm_domain::time::now())
-        .await
-        .expect("revoke")
-        .expect("exists");
+    api_keys::revoke(
+        &app.db.pool,
+        "soon-revoked",
+        &tester(),
+        pm_domain::time::now(),
+    )
+    .await
+    .expect("revoke")
+    .expect("exists");
     let revoked_at = Instant::now();
     loop {
         if call(&client, "GET", app.url("/orders")).await.0 == 401 {
@@ -151,6 +167,7 @@ async fn a_revoked_or_expired_key_stops_working_within_seconds() {
         "expiring",
         &[Scope::Read],
         Some(now + chrono::Duration::seconds(2)),
+        &tester(),
         now,
     )
     .await

@@ -2,6 +2,7 @@
 //! wiremock provider whose received requests are asserted exactly.
 
 mod app;
+mod audit;
 mod auth;
 mod bad_input;
 mod capture_outcomes;

@@ -19,6 +19,10 @@ fn eur(text: &str) -> Money {
     .expect("money")
 }
 
+fn actor() -> pm_storage::audit::Actor {
+    pm_storage::audit::Actor::new("ops-1", Some("corr-1".to_owned()))
+}
+
 fn key(s: &str) -> IdempotencyKey {
     IdempotencyKey::parse(s).expect("key")
 }
@@ -43,6 +47,7 @@ async fn the_database_refuses_a_second_open_capture_of_one_order() {
         &id,
         &eur("5"),
         &key("k1"),
+        &actor(),
         t(10),
         Duration::from_secs(30),
     )
@@ -72,15 +77,16 @@ async fn an_abandoned_attempt_blocks_other_keys_and_is_taken_over_by_its_own() {
     let stale = Duration::from_secs(30);
     let money = eur("7.5");
     // A process began a capture at t=10 and died.
-    captures::begin(&db.pool, &id, &money, &key("k1"), t(10), stale)
+    captures::begin(&db.pool, &id, &money, &key("k1"), &actor(), t(10), stale)
         .await
         .expect("begin");
 
     // While it might still be running:
     let k1 = key("k1");
-    let at = |s| captures::begin(&db.pool, &id, &money, &k1, t(s), stale);
+    let who = actor();
+    let at = |s| captures::begin(&db.pool, &id, &money, &k1, &who, t(s), stale);
     assert_eq!(at(20).await.expect("same key"), CaptureStart::InProgress);
-    let other = captures::begin(&db.pool, &id, &money, &key("k2"), t(20), stale)
+    let other = captures::begin(&db.pool, &id, &money, &key("k2"), &who, t(20), stale)
         .await
         .expect("other key");
     assert_eq!(
@@ -102,7 +108,7 @@ async fn an_abandoned_attempt_blocks_other_keys_and_is_taken_over_by_its_own() {
         .expect("unsettled");
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].status, CaptureStatus::Pending);
-    let other = captures::begin(&db.pool, &id, &money, &key("k2"), t(41), stale)
+    let other = captures::begin(&db.pool, &id, &money, &key("k2"), &who, t(41), stale)
         .await
         .expect("other key");
     assert_eq!(

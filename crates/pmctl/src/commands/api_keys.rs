@@ -6,6 +6,7 @@ use anyhow::Context;
 use comfy_table::Table;
 use pm_domain::api_key::Scope;
 use pm_storage::api_keys::{self, CreateError, StoredKey};
+use pm_storage::audit::Actor;
 
 use crate::args::{duration, DatabaseArgs};
 
@@ -79,6 +80,12 @@ fn key_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// Who acts from the command line, for the audit trail: the command and the login name.
+fn cli_actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    Actor::new(format!("cli:api-keys:{user}"), None)
+}
+
 fn scopes_text(key: &StoredKey) -> String {
     key.scopes
         .iter()
@@ -127,7 +134,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|d| chrono::Duration::from_std(d).map(|d| now + d))
                 .transpose()
                 .context("--expires-in is too long")?;
-            let (key, token) = match api_keys::create(&pool, &name, &scopes, expires_at, now).await
+            let (key, token) = match api_keys::create(
+                &pool,
+                &name,
+                &scopes,
+                expires_at,
+                &cli_actor(),
+                now,
+            )
+            .await
             {
                 Ok(created) => created,
                 Err(CreateError::NameTaken(name)) => {
@@ -180,7 +195,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 println!("{table}");
             }
         }
-        Action::Revoke { name } => match api_keys::revoke(&pool, &name, now).await? {
+        Action::Revoke { name } => match api_keys::revoke(&pool, &name, &cli_actor(), now).await? {
             Some(key) => println!(
                 "key {:?} (id {}) is revoked; running instances refuse it within seconds",
                 key.name, key.key_id

@@ -191,6 +191,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &key_name,
         &pm_domain::api_key::Scope::ALL,
         None,
+        &pm_storage::audit::Actor::new("cli:demo", None),
         pm_domain::time::now(),
     )
     .await

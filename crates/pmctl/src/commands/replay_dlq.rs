@@ -10,7 +10,7 @@ use pm_kafka::dlq::ErrorClass;
 use pm_kafka::replay::{self, DeadLetter, Filter, ReplayOptions, ReplaySummary};
 use pm_kafka::Topics;
 
-use crate::args::KafkaArgs;
+use crate::args::{time_or_age, KafkaArgs};
 
 /// Inspect (`list`) and replay (`replay`) the dead-letter topics.
 #[derive(Debug, clap::Args)]
@@ -90,14 +90,6 @@ struct ReplayArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn time_or_age(s: &str) -> Result<DateTime<Utc>, String> {
-    pm_domain::time::parse_rfc3339(s).or_else(|_| {
-        let age = humantime::parse_duration(s)
-            .map_err(|_| format!("expected RFC 3339 or an age like 2h (got {s:?})"))?;
-        Ok(Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?)
-    })
 }
 
 impl Common {

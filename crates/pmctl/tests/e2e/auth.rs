@@ -91,6 +91,25 @@ async fn keys_are_created_listed_and_revoked_by_name() {
     assert_eq!(listed[0]["state"], "revoked");
     assert!(!api_keys(&db, &["revoke", "nobody"]).status.success());
 
+    // Both are in the audit trail, with the command as the actor.
+    let audit = Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(["audit", "--object", "api_key:grafana", "--json"])
+        .env("PM_DATABASE_URL", &db.url)
+        .env("PM_LOG", "warn")
+        .output()
+        .expect("pmctl audit");
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&audit)).expect("json");
+    let actions: Vec<_> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["action"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(actions, ["api_key_revoked", "api_key_created"], "{rows}");
+    assert!(rows[0]["actor"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("cli:api-keys")));
+
     let json = api_keys(
         &db,
         &[

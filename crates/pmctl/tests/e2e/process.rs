@@ -155,6 +155,7 @@ pub async fn api_key(db: &TestDatabase) -> String {
         &name,
         &pm_domain::api_key::Scope::ALL,
         None,
+        &pm_storage::audit::Actor::new("cli:e2e", None),
         pm_domain::time::now(),
     )
     .await
