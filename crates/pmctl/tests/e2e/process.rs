@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use pm_storage::testing::TestDatabase;
 
+/// A client that sends a key as its bearer token.
+pub use pm_api::testing::client_with_key as keyed_client;
+
 pub const SECRET: &str = "whsec_e2e";
 pub const USER: &str = "0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e";
 
@@ -161,17 +164,4 @@ pub async fn api_key(db: &TestDatabase) -> String {
     .await
     .expect("an API key")
     .1
-}
-
-/// A client that sends `key` as its bearer token.
-pub fn keyed_client(key: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("header"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
 }
