@@ -111,27 +111,41 @@ async fn an_api_killed_during_a_capture_is_settled_by_reconcile_captures() {
         "{p}"
     );
 
-    // After --capture-stale-after the dead attempt is the reconciliation's to settle.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args([
-            "reconcile-captures",
-            "--json",
-            "--provider-url",
-            &sim.url(""),
-        ])
-        .args(stale)
-        .env("PM_DATABASE_URL", &db.url)
-        .env("PM_LOG", "warn")
-        .output()
-        .expect("run reconcile-captures");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    // Once its attempt is older than --capture-stale-after, the dead attempt is the
+    // reconciliation's to settle: before that a run leaves it alone.
+    let reconcile = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_pmctl"))
+            .args([
+                "reconcile-captures",
+                "--json",
+                "--provider-url",
+                &sim.url(""),
+            ])
+            .args(stale)
+            .env("PM_DATABASE_URL", &db.url)
+            .env("PM_LOG", "warn")
+            .output()
+            .expect("run reconcile-captures");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, report)
+    };
+    let mut settled = None;
+    eventually("reconcile-captures settles the dead attempt", || {
+        let (out, report) = reconcile();
+        let done = report["captured"].as_u64() == Some(1);
+        if done {
+            settled = Some((out, report));
+        }
+        async move { done }
+    })
+    .await;
+    let (out, report) = settled.expect("settled");
     assert!(out.status.success(), "{report}");
     assert_eq!(
         (report["examined"].as_u64(), report["captured"].as_u64()),
