@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub intake: IntakeConfig,
     /// The service token ingest's HTTP sink sends to `/internal/*`; `None` disables them.
     pub internal_token: Option<SecretString>,
+    /// `/internal/*` also requires a verified client certificate (the listener has a
+    /// client CA; see [`pm_tls::ClientCertificate`]).
+    pub internal_needs_client_certificate: bool,
     /// A pending capture whose provider call started longer ago than this is taken over
     /// by a retry with the same key (the first attempt is presumed dead).
     pub capture_stale_after: Duration,
@@ -37,6 +40,10 @@ impl fmt::Debug for ApiConfig {
             .field(
                 "internal_token",
                 &self.internal_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "internal_needs_client_certificate",
+                &self.internal_needs_client_certificate,
             )
             .field("capture_stale_after", &self.capture_stale_after)
             .field("auth", &self.auth)

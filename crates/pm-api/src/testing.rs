@@ -152,6 +152,7 @@ impl TestApi {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             internal_token: self.internal_token.map(Into::into),
+            internal_needs_client_certificate: false,
             capture_stale_after: self.capture_stale_after,
             auth: crate::auth::AuthSettings::default(),
         };

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct ApiAccess {
     url: String,
     key: Option<SecretString>,
+    tls: pm_tls::LoadedClientTls,
 }
 
 impl fmt::Debug for ApiAccess {
@@ -18,6 +19,7 @@ impl fmt::Debug for ApiAccess {
         f.debug_struct("ApiAccess")
             .field("url", &self.url)
             .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -33,7 +35,14 @@ impl ApiAccess {
         ApiAccess {
             url: url.into().trim_end_matches('/').to_owned(),
             key: None,
+            tls: pm_tls::LoadedClientTls::default(),
         }
+    }
+
+    /// The same API, checked over HTTPS with `tls` (a private CA, a client certificate).
+    pub fn with_tls(mut self, tls: &pm_tls::ClientTls) -> Result<Self, pm_tls::TlsError> {
+        self.tls = tls.load()?;
+        Ok(self)
     }
 
     /// The same API, sending `key`.
@@ -63,6 +72,8 @@ impl ApiAccess {
                 headers.insert(AUTHORIZATION, value);
             }
         }
-        reqwest::Client::builder().default_headers(headers)
+        self.tls
+            .apply(reqwest::Client::builder())
+            .default_headers(headers)
     }
 }

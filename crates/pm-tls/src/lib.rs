@@ -20,8 +20,11 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+mod client;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+pub use client::{ClientTls, LoadedClientTls};
 
 pub use tokio_rustls::{server::TlsStream, TlsAcceptor};
 

@@ -1,6 +1,8 @@
 //! Flags shared by several subcommands. Every flag has an environment variable (flags
 //! win), named as in the configuration contract of PRODUCT.md §3.3.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -367,9 +369,37 @@ pub(crate) struct ServerArgs {
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "PM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
     pub(crate) shutdown_timeout: Duration,
+    /// Serve HTTPS only, with this PEM certificate chain (leaf first). Re-read with the
+    /// key on SIGHUP; connections already open keep theirs.
+    #[arg(long, env = "PM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (readable by the service only).
+    #[arg(long, env = "PM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
+    /// The listener's TLS, when `--tls-cert` is given; `client_ca` asks connections for
+    /// a client certificate signed by it (optional for the connection; routes decide).
+    pub(crate) fn tls(
+        &self,
+        client_ca: Option<&Path>,
+    ) -> anyhow::Result<Option<Arc<pm_tls::ServerTls>>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            anyhow::ensure!(
+                client_ca.is_none(),
+                "--tls-client-ca needs TLS on the listener: pass --tls-cert and --tls-key"
+            );
+            return Ok(None);
+        };
+        let tls = pm_tls::ServerTls::load(pm_tls::ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: client_ca.map(Path::to_owned),
+        })?;
+        Ok(Some(Arc::new(tls)))
+    }
+
     pub(crate) fn limits(&self) -> pm_http::limits::Limits {
         pm_http::limits::Limits {
             max_in_flight: self.max_in_flight.max(1),
@@ -393,11 +423,45 @@ pub(crate) struct ApiArgs {
     /// `operate` for the simulator's merchant actions.
     #[arg(long = "api-key", env = "PM_API_KEY", hide_env_values = true, value_parser = secret)]
     api_key: Option<SecretString>,
+    #[command(flatten)]
+    pub(crate) tls: ApiTlsArgs,
+}
+
+/// How a client of the API checks it over HTTPS (and proves itself, for mutual TLS).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ApiTlsArgs {
+    /// Trust only the CA certificates in this PEM file for an `https://` API URL (a
+    /// private CA) instead of the public web roots.
+    #[arg(long = "api-ca-file", env = "PM_API_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to the API, for its `--tls-client-ca`.
+    #[arg(
+        long = "api-client-cert",
+        env = "PM_API_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(
+        long = "api-client-key",
+        env = "PM_API_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+}
+
+impl ApiTlsArgs {
+    pub(crate) fn client_tls(&self) -> pm_tls::ClientTls {
+        pm_tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+        }
+    }
 }
 
 impl ApiArgs {
     pub(crate) fn access(&self) -> anyhow::Result<pm_sim::api::ApiAccess> {
-        let access = pm_sim::api::ApiAccess::new(&self.api_url);
+        let access = pm_sim::api::ApiAccess::new(&self.api_url).with_tls(&self.tls.client_tls())?;
         match &self.api_key {
             Some(key) if !key.expose_secret().is_empty() => Ok(access
                 .with_key(key.clone())

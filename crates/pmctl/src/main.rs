@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 mod args;
 mod commands;
 mod server;
-mod shutdown;
+mod signals;
 
 /// Payment Manager: a merchant's payment backend and a lab for the techniques around it.
 #[derive(Debug, Parser)]

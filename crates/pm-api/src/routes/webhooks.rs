@@ -6,13 +6,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use pm_domain::envelope::WebhookEnvelope;
 use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
 use pm_domain::InputError;
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
 use pm_storage::webhooks::{self, ChargebackOutcome, Delivery, OrderOutcome};
+use pm_tls::ClientCertificate;
 
 use crate::dto::WebhookAck;
 use crate::error::ApiResult;
@@ -142,9 +143,16 @@ pub(crate) async fn chargeback_webhook(
 async fn internal_envelope(
     app: &AppState,
     headers: &HeaderMap,
+    client_certificate: Option<Extension<ClientCertificate>>,
     body: Body,
     expected: WebhookKind,
 ) -> ApiResult<WebhookEnvelope> {
+    if app.inner.config.internal_needs_client_certificate && client_certificate.is_none() {
+        return Err(Problem::unauthorized(
+            "internal routes need a client certificate signed by the API's client CA (--tls-client-ca)",
+        )
+        .into());
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -180,9 +188,11 @@ async fn internal_envelope(
 pub(crate) async fn internal_order_update(
     State(app): State<AppState>,
     headers: HeaderMap,
+    client_certificate: Option<Extension<ClientCertificate>>,
     body: Body,
 ) -> ApiResult<Response> {
-    let env = internal_envelope(&app, &headers, body, WebhookKind::Order).await?;
+    let env =
+        internal_envelope(&app, &headers, client_certificate, body, WebhookKind::Order).await?;
     let w = OrderWebhook::parse(env.payload.get().as_bytes())?;
     apply_order(
         &app,
@@ -203,9 +213,17 @@ pub(crate) async fn internal_order_update(
 pub(crate) async fn internal_dispute_update(
     State(app): State<AppState>,
     headers: HeaderMap,
+    client_certificate: Option<Extension<ClientCertificate>>,
     body: Body,
 ) -> ApiResult<Response> {
-    let env = internal_envelope(&app, &headers, body, WebhookKind::Chargeback).await?;
+    let env = internal_envelope(
+        &app,
+        &headers,
+        client_certificate,
+        body,
+        WebhookKind::Chargeback,
+    )
+    .await?;
     let w = ChargebackWebhook::parse(env.payload.get().as_bytes())?;
     apply_chargeback(
         &app,

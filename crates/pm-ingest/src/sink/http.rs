@@ -37,6 +37,9 @@ pub struct HttpSinkConfig {
     pub max_backoff: Duration,
     /// Timeout of one attempt, from connecting to reading the whole answer.
     pub request_timeout: Duration,
+    /// How an `https://` API is checked (a private CA), and the client certificate for
+    /// an API that verifies them on its internal routes.
+    pub tls: pm_tls::ClientTls,
 }
 
 impl HttpSinkConfig {
@@ -50,6 +53,7 @@ impl HttpSinkConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
+            tls: pm_tls::ClientTls::default(),
         }
     }
 }
@@ -67,6 +71,8 @@ pub enum HttpSinkError {
     Token,
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] pm_tls::TlsError),
 }
 
 /// Why one attempt to forward failed.
@@ -151,7 +157,10 @@ impl HttpSink {
                 .map_err(|_| HttpSinkError::Token)?;
         // Keeps the token out of HTTP debug output and header compression tables.
         authorization.set_sensitive(true);
-        let client = reqwest::Client::builder()
+        let client = config
+            .tls
+            .load()?
+            .apply(reqwest::Client::builder())
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             // A redirect means a wrong URL; following it could send the token elsewhere.

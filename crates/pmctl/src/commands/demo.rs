@@ -343,7 +343,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("\nrunning until Ctrl+C (or SIGTERM) …");
         // SIGTERM too: a supervisor (or a script) stops the demo that way, and its services
         // and cluster must stop with it rather than be left behind.
-        crate::shutdown::on_signal().cancelled().await;
+        crate::signals::on_shutdown().cancelled().await;
     }
     shutdown.cancel();
     ingest.stop().await;

@@ -192,7 +192,7 @@ fn row(topic: &str, d: &DeadLetter) -> Vec<String> {
 async fn replay_all(args: ReplayArgs) -> anyhow::Result<()> {
     let config = args.common.kafka.config("pmctl-replay-dlq")?;
     let producer = pm_kafka::Producer::new(&config, Duration::from_secs(30))?;
-    let cancel = crate::shutdown::on_signal();
+    let cancel = crate::signals::on_shutdown();
     let opts = ReplayOptions {
         to: args.to.clone(),
         dry_run: args.dry_run,

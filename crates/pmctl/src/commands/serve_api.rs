@@ -43,6 +43,11 @@ pub(crate) struct Args {
     /// it the internal routes refuse every call.
     #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
     internal_token: Option<SecretString>,
+    /// With TLS: CA certificates (PEM) that sign the client certificates `/internal/*`
+    /// then requires, on top of the service token (mutual TLS for ingest's forwarding).
+    /// Other routes do not ask for one.
+    #[arg(long, env = "PM_TLS_CLIENT_CA")]
+    tls_client_ca: Option<std::path::PathBuf>,
     #[command(flatten)]
     provider: ProviderArgs,
     #[command(flatten)]
@@ -77,7 +82,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = crate::shutdown::on_signal();
+    let shutdown = crate::signals::on_shutdown();
+    let tls = args.server.tls(args.tls_client_ca.as_deref())?;
     let (pool, read_pool) = args.db.service_pools("pmctl-serve-api")?;
     match pm_storage::migrate::status(&pool).await {
         Ok(status) if status.iter().any(|m| !m.applied) => {
@@ -94,6 +100,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .internal_token
             .clone()
             .filter(|t| !t.expose_secret().is_empty()),
+        internal_needs_client_certificate: args.tls_client_ca.is_some(),
         capture_stale_after: args.captures.stale_after,
         auth: pm_api::auth::AuthSettings::default(),
     };
@@ -128,6 +135,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         readiness,
     );
     let app = pm_api::router(state, &args.server.limits());
+    crate::signals::on_hangup(&shutdown, crate::server::reload_tls(tls.clone()));
 
     let detail = format!("{:?} mode", args.mode).to_lowercase();
     crate::server::serve(
@@ -135,6 +143,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &detail,
         args.listen,
         app,
+        tls,
         &shutdown,
         &args.server,
     )

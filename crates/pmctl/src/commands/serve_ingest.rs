@@ -9,7 +9,7 @@ use pm_kafka::Producer;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, KafkaArgs, ServerArgs, WebhookArgs};
+use crate::args::{duration, secret, ApiTlsArgs, KafkaArgs, ServerArgs, WebhookArgs};
 
 /// Where accepted webhooks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +36,8 @@ pub(crate) struct Args {
     /// Base URL of the API that the http sink forwards to.
     #[arg(long, env = "PM_API_URL", default_value = "http://127.0.0.1:3000")]
     api_url: String,
+    #[command(flatten)]
+    api_tls: ApiTlsArgs,
     /// Service token sent to the API's /internal/* routes (Bearer); required by the
     /// http sink, and the same value as serve-api's.
     #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
@@ -84,6 +86,7 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
             let config = HttpSinkConfig {
                 request_timeout: args.api_timeout,
                 max_attempts: args.api_attempts,
+                tls: args.api_tls.client_tls(),
                 ..HttpSinkConfig::new(args.api_url.clone(), token)
             };
             let sink = Sink::http(config).context("invalid http sink settings")?;
@@ -94,14 +97,16 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = crate::shutdown::on_signal();
+    let shutdown = crate::signals::on_shutdown();
     let intake = args.webhooks.intake()?;
+    let tls = args.server.tls(None)?;
     let (sink, producer) = sink(&args).await?;
     let sink_name = sink.name();
     let mut registry = Registry::with_prefix("pm");
     let metrics = IngestMetrics::register(&mut registry);
     let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
     let app = pm_ingest::router(state, &args.server.limits());
+    crate::signals::on_hangup(&shutdown, crate::server::reload_tls(tls.clone()));
 
     let detail = format!("{sink_name} sink");
     crate::server::serve(
@@ -109,6 +114,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &detail,
         args.listen,
         app,
+        tls,
         &shutdown,
         &args.server,
     )

@@ -210,7 +210,7 @@ pub(crate) async fn serve_provider(
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = crate::shutdown::on_signal();
+    let shutdown = crate::signals::on_shutdown();
     let sim = ProviderSim::new(args.behaviour.behaviour());
     let address = serve_provider(args.listen, &sim, shutdown.clone()).await?;
     tracing::info!(%address, "provider API listening");

@@ -24,12 +24,36 @@ pub struct Pmctl {
     pub port: u16,
     /// For a serve-api: an API key with every scope in its database ([`Pmctl::keyed`]).
     pub key: String,
+    /// `http`, or `https` for a listener with TLS.
+    scheme: &'static str,
+    /// The client [`wait_for`](Self::wait_for) and [`send_webhook`] use: for https, one
+    /// that trusts the test's CA.
+    pub http: reqwest::Client,
 }
 
 impl Pmctl {
     /// Starts `pmctl <args>` with `--listen 127.0.0.1:<free port>` appended and waits
     /// until `/health/live` answers.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Pmctl {
+        Self::start_with(args, env, "http", reqwest::Client::new()).await
+    }
+
+    /// Like [`start`](Self::start) for a listener with TLS, probed with `client` (which
+    /// must trust the listener's certificate).
+    pub async fn start_https(
+        args: &[&str],
+        env: &[(&str, &str)],
+        client: reqwest::Client,
+    ) -> Pmctl {
+        Self::start_with(args, env, "https", client).await
+    }
+
+    async fn start_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        scheme: &'static str,
+        http: reqwest::Client,
+    ) -> Pmctl {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmctl"));
@@ -48,6 +72,8 @@ impl Pmctl {
             child,
             port,
             key: String::new(),
+            scheme,
+            http,
         };
         p.wait_for("/health/live", 200).await;
         p
@@ -66,12 +92,12 @@ impl Pmctl {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// Polls `path` until it answers `status`.
     pub async fn wait_for(&self, path: &str, status: u16) {
-        let client = reqwest::Client::new();
+        let client = &self.http;
         eventually(&format!("{path} → {status}"), || async {
             client
                 .get(self.url(path))
@@ -84,7 +110,7 @@ impl Pmctl {
 
     /// Polls `path` until it answers `status` with a body that contains `text`.
     pub async fn wait_for_body(&self, path: &str, status: u16, text: &str) {
-        let client = reqwest::Client::new();
+        let client = &self.http;
         eventually(&format!("{path} → {status} saying {text:?}"), || async {
             let Ok(r) = client.get(self.url(path)).send().await else {
                 return false;
@@ -92,6 +118,15 @@ impl Pmctl {
             r.status().as_u16() == status && r.text().await.is_ok_and(|t| t.contains(text))
         })
         .await;
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
     }
 
     pub fn kill9(&mut self) {
@@ -137,7 +172,8 @@ pub fn chargeback_json(event: &str, order_id: &str, status: &str) -> String {
 /// POSTs a webhook body signed with [`SECRET`] to `route` of `target`.
 pub async fn send_webhook(target: &Pmctl, route: &str, body: &str) -> reqwest::Response {
     let t = chrono::Utc::now().timestamp();
-    reqwest::Client::new()
+    target
+        .http
         .post(target.url(route))
         .header("content-type", "application/json")
         .header(
