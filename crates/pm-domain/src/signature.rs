@@ -6,6 +6,8 @@
 //! of now (in either direction) so a captured request cannot be replayed later. Comparison
 //! is constant-time.
 
+use std::sync::{Arc, RwLock};
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -50,9 +52,13 @@ fn mac(secret: &[u8], t: i64, body: &[u8]) -> HmacSha256 {
 }
 
 /// Verifies signatures against a set of accepted secrets.
+///
+/// A `Verifier` is a handle: its clones share one set of secrets, so [`rotate`]
+/// (Self::rotate) on any of them changes what every copy accepts — the server's state and
+/// the SIGHUP handler hold clones of one verifier.
 #[derive(Clone)]
 pub struct Verifier {
-    secrets: Vec<Vec<u8>>,
+    secrets: Arc<RwLock<Arc<[Vec<u8>]>>>,
     tolerance_secs: i64,
 }
 
@@ -61,7 +67,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field(
                 "secrets",
-                &format_args!("[{} redacted]", self.secrets.len()),
+                &format_args!("[{} redacted]", self.current().len()),
             )
             .field("tolerance_secs", &self.tolerance_secs)
             .finish()
@@ -71,9 +77,27 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     pub fn new(secrets: Vec<Vec<u8>>, tolerance_secs: i64) -> Self {
         Self {
-            secrets,
+            secrets: Arc::new(RwLock::new(secrets.into())),
             tolerance_secs,
         }
+    }
+
+    /// Replaces the accepted secrets (a rotation without restart). Requests already being
+    /// checked finish with the set they started with.
+    pub fn rotate(&self, secrets: Vec<Vec<u8>>) {
+        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = secrets.into();
+    }
+
+    /// How many secrets are accepted now.
+    pub fn secret_count(&self) -> usize {
+        self.current().len()
+    }
+
+    fn current(&self) -> Arc<[Vec<u8>]> {
+        self.secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Checks `header` for `body` at the current unix time `now`.
@@ -109,7 +133,7 @@ impl Verifier {
                 tolerance_secs: self.tolerance_secs,
             });
         }
-        let matched = self.secrets.iter().any(|secret| {
+        let matched = self.current().iter().any(|secret| {
             let expected = mac(secret, t, body);
             candidates
                 .iter()
@@ -127,6 +151,22 @@ impl Verifier {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_rotation_reaches_every_clone() {
+        let body = b"{}";
+        let (now, old, new) = (1_700_000_000, b"old".as_slice(), b"new".as_slice());
+        let verifier = Verifier::new(vec![old.to_vec()], 300);
+        let serving = verifier.clone();
+        let signed_new = header_value(new, now, body);
+        assert!(serving.verify(Some(&signed_new), body, now).is_err());
+        verifier.rotate(vec![old.to_vec(), new.to_vec()]);
+        assert_eq!(serving.secret_count(), 2);
+        serving.verify(Some(&signed_new), body, now).unwrap();
+        verifier.rotate(vec![new.to_vec()]);
+        let signed_old = header_value(old, now, body);
+        assert!(serving.verify(Some(&signed_old), body, now).is_err());
+    }
 
     const NOW: i64 = 1_800_000_000;
 

@@ -9,6 +9,7 @@ pub mod correlation;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod redact;
 
 pub use correlation::CorrelationId;
 pub use logging::{init_logging, LogFormat};

@@ -36,7 +36,8 @@ pub enum LoggingError {
     AlreadySet,
 }
 
-/// Installs the global subscriber writing to stderr. `filter` uses `tracing`'s directive
+/// Installs the global subscriber writing to stderr, every line scrubbed of the
+/// registered secrets ([`crate::redact`]). `filter` uses `tracing`'s directive
 /// syntax (`info`, `pm_api=debug,sqlx=warn`).
 pub fn init_logging(filter: &str, format: LogFormat) -> Result<(), LoggingError> {
     let env_filter = EnvFilter::try_new(filter).map_err(|source| LoggingError::Filter {
@@ -45,7 +46,7 @@ pub fn init_logging(filter: &str, format: LogFormat) -> Result<(), LoggingError>
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| crate::redact::Scrubbing(std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

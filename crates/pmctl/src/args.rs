@@ -11,6 +11,8 @@ use pm_http::intake::{IntakeConfig, DEFAULT_MAX_BODY_BYTES};
 use pm_telemetry::LogFormat;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::secrets::Sources;
+
 /// Logging (global flags).
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogArgs {
@@ -42,6 +44,13 @@ pub(crate) struct DatabaseArgs {
     /// also accepted. The password is never logged.
     #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
     database_url: Option<SecretString>,
+    /// A file holding the database URL (or the systemd credential `database-url`).
+    #[arg(long = "database-url-file", env = "PM_DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+    /// A file holding the database password, set into the URL (or the systemd credential
+    /// `database-password`): the URL can then live in a plain configuration file.
+    #[arg(long = "database-password-file", env = "PM_DATABASE_PASSWORD_FILE")]
+    database_password_file: Option<PathBuf>,
     /// Largest number of pooled database connections.
     #[arg(
         long = "db-max-connections",
@@ -70,13 +79,32 @@ pub(crate) struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    /// The URL from the flag, `PM_DATABASE_URL` or `DATABASE_URL`.
+    /// The URL from the flag, `PM_DATABASE_URL`, a file, the systemd credential, or
+    /// `DATABASE_URL`; with the password of `--database-password-file` when given.
     pub(crate) fn url(&self) -> anyhow::Result<String> {
-        self.database_url
-            .as_ref()
-            .map(|u| u.expose_secret().to_owned())
+        let given = Sources {
+            flag: "--database-url",
+            value: self.database_url.as_ref(),
+            file: self.database_url_file.as_deref(),
+            credential: "database-url",
+        }
+        .resolve()?
+        .map(|(url, _)| url.expose_secret().to_owned());
+        let url = given
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-            .context("no database configured: pass --database-url or set PM_DATABASE_URL (or DATABASE_URL)")
+            .context("no database configured: pass --database-url or set PM_DATABASE_URL (or DATABASE_URL)")?;
+        crate::secrets::remember(&url);
+        let password = Sources {
+            flag: "--database-password",
+            value: None,
+            file: self.database_password_file.as_deref(),
+            credential: "database-password",
+        }
+        .resolve()?;
+        match password {
+            None => Ok(url),
+            Some((password, _)) => with_password(&url, password.expose_secret()),
+        }
     }
 
     /// A pool without statement or lock timeouts, for commands whose statements may
@@ -121,6 +149,20 @@ impl DatabaseArgs {
     }
 }
 
+/// `url` with its password replaced by `password`.
+fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| {
+        anyhow::anyhow!(
+            "the database URL {} is not a URL: {e}",
+            crate::secrets::redact_url(url)
+        )
+    })?;
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| anyhow::anyhow!("the database URL has no host to set a password for"))?;
+    Ok(parsed.to_string())
+}
+
 /// Parses `5s`, `250ms`, `90d`.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 2m, 90d)"))
@@ -131,11 +173,12 @@ pub(crate) fn secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s))
 }
 
-/// Webhook signature and body settings (shared with serve-ingest).
-#[derive(Debug, clap::Args)]
-pub(crate) struct WebhookArgs {
-    /// Accepted webhook signing secret; repeat the flag (or comma-separate the variable)
-    /// during a rotation: a signature from any of them passes.
+/// The webhook signing secrets: the servers accept a signature by any of them, the
+/// simulator and the load test sign with the first.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WebhookSecretArgs {
+    /// Webhook signing secret; repeat the flag (or comma-separate the variable) during a
+    /// rotation: a signature from any of them passes (the simulator signs with the first).
     #[arg(
         long = "webhook-secret",
         env = "PM_WEBHOOK_SECRETS",
@@ -144,6 +187,52 @@ pub(crate) struct WebhookArgs {
         value_parser = secret
     )]
     secrets: Vec<SecretString>,
+    /// A file of webhook secrets, one per line (`#` starts a comment); the servers re-read
+    /// it on SIGHUP: rotate by adding the new secret, SIGHUP, and later removing the old
+    /// one. The systemd credential `webhook-secrets` is used when neither is given.
+    #[arg(long = "webhook-secrets-file", env = "PM_WEBHOOK_SECRETS_FILE")]
+    secrets_file: Option<PathBuf>,
+}
+
+impl WebhookSecretArgs {
+    /// The secrets (perhaps none), and the file they came from.
+    fn resolve(&self) -> anyhow::Result<(Vec<Vec<u8>>, Option<PathBuf>)> {
+        let values: Vec<Vec<u8>> = self
+            .secrets
+            .iter()
+            .inspect(|s| crate::secrets::remember(s.expose_secret()))
+            .map(|s| s.expose_secret().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let file = match (&self.secrets_file, values.is_empty()) {
+            (Some(file), false) => anyhow::bail!(
+                "--webhook-secret and --webhook-secrets-file ({}) both given: pass one",
+                file.display()
+            ),
+            (Some(file), true) => Some(file.clone()),
+            (None, true) => crate::secrets::credential("webhook-secrets"),
+            (None, false) => None,
+        };
+        match file {
+            Some(file) => Ok((secrets_file(&file)?, Some(file))),
+            None => Ok((values, None)),
+        }
+    }
+
+    /// The secret to sign with.
+    pub(crate) fn signing_secret(&self) -> anyhow::Result<Vec<u8>> {
+        self.resolve()?.0.into_iter().next().context(
+            "a webhook secret is needed to sign webhooks: --webhook-secret (PM_WEBHOOK_SECRETS) \
+             or --webhook-secrets-file",
+        )
+    }
+}
+
+/// Webhook signature and body settings (serve-api, serve-ingest).
+#[derive(Debug, clap::Args)]
+pub(crate) struct WebhookArgs {
+    #[command(flatten)]
+    secrets: WebhookSecretArgs,
     /// Accept webhooks without checking signatures. For local experiments only: anyone
     /// who can reach the port can then forge provider events.
     #[arg(long, env = "PM_INSECURE_SKIP_SIGNATURE")]
@@ -158,12 +247,7 @@ pub(crate) struct WebhookArgs {
 
 impl WebhookArgs {
     pub(crate) fn intake(&self) -> anyhow::Result<IntakeConfig> {
-        let secrets: Vec<Vec<u8>> = self
-            .secrets
-            .iter()
-            .map(|s| s.expose_secret().as_bytes().to_vec())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let (secrets, _) = self.secrets.resolve()?;
         let verifier = match (secrets.is_empty(), self.insecure_skip_signature) {
             (false, _) => Some(Verifier::new(secrets, self.signature_tolerance_secs)),
             (true, true) => {
@@ -174,14 +258,88 @@ impl WebhookArgs {
                 None
             }
             (true, false) => anyhow::bail!(
-                "no webhook secret configured: pass --webhook-secret (or PM_WEBHOOK_SECRETS), or \
-                 --insecure-skip-signature for a local experiment"
+                "no webhook secret configured: pass --webhook-secret (or PM_WEBHOOK_SECRETS) or \
+                 --webhook-secrets-file, or --insecure-skip-signature for a local experiment"
             ),
         };
         Ok(IntakeConfig {
             verifier,
             max_body_bytes: self.max_body_bytes,
         })
+    }
+
+    /// What SIGHUP does to the webhook secrets of `intake`: re-read their file, if they
+    /// came from one. A file that cannot be read, or holds no secret, is logged and the
+    /// running secrets stay.
+    pub(crate) fn reloader(&self, intake: &IntakeConfig) -> impl Fn() + Send + 'static {
+        let file = self.secrets.resolve().ok().and_then(|(_, file)| file);
+        let verifier = intake.verifier.clone();
+        move || match (&file, &verifier) {
+            (Some(file), Some(verifier)) => match secrets_file(file) {
+                Ok(secrets) => {
+                    verifier.rotate(secrets);
+                    tracing::info!(
+                        accepted = verifier.secret_count(),
+                        file = %file.display(),
+                        "webhook secrets re-read"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "webhook secrets NOT reloaded; the running ones stay"
+                ),
+            },
+            _ => tracing::info!(
+                "webhook secrets come from flags or variables: a change needs a restart \
+                 (use --webhook-secrets-file to rotate with SIGHUP)"
+            ),
+        }
+    }
+}
+
+/// The secrets of a webhook secrets file: one per line, blank lines and `#` comments
+/// skipped; at least one.
+fn secrets_file(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the webhook secrets file {}", path.display()))?;
+    let secrets: Vec<Vec<u8>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .inspect(|l| crate::secrets::remember(l))
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    anyhow::ensure!(
+        !secrets.is_empty(),
+        "the webhook secrets file {} holds no secret",
+        path.display()
+    );
+    Ok(secrets)
+}
+
+/// The service token of `/internal/*` (serve-api checks it, serve-ingest's http sink
+/// sends it).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct InternalTokenArgs {
+    /// Service token of the API's /internal/* routes (Bearer): serve-api accepts it (without
+    /// it those routes refuse every call), serve-ingest's http sink sends it.
+    #[arg(long = "internal-token", env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
+    token: Option<SecretString>,
+    /// A file holding the service token (or the systemd credential `internal-token`).
+    #[arg(long = "internal-token-file", env = "PM_INTERNAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl InternalTokenArgs {
+    pub(crate) fn token(&self) -> anyhow::Result<Option<SecretString>> {
+        Ok(Sources {
+            flag: "--internal-token",
+            value: self.token.as_ref(),
+            file: self.token_file.as_deref(),
+            credential: "internal-token",
+        }
+        .resolve()?
+        .map(|(token, _)| token))
     }
 }
 
@@ -227,14 +385,32 @@ pub(crate) struct KafkaArgs {
     /// A librdkafka property for every Kafka client, `key=value` (repeatable; wins over
     /// the file): security.protocol, sasl.*, ssl.* files, tuning.
     #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = property)]
-    pub(crate) properties: Vec<(String, String)>,
+    pub(crate) properties: Vec<Property>,
     /// A file of librdkafka properties, one `key=value` a line (`#` starts a comment).
     #[arg(long = "kafka-config-file", env = "PM_KAFKA_CONFIG_FILE")]
     pub(crate) properties_file: Option<std::path::PathBuf>,
+    /// A file holding the SASL password (`sasl.password`), or the systemd credential
+    /// `kafka-sasl-password`; the rest of the SASL settings go in --kafka-config.
+    #[arg(long = "kafka-sasl-password-file", env = "PM_KAFKA_SASL_PASSWORD_FILE")]
+    pub(crate) sasl_password_file: Option<PathBuf>,
+}
+
+/// One librdkafka property; `Debug` hides the values of secret ones.
+#[derive(Clone)]
+pub(crate) struct Property(String, String);
+
+impl std::fmt::Debug for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if crate::secrets::is_secret_property(&self.0) {
+            write!(f, "{}=***", self.0)
+        } else {
+            write!(f, "{}={}", self.0, self.1)
+        }
+    }
 }
 
 /// `key=value` of a librdkafka property.
-fn property(s: &str) -> Result<(String, String), String> {
+fn property(s: &str) -> Result<Property, String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("expected key=value, got {s:?}"))?;
@@ -242,7 +418,7 @@ fn property(s: &str) -> Result<(String, String), String> {
     if k.is_empty() {
         return Err(format!("empty property name in {s:?}"));
     }
-    Ok((k.to_owned(), v.trim().to_owned()))
+    Ok(Property(k.to_owned(), v.trim().to_owned()))
 }
 
 impl KafkaArgs {
@@ -260,12 +436,30 @@ impl KafkaArgs {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let p = property(line)
+                let Property(k, v) = property(line)
                     .map_err(|e| anyhow::anyhow!("{}, line {}: {e}", path.display(), n + 1))?;
-                properties.push(p);
+                properties.push((k, v));
             }
         }
-        properties.extend(self.properties.iter().cloned());
+        properties.extend(self.properties.iter().map(|p| (p.0.clone(), p.1.clone())));
+        for (k, v) in &properties {
+            if crate::secrets::is_secret_property(k) {
+                crate::secrets::remember(v);
+            }
+        }
+        let password = Sources {
+            flag: "--kafka-sasl-password",
+            value: None,
+            file: self.sasl_password_file.as_deref(),
+            credential: "kafka-sasl-password",
+        }
+        .resolve()?;
+        if let Some((password, _)) = password {
+            properties.push((
+                "sasl.password".to_owned(),
+                password.expose_secret().to_owned(),
+            ));
+        }
         Ok(pm_kafka::KafkaConfig::new(brokers, client_id).with_properties(properties))
     }
 
@@ -371,9 +565,10 @@ pub(crate) struct ServerArgs {
     pub(crate) shutdown_timeout: Duration,
     /// Serve HTTPS only, with this PEM certificate chain (leaf first). Re-read with the
     /// key on SIGHUP; connections already open keep theirs.
-    #[arg(long, env = "PM_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "PM_TLS_CERT")]
     tls_cert: Option<PathBuf>,
-    /// The certificate's PEM private key (readable by the service only).
+    /// The certificate's PEM private key (readable by the service only) [default: the
+    /// systemd credential `tls-key`, if passed].
     #[arg(long, env = "PM_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 }
@@ -385,16 +580,23 @@ impl ServerArgs {
         &self,
         client_ca: Option<&Path>,
     ) -> anyhow::Result<Option<Arc<pm_tls::ServerTls>>> {
-        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+        let Some(cert) = &self.tls_cert else {
             anyhow::ensure!(
                 client_ca.is_none(),
                 "--tls-client-ca needs TLS on the listener: pass --tls-cert and --tls-key"
             );
             return Ok(None);
         };
+        let key = self
+            .tls_key
+            .clone()
+            .or_else(|| crate::secrets::credential("tls-key"))
+            .context(
+                "--tls-cert needs its key: pass --tls-key (or the systemd credential tls-key)",
+            )?;
         let tls = pm_tls::ServerTls::load(pm_tls::ServerTlsFiles {
             cert: cert.clone(),
-            key: key.clone(),
+            key,
             client_ca: client_ca.map(Path::to_owned),
         })?;
         Ok(Some(Arc::new(tls)))
@@ -423,6 +625,9 @@ pub(crate) struct ApiArgs {
     /// `operate` for the simulator's merchant actions.
     #[arg(long = "api-key", env = "PM_API_KEY", hide_env_values = true, value_parser = secret)]
     api_key: Option<SecretString>,
+    /// A file holding the API key (or the systemd credential `api-key`).
+    #[arg(long = "api-key-file", env = "PM_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) tls: ApiTlsArgs,
 }
@@ -462,11 +667,16 @@ impl ApiTlsArgs {
 impl ApiArgs {
     pub(crate) fn access(&self) -> anyhow::Result<pm_sim::api::ApiAccess> {
         let access = pm_sim::api::ApiAccess::new(&self.api_url).with_tls(&self.tls.client_tls())?;
-        match &self.api_key {
-            Some(key) if !key.expose_secret().is_empty() => Ok(access
-                .with_key(key.clone())
-                .context("--api-key / PM_API_KEY")?),
-            _ => Ok(access),
+        let key = Sources {
+            flag: "--api-key",
+            value: self.api_key.as_ref(),
+            file: self.api_key_file.as_deref(),
+            credential: "api-key",
+        }
+        .resolve()?;
+        match key {
+            Some((key, _)) => Ok(access.with_key(key).context("--api-key / PM_API_KEY")?),
+            None => Ok(access),
         }
     }
 }
@@ -478,4 +688,26 @@ pub(crate) fn time_or_age(s: &str) -> Result<chrono::DateTime<chrono::Utc>, Stri
             .map_err(|_| format!("expected RFC 3339 or an age like 2h (got {s:?})"))?;
         Ok(chrono::Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_fills_in_or_replaces_the_urls_password() {
+        let url = with_password(
+            "postgres://app@db.internal:5432/payments?sslmode=verify-full",
+            "p@ss:w/rd",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://app:p%40ss%3Aw%2Frd@db.internal:5432/payments?sslmode=verify-full"
+        );
+        let replaced = with_password("postgres://app:old@db/payments", "new").unwrap();
+        assert_eq!(replaced, "postgres://app:new@db/payments");
+        let err = with_password("not a url with a password: old", "new").unwrap_err();
+        assert!(!err.to_string().contains("old"), "{err}");
+    }
 }

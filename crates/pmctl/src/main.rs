@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod commands;
+mod secrets;
 mod server;
 mod signals;
 
@@ -89,7 +90,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Libraries quote what they reject, secrets included: scrubbed like the logs.
+            eprintln!("error: {}", pm_telemetry::redact::scrub(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

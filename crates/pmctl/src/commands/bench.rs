@@ -157,7 +157,7 @@ fn bench_pool(url: &str) -> anyhow::Result<pm_storage::PgPool> {
 }
 
 fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    crate::secrets::redacted_command_line().join(" ")
 }
 
 fn progress_bar() -> ProgressBar {

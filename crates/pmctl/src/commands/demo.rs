@@ -152,10 +152,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // 1. The database.
     let mut cluster = None;
     let (database_url, database_label) = match &args.database_url {
-        Some(url) => (
-            url.expose_secret().to_owned(),
-            "configured (PM_DATABASE_URL)".to_owned(),
-        ),
+        Some(url) => {
+            crate::secrets::remember(url.expose_secret());
+            (
+                url.expose_secret().to_owned(),
+                "configured (PM_DATABASE_URL)".to_owned(),
+            )
+        }
         None => {
             println!("starting a private PostgreSQL cluster…");
             let c =

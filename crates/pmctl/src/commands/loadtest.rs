@@ -13,9 +13,8 @@ use pm_loadtest::report::{self, Baseline, Knee, Machine, RunReport, ScenarioInfo
 use pm_loadtest::sweep::{self, SweepConfig, VerifyConfig};
 use pm_loadtest::traffic::{TrafficOptions, TrafficSource};
 use pm_scenario::Scenario;
-use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, ApiArgs};
+use crate::args::{duration, ApiArgs, WebhookSecretArgs};
 
 mod summary;
 
@@ -57,9 +56,8 @@ pub(crate) struct Args {
     /// The API, read by --verify and for the lag measurement (scope `read`).
     #[command(flatten)]
     api: ApiArgs,
-    /// Secret to sign webhooks with (the target's PM_WEBHOOK_SECRETS; the first is used).
-    #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
-    secrets: Vec<SecretString>,
+    #[command(flatten)]
+    secrets: WebhookSecretArgs,
     /// Offered rate of a single step, requests per second.
     #[arg(long, default_value_t = 1000.0, conflicts_with = "rates")]
     rate: f64,
@@ -133,26 +131,6 @@ fn scenario_text(path: &Path) -> anyhow::Result<(String, Option<String>)> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// The command line with secret values replaced.
-fn command_line() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut hide_next = false;
-    for arg in std::env::args() {
-        if hide_next {
-            out.push("***".to_owned());
-            hide_next = false;
-        } else if arg == "--webhook-secret" {
-            hide_next = true;
-            out.push(arg);
-        } else if arg.starts_with("--webhook-secret=") {
-            out.push("--webhook-secret=***".to_owned());
-        } else {
-            out.push(arg);
-        }
-    }
-    out
 }
 
 fn millis(d: Duration) -> u64 {
@@ -240,14 +218,7 @@ async fn preflight(target: &str) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let secret = args
-        .secrets
-        .first()
-        .map(|s| s.expose_secret().as_bytes().to_vec())
-        .filter(|s| !s.is_empty())
-        .context(
-            "a webhook secret is needed to sign webhooks: --webhook-secret or PM_WEBHOOK_SECRETS",
-        )?;
+    let secret = args.secrets.signing_secret()?;
     let (text, file) = scenario_text(&args.scenario)?;
     let scenario =
         Scenario::from_toml(&text).map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
@@ -294,7 +265,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         run_id,
         started_at,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        command_line: command_line(),
+        command_line: crate::secrets::redacted_command_line(),
         git_revision: report::git_revision(),
         machine: Machine::this(),
         scenario: info,

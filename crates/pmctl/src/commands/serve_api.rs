@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use pm_api::{ApiConfig, ApiMetrics, AppState};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
-use secrecy::{ExposeSecret, SecretString};
 
 use crate::args::{
-    duration, secret, CaptureArgs, DatabaseArgs, KafkaArgs, ProviderArgs, ServerArgs, WebhookArgs,
+    duration, CaptureArgs, DatabaseArgs, InternalTokenArgs, KafkaArgs, ProviderArgs, ServerArgs,
+    WebhookArgs,
 };
 
 /// How webhooks are processed.
@@ -39,10 +39,8 @@ pub(crate) struct Args {
     mode: Mode,
     #[command(flatten)]
     webhooks: WebhookArgs,
-    /// Service token that ingest's HTTP sink must send to /internal/* (Bearer). Without
-    /// it the internal routes refuse every call.
-    #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
-    internal_token: Option<SecretString>,
+    #[command(flatten)]
+    internal_token: InternalTokenArgs,
     /// With TLS: CA certificates (PEM) that sign the client certificates `/internal/*`
     /// then requires, on top of the service token (mutual TLS for ingest's forwarding).
     /// Other routes do not ask for one.
@@ -94,12 +92,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "database not reachable yet; /health/ready reports it until it is")
         }
     }
+    let intake = args.webhooks.intake()?;
+    let reload_secrets = args.webhooks.reloader(&intake);
     let config = ApiConfig {
-        intake: args.webhooks.intake()?,
-        internal_token: args
-            .internal_token
-            .clone()
-            .filter(|t| !t.expose_secret().is_empty()),
+        intake,
+        internal_token: args.internal_token.token()?,
         internal_needs_client_certificate: args.tls_client_ca.is_some(),
         capture_stale_after: args.captures.stale_after,
         auth: pm_api::auth::AuthSettings::default(),
@@ -135,7 +132,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         readiness,
     );
     let app = pm_api::router(state, &args.server.limits());
-    crate::signals::on_hangup(&shutdown, crate::server::reload_tls(tls.clone()));
+    let reload_tls = crate::server::reload_tls(tls.clone());
+    crate::signals::on_hangup(&shutdown, move || {
+        reload_tls();
+        reload_secrets();
+    });
 
     let detail = format!("{:?} mode", args.mode).to_lowercase();
     crate::server::serve(

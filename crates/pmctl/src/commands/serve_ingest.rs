@@ -7,9 +7,8 @@ use anyhow::Context;
 use pm_ingest::{HttpSinkConfig, IngestMetrics, IngestState, Sink};
 use pm_kafka::Producer;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
-use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, ApiTlsArgs, KafkaArgs, ServerArgs, WebhookArgs};
+use crate::args::{duration, ApiTlsArgs, InternalTokenArgs, KafkaArgs, ServerArgs, WebhookArgs};
 
 /// Where accepted webhooks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,10 +37,8 @@ pub(crate) struct Args {
     api_url: String,
     #[command(flatten)]
     api_tls: ApiTlsArgs,
-    /// Service token sent to the API's /internal/* routes (Bearer); required by the
-    /// http sink, and the same value as serve-api's.
-    #[arg(long, env = "PM_INTERNAL_TOKEN", hide_env_values = true, value_parser = secret)]
-    internal_token: Option<SecretString>,
+    #[command(flatten)]
+    internal_token: InternalTokenArgs,
     /// Timeout of one forward to the API (http sink).
     #[arg(long, env = "PM_INGEST_API_TIMEOUT", default_value = "2s", value_parser = duration)]
     api_timeout: Duration,
@@ -78,11 +75,7 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
             Ok((Sink::kafka(producer.clone(), topics), Some(producer)))
         }
         SinkKind::Http => {
-            let token = args
-                .internal_token
-                .clone()
-                .filter(|t| !t.expose_secret().is_empty())
-                .context("the http sink needs the API's service token: pass --internal-token or set PM_INTERNAL_TOKEN")?;
+            let token = args.internal_token.token()?.context("the http sink needs the API's service token: pass --internal-token or set PM_INTERNAL_TOKEN")?;
             let config = HttpSinkConfig {
                 request_timeout: args.api_timeout,
                 max_attempts: args.api_attempts,
@@ -99,6 +92,7 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = crate::signals::on_shutdown();
     let intake = args.webhooks.intake()?;
+    let reload_secrets = args.webhooks.reloader(&intake);
     let tls = args.server.tls(None)?;
     let (sink, producer) = sink(&args).await?;
     let sink_name = sink.name();
@@ -106,7 +100,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = IngestMetrics::register(&mut registry);
     let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
     let app = pm_ingest::router(state, &args.server.limits());
-    crate::signals::on_hangup(&shutdown, crate::server::reload_tls(tls.clone()));
+    let reload_tls = crate::server::reload_tls(tls.clone());
+    crate::signals::on_hangup(&shutdown, move || {
+        reload_tls();
+        reload_secrets();
+    });
 
     let detail = format!("{sink_name} sink");
     crate::server::serve(

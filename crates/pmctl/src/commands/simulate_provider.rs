@@ -11,9 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pm_scenario::{Plan, Scenario};
 use pm_sim::emitter::{self, EmitReport, EmitterConfig};
 use pm_sim::provider::{CaptureFault, ProviderBehaviour, ProviderSim};
-use secrecy::{ExposeSecret, SecretString};
 
-use crate::args::{duration, secret, ApiArgs};
+use crate::args::{duration, ApiArgs, WebhookSecretArgs};
 
 /// Serve the provider API the merchant calls (capture, representments) and, with
 /// --scenario, play the scenario's webhooks against ingest or the API, retrying like a
@@ -101,9 +100,8 @@ pub(crate) struct EmitArgs {
     /// The API, for the merchant's actions (evidence, submit: scopes `read` and `operate`).
     #[command(flatten)]
     api: ApiArgs,
-    /// Secret to sign webhooks with (the API's/ingest's PM_WEBHOOK_SECRETS).
-    #[arg(long = "webhook-secret", env = "PM_WEBHOOK_SECRETS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
-    secrets: Vec<SecretString>,
+    #[command(flatten)]
+    secrets: WebhookSecretArgs,
     /// Where to write the ledger (what was sent and the final state it must produce).
     #[arg(long, default_value = "ledger.json")]
     ledger: PathBuf,
@@ -117,12 +115,7 @@ pub(crate) struct EmitArgs {
 
 impl EmitArgs {
     pub(crate) fn config(&self) -> anyhow::Result<EmitterConfig> {
-        let secret = self
-            .secrets
-            .first()
-            .map(|s| s.expose_secret().as_bytes().to_vec())
-            .filter(|s| !s.is_empty())
-            .context("a webhook secret is needed to sign webhooks: --webhook-secret or PM_WEBHOOK_SECRETS")?;
+        let secret = self.secrets.signing_secret()?;
         Ok(EmitterConfig {
             target: self.target.clone(),
             api: self.api.access()?,

@@ -10,4 +10,5 @@ mod kafka_mode;
 mod overload;
 mod process;
 mod scenarios;
+mod secrets;
 mod tls;
