@@ -19,6 +19,7 @@ pub mod events;
 pub mod migrate;
 pub mod orders;
 pub mod partitions;
+pub mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;

@@ -3,6 +3,7 @@
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod db;
 pub(crate) mod demo;
 pub(crate) mod loadtest;
 pub(crate) mod migrate;

@@ -27,6 +27,8 @@ enum Command {
     Audit(commands::audit::Args),
     /// Benchmarks into bench-results/: the partitioning experiment, the machine's baselines.
     Bench(commands::bench::Args),
+    /// Database administration: `db bootstrap` creates the least-privilege roles.
+    Db(commands::db::Args),
     /// Run everything on this machine and show it working: database, API, ingest, provider
     /// simulator, a scenario, and a verified report.
     Demo(commands::demo::Args),
@@ -72,6 +74,7 @@ fn main() -> std::process::ExitCode {
             Command::ApiKeys(a) => commands::api_keys::run(a).await,
             Command::Audit(a) => commands::audit::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
+            Command::Db(a) => commands::db::run(a).await,
             Command::Demo(a) => commands::demo::run(a).await,
             Command::Loadtest(a) => commands::loadtest::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,

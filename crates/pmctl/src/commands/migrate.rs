@@ -36,6 +36,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let applied = pm_storage::migrate::run(&pool).await?;
+    if let Some(roles) = pm_storage::roles::refresh_grants(&pool).await? {
+        if !applied.is_empty() {
+            println!(
+                "grants refreshed for {} (rows) and {} (reads)",
+                roles.app, roles.readonly
+            );
+        }
+    }
+    if let Some(owner) = pm_storage::roles::bypassed_owner(&pool).await? {
+        eprintln!(
+            "warning: migrations ran as a superuser while the schema belongs to {owner} (`pmctl db \
+             bootstrap`): new tables are the superuser's and the application role has no rights on \
+             them. Run `pmctl migrate` as {owner}, or `pmctl db bootstrap` again now."
+        );
+    }
     if applied.is_empty() {
         println!(
             "schema is up to date ({} migrations applied earlier)",

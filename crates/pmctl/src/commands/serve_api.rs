@@ -92,6 +92,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "database not reachable yet; /health/ready reports it until it is")
         }
     }
+    match pm_storage::roles::excess_privileges(&pool).await {
+        Ok(excess) => {
+            for why in &excess {
+                tracing::warn!(
+                    "THE SERVICE'S DATABASE ROLE HAS MORE PRIVILEGES THAN IT NEEDS: {why}. A bug or an \
+                     injected statement could then change the schema or the audit trail; run it as the \
+                     application role of `pmctl db bootstrap`"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot check the database role's privileges"),
+    }
     let intake = args.webhooks.intake()?;
     let reload_secrets = args.webhooks.reloader(&intake);
     let config = ApiConfig {

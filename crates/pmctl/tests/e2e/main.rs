@@ -9,6 +9,7 @@ mod kafka_faults;
 mod kafka_mode;
 mod overload;
 mod process;
+mod roles;
 mod scenarios;
 mod secrets;
 mod tls;

@@ -39,7 +39,7 @@ fn text(o: &Output) -> String {
 
 /// Plays `name` against `target` with the provider simulator on `provider_port`, then
 /// verifies; in kafka mode the consumers may still be catching up, so verify is retried.
-async fn play_and_verify(
+pub(crate) async fn play_and_verify(
     name: &str,
     target: &str,
     api: &Pmctl,
