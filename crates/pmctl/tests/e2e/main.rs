@@ -10,3 +10,4 @@ mod kafka_mode;
 mod overload;
 mod process;
 mod scenarios;
+mod tls_pg;
