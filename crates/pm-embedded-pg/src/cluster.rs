@@ -2,18 +2,19 @@
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 use tokio::time::Instant;
 
 use crate::server_user::ServerUser;
+use crate::tls::InstalledTls;
 use crate::watchdog::Watchdog;
-use crate::{EmbeddedError, PgBinaries};
+use crate::{EmbeddedError, EmbeddedTls, PgBinaries};
 
 /// How long a started server gets to accept its first connection. Generous because CI machines
 /// are slow and busy; a healthy start takes well under a second.
@@ -51,9 +52,19 @@ pub struct EmbeddedOptions {
     /// `false` turns off `fsync`, `synchronous_commit` and `full_page_writes`: much faster, and
     /// a crash of the machine may lose or corrupt the data — fine for throw-away clusters.
     pub durable: bool,
-    /// The TCP port on 127.0.0.1. `None` picks a free one (and retries on another if it is
-    /// taken before the server binds it).
+    /// The TCP port, the same on every address the server listens on. `None` picks a free one
+    /// (and retries on another if it is taken before the server binds it).
     pub port: Option<u16>,
+    /// Serve TLS (`ssl=on`) with this certificate and key, which the cluster copies into its
+    /// data directory (see [`EmbeddedTls`]). `None`, the default, leaves TLS off.
+    ///
+    /// With TLS the server listens on `::1` as well as `127.0.0.1` when the machine has an
+    /// IPv6 loopback: a client that verifies the host name must connect by a name the
+    /// certificate holds, in practice `localhost`, and resolvers answer `::1` first on many
+    /// machines. Without `::1` such a client would try a port there that may belong to another
+    /// process (or to nobody, and only then fall back to `127.0.0.1`), so the cluster takes
+    /// the port on both addresses and, before `start` returns, checks that both reach it.
+    pub tls: Option<EmbeddedTls>,
 }
 
 /// A PostgreSQL server running from the machine's own binaries, owned by this process.
@@ -63,13 +74,18 @@ pub struct EmbeddedOptions {
 /// included — the watchdog shuts the server down (fast shutdown) and then deletes the data
 /// directory if it was a temporary one. So it is safe to keep a cluster in a `static`.
 ///
-/// It listens on 127.0.0.1 only and on a Unix socket inside its data directory; the superuser
+/// It listens on the loopback addresses only (127.0.0.1, and with TLS also ::1, see
+/// [`EmbeddedOptions::tls`]) and on a Unix socket inside its data directory; the superuser
 /// `postgres` connects without a password.
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     port: u16,
+    addresses: Vec<IpAddr>,
+    tls: bool,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// Where this start's lines begin in a log that a reused directory keeps across starts.
+    log_start: u64,
     major_version: u32,
     temporary: bool,
     watchdog: Option<Watchdog>,
@@ -87,20 +103,24 @@ impl EmbeddedCluster {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let addresses = listen_addresses(&options);
             let launch = Launch {
                 binaries: binaries.clone(),
                 user,
                 options: options.clone(),
                 port: match options.port {
                     Some(port) => port,
-                    None => free_port()?,
+                    None => free_port(&addresses)?,
                 },
+                addresses,
             };
             let cluster = tokio::task::spawn_blocking(move || launch.run()).await??;
             match cluster.wait_until_ready().await {
                 Ok(()) => {
                     tracing::info!(
                         port = cluster.port,
+                        addresses = ?cluster.addresses,
+                        tls = cluster.tls,
                         data_dir = %cluster.data_dir.display(),
                         version = cluster.major_version,
                         "embedded PostgreSQL is ready"
@@ -119,6 +139,29 @@ impl EmbeddedCluster {
                     // Dropping the cluster lets the watchdog delete a temporary directory; the
                     // next attempt initialises a new one.
                     drop(cluster);
+                }
+                Err(NotStarted::AddressTaken { address, detail })
+                    if options.port.is_none() && attempt < MAX_ATTEMPTS =>
+                {
+                    tracing::warn!(
+                        port = cluster.port,
+                        %address,
+                        %detail,
+                        "embedded PostgreSQL is not alone on its port; retrying on another"
+                    );
+                    // This server is running: wait until it is gone, because the next attempt
+                    // may need the same (reused) data directory.
+                    cluster.stop().await?;
+                }
+                Err(NotStarted::AddressTaken { address, detail }) => {
+                    let port = cluster.port;
+                    // The error says what is wrong; a failure to stop would only hide it.
+                    let _ = cluster.stop().await;
+                    return Err(EmbeddedError::AddressTaken {
+                        address,
+                        port,
+                        detail,
+                    });
                 }
                 Err(NotStarted::Exited { status, log_tail }) => {
                     return Err(EmbeddedError::ExitedDuringStartup {
@@ -165,6 +208,10 @@ impl EmbeddedCluster {
 
     /// The superuser's URL for the `postgres` database:
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    ///
+    /// It names the address, so a client that verifies the certificate's host name
+    /// (`sslmode=verify-full`) needs a URL with a name the certificate holds instead, such as
+    /// `localhost` (see [`EmbeddedOptions::tls`]).
     pub fn admin_url(&self) -> String {
         self.url_for("postgres")
     }
@@ -178,9 +225,20 @@ impl EmbeddedCluster {
         )
     }
 
-    /// The TCP port the server listens on (127.0.0.1 only).
+    /// The TCP port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The loopback addresses the server listens on: 127.0.0.1, and with TLS also ::1 when the
+    /// machine has it.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
+
+    /// Whether the server serves TLS.
+    pub fn has_tls(&self) -> bool {
+        self.tls
     }
 
     /// The data directory; it also holds the Unix socket and the server log.
@@ -205,13 +263,17 @@ impl EmbeddedCluster {
 
     async fn wait_until_ready(&self) -> Result<(), NotStarted> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let connect_options = PgConnectOptions::new()
+        let mut connect_options = PgConnectOptions::new()
             .host("127.0.0.1")
             .port(self.port)
             .username(SUPERUSER)
             .database("postgres")
             // Probing is routine; failed probes are expected while the server starts.
             .disable_statement_logging();
+        if self.tls {
+            // A TLS cluster is ready only when it serves TLS; who it is, is checked below.
+            connect_options = connect_options.ssl_mode(PgSslMode::Require);
+        }
         loop {
             // A probe can fail because the server is still starting ("the database system is
             // starting up", connection refused) or because it died; only the watchdog knows.
@@ -220,7 +282,7 @@ impl EmbeddedCluster {
                     Ok(Ok(connection)) => {
                         // Failing to say goodbye cleanly changes nothing about readiness.
                         let _ = connection.close().await;
-                        return Ok(());
+                        return self.check_addresses(&connect_options).await;
                     }
                     Ok(Err(error)) => error.to_string(),
                     Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
@@ -235,6 +297,12 @@ impl EmbeddedCluster {
                     log_tail: self.log_tail(),
                 });
             }
+            if let Some(address) = self.address_not_bound() {
+                return Err(NotStarted::AddressTaken {
+                    address,
+                    detail: "the server could not bind it: Address already in use".to_owned(),
+                });
+            }
             if Instant::now() >= deadline {
                 return Err(NotStarted::TimedOut {
                     last_error,
@@ -243,6 +311,50 @@ impl EmbeddedCluster {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// Checks that every address but the first (which the readiness probe used) reaches this
+    /// server. PostgreSQL starts when it can bind at least one of its addresses, so a port that
+    /// another process holds on `::1` only shows up as a warning in its log; clients connecting
+    /// by name would then reach that process. All addresses are bound before the server
+    /// accepts its first connection, so one look suffices.
+    async fn check_addresses(&self, probe: &PgConnectOptions) -> Result<(), NotStarted> {
+        let [first, others @ ..] = self.addresses.as_slice() else {
+            return Ok(());
+        };
+        if others.is_empty() {
+            return Ok(());
+        }
+        let ours =
+            system_identifier(probe, *first)
+                .await
+                .map_err(|detail| NotStarted::AddressTaken {
+                    address: *first,
+                    detail,
+                })?;
+        for &address in others {
+            let detail = match system_identifier(probe, address).await {
+                Ok(theirs) if theirs == ours => continue,
+                Ok(_) => "another PostgreSQL server answers there".to_owned(),
+                Err(detail) => detail,
+            };
+            return Err(NotStarted::AddressTaken { address, detail });
+        }
+        Ok(())
+    }
+
+    /// One of several addresses that the server found taken. It runs on the others, so it
+    /// does not exit as it would with a single address; and when the probed address is the
+    /// taken one, probes reach the other process until the deadline. Its log says so at once.
+    fn address_not_bound(&self) -> Option<IpAddr> {
+        if self.addresses.len() < 2 {
+            return None;
+        }
+        let mut log = std::fs::File::open(&self.log_path).ok()?;
+        std::io::Seek::seek(&mut log, std::io::SeekFrom::Start(self.log_start)).ok()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut log, &mut bytes).ok()?;
+        address_taken(&String::from_utf8_lossy(&bytes), &self.addresses)
     }
 
     fn log_tail(&self) -> String {
@@ -257,6 +369,21 @@ impl EmbeddedCluster {
     }
 }
 
+/// What tells one cluster from every other: `initdb` draws it at random.
+async fn system_identifier(probe: &PgConnectOptions, address: IpAddr) -> Result<i64, String> {
+    let options = probe.clone().host(&address.to_string());
+    let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_elapsed| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|error| error.to_string())?;
+    let identifier = sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+        .fetch_one(&mut connection)
+        .await
+        .map_err(|error| error.to_string());
+    let _ = connection.close().await;
+    identifier
+}
+
 /// Why a launched server did not become ready.
 enum NotStarted {
     Exited {
@@ -267,6 +394,11 @@ enum NotStarted {
         last_error: String,
         log_tail: String,
     },
+    /// It runs, but this address of it reaches something else.
+    AddressTaken {
+        address: IpAddr,
+        detail: String,
+    },
 }
 
 /// One attempt to bring a server up; blocking, so it runs on tokio's blocking pool.
@@ -275,6 +407,7 @@ struct Launch {
     user: ServerUser,
     options: EmbeddedOptions,
     port: u16,
+    addresses: Vec<IpAddr>,
 }
 
 impl Launch {
@@ -305,6 +438,12 @@ impl Launch {
             self.user.take_ownership(&data_dir)?;
             self.initdb(&data_dir)?;
         }
+        let tls = self
+            .options
+            .tls
+            .as_ref()
+            .map(|tls| tls.install(&data_dir, self.user))
+            .transpose()?;
 
         let log_path = data_dir.join(LOG_FILE);
         let log = OpenOptions::new()
@@ -313,9 +452,13 @@ impl Launch {
             .open(&log_path)
             .map_err(|source| EmbeddedError::io("open the server log", &log_path, source))?;
         self.user.take_ownership(&log_path)?;
+        let log_start = log
+            .metadata()
+            .map_err(|source| EmbeddedError::io("read the size of", &log_path, source))?
+            .len();
 
         let watchdog = Watchdog::spawn(
-            self.server_command_line(&data_dir),
+            self.server_command_line(&data_dir, tls.as_ref()),
             temp.as_ref().map(tempfile::TempDir::path),
             log,
         )?;
@@ -324,8 +467,11 @@ impl Launch {
 
         Ok(EmbeddedCluster {
             port: self.port,
+            addresses: self.addresses,
+            tls: tls.is_some(),
             data_dir,
             log_path,
+            log_start,
             major_version: self.binaries.major_version(),
             temporary,
             watchdog: Some(watchdog),
@@ -391,8 +537,8 @@ impl Launch {
     }
 
     /// Settings go on the command line rather than into `postgresql.conf`, so a reused
-    /// directory always runs with this run's port and durability.
-    fn server_command_line(&self, data_dir: &Path) -> Vec<OsString> {
+    /// directory always runs with this run's port, durability and TLS.
+    fn server_command_line(&self, data_dir: &Path, tls: Option<&InstalledTls>) -> Vec<OsString> {
         let mut argv = self.user.command_line(&self.binaries.postgres());
         argv.push("-D".into());
         argv.push(data_dir.into());
@@ -402,8 +548,14 @@ impl Launch {
         } else {
             OsString::new()
         };
+        let listen = self
+            .addresses
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let mut settings: Vec<(&str, OsString)> = vec![
-            ("listen_addresses", "127.0.0.1".into()),
+            ("listen_addresses", listen.into()),
             ("port", self.port.to_string().into()),
             ("unix_socket_directories", socket_dir),
             ("max_connections", MAX_CONNECTIONS.to_string().into()),
@@ -415,6 +567,11 @@ impl Launch {
                 settings.push((name, "off".into()));
             }
         }
+        if let Some(tls) = tls {
+            settings.push(("ssl", "on".into()));
+            settings.push(("ssl_cert_file", tls.cert_file.clone().into()));
+            settings.push(("ssl_key_file", tls.key_file.clone().into()));
+        }
         for (name, value) in settings {
             let mut setting = OsString::from(format!("{name}="));
             setting.push(value);
@@ -425,13 +582,69 @@ impl Launch {
     }
 }
 
-/// A port that was free a moment ago. The listener is closed before the server binds, so
-/// another process can take it in between; `start` retries when that happens.
-fn free_port() -> Result<u16, EmbeddedError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|source| EmbeddedError::io("find a free port on", "127.0.0.1", source))
+/// Where the server listens: see [`EmbeddedOptions::tls`] for why TLS adds `::1`. Without
+/// TLS clients get URLs naming 127.0.0.1, so that address alone serves them.
+fn listen_addresses(options: &EmbeddedOptions) -> Vec<IpAddr> {
+    let mut addresses = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    // A kernel without IPv6, or a loopback without ::1, refuses the bind.
+    if options.tls.is_some() && TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok() {
+        addresses.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+    addresses
+}
+
+/// A port that was free on all `addresses` a moment ago. The listeners are closed before the
+/// server binds, so another process can take the port in between; `start` retries when that
+/// happens.
+fn free_port(addresses: &[IpAddr]) -> Result<u16, EmbeddedError> {
+    let described = || {
+        addresses
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let mut last_error = None;
+    'attempts: for _ in 0..MAX_ATTEMPTS {
+        // The kernel picks a port free on the first address; the others are tried with it,
+        // all held at once, so that it is free on every one at the same moment.
+        let mut port = 0;
+        let mut held = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let bound = TcpListener::bind((*address, port))
+                .and_then(|listener| Ok((listener.local_addr()?.port(), listener)));
+            match bound {
+                Ok((bound_port, listener)) => {
+                    port = bound_port;
+                    held.push(listener);
+                }
+                Err(error) if held.is_empty() => {
+                    return Err(EmbeddedError::io("find a free port on", described(), error));
+                }
+                Err(error) => {
+                    last_error = Some(error);
+                    continue 'attempts;
+                }
+            }
+        }
+        return Ok(port);
+    }
+    let error = last_error.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into());
+    Err(EmbeddedError::io(
+        "find a port free on all of",
+        described(),
+        error,
+    ))
+}
+
+/// Which of `addresses` the log says the server could not bind because of another process.
+fn address_taken(log: &str, addresses: &[IpAddr]) -> Option<IpAddr> {
+    log.lines()
+        .filter(|line| line.contains("could not bind") && line.contains("Address already in use"))
+        .find_map(|line| {
+            let address = line.split('"').nth(1)?.parse::<IpAddr>().ok()?;
+            addresses.contains(&address).then_some(address)
+        })
 }
 
 fn port_was_taken(log_tail: &str) -> bool {
@@ -470,5 +683,25 @@ mod tests {
         assert!(!port_was_taken(
             "FATAL:  data directory has invalid permissions"
         ));
+    }
+
+    #[test]
+    fn recognises_which_address_was_taken_in_the_log() {
+        let addresses = [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ];
+        let log = "2026-01-01 00:00:00.000 UTC [7] LOG:  listening on IPv4 address \"127.0.0.1\", port 5432\n\
+                   2026-01-01 00:00:00.000 UTC [7] LOG:  could not bind IPv6 address \"::1\": Address already in use\n\
+                   2026-01-01 00:00:00.000 UTC [7] HINT:  Is another postmaster already running on port 5432?";
+        assert_eq!(address_taken(log, &addresses), Some(addresses[1]));
+        assert_eq!(address_taken(log, &addresses[..1]), None);
+        assert_eq!(
+            address_taken(
+                "LOG:  listening on IPv6 address \"::1\", port 5432",
+                &addresses
+            ),
+            None
+        );
     }
 }

@@ -130,6 +130,22 @@ pub enum EmbeddedError {
         log_tail: String,
     },
 
+    /// The server runs, but one of its loopback addresses reaches another process: something
+    /// else held the port there when the server bound it.
+    #[error(
+        "PostgreSQL started, but {address} port {port} does not reach it ({detail}); another \
+         process holds that port there, so clients connecting by name could reach it instead; \
+         choose another port"
+    )]
+    AddressTaken {
+        /// The address that reaches something else.
+        address: std::net::IpAddr,
+        /// The cluster's port.
+        port: u16,
+        /// What the check found there.
+        detail: String,
+    },
+
     /// `stop()` closed the watchdog's pipe but the server did not finish shutting down in time.
     #[error("PostgreSQL did not shut down within {0:?}")]
     StopTimeout(Duration),

@@ -14,6 +14,10 @@
 //! deletes its temporary directory as soon as the pipe from its owner closes — which the kernel
 //! does for us however the owner dies.
 //!
+//! With [`EmbeddedOptions::tls`] it serves TLS from a certificate and key the caller made
+//! (plain files: this crate knows nothing of where they come from), so that tests can prove
+//! what clients check.
+//!
 //! PostgreSQL refuses to run as root. When this process is root (as tests and CI are), `initdb`
 //! and `postgres` run as the `postgres` system user, which then owns the data directory.
 
@@ -21,8 +25,10 @@ mod binaries;
 mod cluster;
 mod error;
 mod server_user;
+mod tls;
 mod watchdog;
 
 pub use binaries::{PgBinaries, BIN_DIR_ENV};
 pub use cluster::{EmbeddedCluster, EmbeddedOptions};
 pub use error::EmbeddedError;
+pub use tls::EmbeddedTls;

@@ -1,6 +1,7 @@
 //! Which operating-system user runs `initdb` and `postgres`.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
@@ -75,6 +76,17 @@ impl ServerUser {
         match self {
             Self::Current => Ok(()),
             Self::System { uid, gid } => std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|source| EmbeddedError::io("change the owner of", path, source)),
+        }
+    }
+
+    /// The same for a file we have just created and still hold open (`path` only names it in
+    /// errors). Changing the owner through the open file, not its name, cannot be redirected by
+    /// a link swapped in at that name in between.
+    pub(crate) fn take_ownership_of(self, file: &File, path: &Path) -> Result<(), EmbeddedError> {
+        match self {
+            Self::Current => Ok(()),
+            Self::System { uid, gid } => std::os::unix::fs::fchown(file, Some(uid), Some(gid))
                 .map_err(|source| EmbeddedError::io("change the owner of", path, source)),
         }
     }

@@ -64,6 +64,8 @@ async fn serves_queries_and_pg_partman() {
     );
     assert!(cluster.is_temporary());
     assert!(cluster.log_path().starts_with(cluster.data_dir()));
+    assert_eq!(cluster.addresses(), [Ipv4Addr::LOCALHOST], "127.0.0.1 only");
+    assert!(!cluster.has_tls());
 
     let mut connection = connect(&cluster).await;
     let version: String = sqlx::query_scalar("select version()")
@@ -98,6 +100,11 @@ async fn serves_queries_and_pg_partman() {
     .expect("settings");
     assert_eq!(settings.get::<String, _>("tz"), "UTC");
     assert_eq!(settings.get::<String, _>("fsync"), "off");
+    let ssl: String = sqlx::query_scalar("select current_setting('ssl')")
+        .fetch_one(&mut connection)
+        .await
+        .expect("ssl");
+    assert_eq!(ssl, "off", "TLS only when asked for");
     assert!(settings.get::<i32, _>("max_connections") >= 100);
 
     connection.close().await.expect("close");
@@ -162,7 +169,7 @@ async fn an_existing_data_directory_is_reused_with_its_data() {
     let options = EmbeddedOptions {
         data_dir: Some(parent.path().to_path_buf()),
         durable: true,
-        port: None,
+        ..EmbeddedOptions::default()
     };
 
     let first = EmbeddedCluster::start(options.clone())

@@ -131,6 +131,7 @@ async fn init_server() -> Result<Server, String> {
                 data_dir: None,
                 durable: false,
                 port: None,
+                tls: None,
             })
             .await
             .map_err(|e| {

@@ -41,7 +41,9 @@ impl LogArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct DatabaseArgs {
     /// PostgreSQL URL, e.g. `postgres://user:pass@127.0.0.1:5432/payments`. `DATABASE_URL` is
-    /// also accepted. The password is never logged.
+    /// also accepted. The password is never logged. For TLS that authenticates the server,
+    /// append `?sslmode=verify-full&sslrootcert=<CA file>` and name the host as its
+    /// certificate does (`require` encrypts but accepts any server).
     #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
     database_url: Option<SecretString>,
     /// A file holding the database URL (or the systemd credential `database-url`).

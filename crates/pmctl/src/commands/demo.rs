@@ -27,7 +27,8 @@ const QUICKSTART: &str = include_str!("../../../../scenarios/quickstart.toml");
 /// doubled, and prints a report with URLs to try next.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Use this database instead of a private throw-away cluster (it is migrated).
+    /// Use this database instead of a private throw-away cluster (it is migrated). TLS as
+    /// for every subcommand: `?sslmode=verify-full&sslrootcert=<CA file>`.
     #[arg(long = "database-url", env = "PM_DATABASE_URL", hide_env_values = true, value_parser = secret)]
     database_url: Option<secrecy::SecretString>,
     /// Run the pipeline through Kafka (serve-api --mode kafka, ingest --sink kafka) instead

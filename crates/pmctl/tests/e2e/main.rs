@@ -13,3 +13,4 @@ mod roles;
 mod scenarios;
 mod secrets;
 mod tls;
+mod tls_pg;
