@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs what Payment Manager's tests and demo need on Debian/Ubuntu, when it is missing:
-# the PostgreSQL server binaries and pg_partman for them, and for the Apache Kafka cluster the
-# Kafka tests start (scripts/kafka.sh) Java 17+ and Maven, then the Kafka jars themselves
-# (about 45 MB from Maven Central into ~/.cache/payment-manager, once), so that no test has
-# to download them. Idempotent and quick when all is there. System packages need root (CI
-# runs as root); otherwise it prints the one command to run.
+# Installs what Payment Manager's build, tests and demo need on Debian/Ubuntu, when it is
+# missing: for the build a C toolchain, pkg-config and OpenSSL's headers (librdkafka is
+# compiled with TLS against the system's OpenSSL); the PostgreSQL server binaries and
+# pg_partman for them; and for the Apache Kafka cluster the Kafka tests start
+# (scripts/kafka.sh) Java 17+ and Maven, then the Kafka jars themselves (about 45 MB from
+# Maven Central into ~/.cache/payment-manager, once), so that no test has to download them.
+# Idempotent and quick when all is there. System packages need root (CI runs as root);
+# otherwise it prints the one command to run.
 #
 #   scripts/install-deps.sh            everything (what scripts/test.sh needs)
 #   scripts/install-deps.sh postgres   only PostgreSQL and pg_partman (what the demo needs)
 #   scripts/install-deps.sh kafka      only Java, Maven and the Kafka jars (`pmctl demo --kafka`)
+#
+# Each of them also installs what the build needs.
 #
 # Python 3 with venv is needed too (all): scripts/schemathesis.sh installs schemathesis from
 # PyPI into a virtualenv of its own.
@@ -16,6 +20,18 @@ set -euo pipefail
 what=${1:-all}
 
 need=()
+
+# The build, whatever the rest: rdkafka compiles librdkafka from source (make, a C compiler)
+# with TLS, which SASL_SSL and its SCRAM mechanism need, linking the system's OpenSSL as
+# pkg-config finds it. No Cyrus SASL: that is only for GSSAPI (Kerberos).
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    need+=(build-essential)
+fi
+if ! command -v pkg-config >/dev/null 2>&1; then
+    need+=(pkg-config libssl-dev)
+elif ! pkg-config --exists openssl; then
+    need+=(libssl-dev)
+fi
 
 # The test broker. Only the tests use it: users point PM_KAFKA_BROKERS at their own Kafka or
 # Redpanda, and a test run with PM_TEST_KAFKA_BROKERS set uses that broker instead.

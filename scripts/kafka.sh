@@ -7,9 +7,16 @@
 # scripts/install-deps.sh installs.
 #
 #   scripts/kafka.sh fetch             download the jars into the cache, unless already there
-#   scripts/kafka.sh start [--nodes N] [--dir DIR] [--heap SIZE]
+#   scripts/kafka.sh start [--nodes N] [--dir DIR] [--heap SIZE] [SASL_SSL OPTIONS]
 #                                      start N nodes (1 or 3; default 1) on free ports and wait
 #                                      until all N brokers are registered and unfenced
+#   SASL_SSL OPTIONS (all together, or none):
+#     --sasl-ssl                       each node also takes clients on a SASL_SSL listener
+#                                      (TLS, then SCRAM-SHA-512) on a free port of its own
+#     --tls-cert FILE --tls-key FILE   that listener's certificate chain (leaf first) and
+#                                      unencrypted PKCS#8 key, PEM; copied into DIR
+#     --scram-user NAME=PASSWORD       a SCRAM-SHA-512 user, created when the nodes are
+#                                      formatted (repeatable; neither part may hold a comma)
 #   scripts/kafka.sh stop [--dir DIR]  stop the nodes and delete DIR; fine to run twice
 #   scripts/kafka.sh status [--dir DIR]    the nodes and brokers; exits 1 unless all nodes run
 #   scripts/kafka.sh kill-node N [--dir DIR] [--signal KILL|TERM]     (fault tests)
@@ -17,17 +24,21 @@
 #   scripts/kafka.sh tool CLASS [ARGS...]      run a Kafka command-line tool from the cache,
 #                                      e.g. tool TopicCommand --bootstrap-server B --list
 #
-# The last line `start` prints on stdout is `PM_KAFKA_BROKERS=127.0.0.1:P1,...` and nothing
-# else goes to stdout, so a caller can take it with
+# The last line `start` prints on stdout is `PM_KAFKA_BROKERS=127.0.0.1:P1,...` (the
+# PLAINTEXT listeners), so a caller can take it with
 #
 #   export "$(scripts/kafka.sh start --nodes 3 | tail -n 1)"
 #
+# With --sasl-ssl the line before it is `PM_KAFKA_SASL_SSL_BROKERS=127.0.0.1:S1,...`; nothing
+# else goes to stdout. The PLAINTEXT listeners stay either way: the launcher's own readiness
+# checks use them, and tests compare the two.
+#
 # DIR (default ${TMPDIR:-/tmp}/pm-kafka) holds node-N/ (server.properties, data/, server.log,
-# stdout.log, pid) per node, `brokers` (the bootstrap list, written once the cluster is up)
-# and `cluster.env` (PM_KAFKA_* lines, sourceable). `start` on a DIR whose cluster is running
-# prints its brokers again instead of starting a second one; a DIR whose nodes are all gone
-# (a crash, a reboot) is wiped and started afresh. One DIR is one cluster: use another DIR to
-# run several side by side.
+# stdout.log, pid) per node, `brokers` (the bootstrap list, written once the cluster is up),
+# `cluster.env` (PM_KAFKA_* lines, sourceable) and, with --sasl-ssl, tls/broker.pem (key and
+# chain). `start` on a DIR whose cluster is running prints its brokers again instead of
+# starting a second one; a DIR whose nodes are all gone (a crash, a reboot) is wiped and
+# started afresh. One DIR is one cluster: use another DIR to run several side by side.
 #
 # Environment: PM_KAFKA_HOME (the cache; default ~/.cache/payment-manager/kafka-VERSION),
 # PM_KAFKA_DIR (the default DIR), PM_KAFKA_START_TIMEOUT (seconds, default 90),
@@ -145,6 +156,8 @@ ours() { [ -e "$dir/.pm-kafka" ]; }
 
 load_env() {
     [ -f "$dir/cluster.env" ] || die "no cluster in $dir (start one with: scripts/kafka.sh start --dir $dir)"
+    # Not from the caller's environment, nor missing (a cluster.env of an older kafka.sh).
+    PM_KAFKA_SASL_SSL_BROKERS=
     # shellcheck source=/dev/null
     . "$dir/cluster.env"
 }
@@ -159,6 +172,9 @@ node_pid() {
 }
 
 client_port() { sed -n 's/^listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\),.*/\1/p' "$dir/node-$1/server.properties"; }
+
+# Node N's SASL_SSL port; empty when it has none.
+sasl_port() { sed -n 's/^listeners=.*SASL_SSL:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/node-$1/server.properties"; }
 
 launch_node() {
     local n=$1 nd=$dir/node-$1
@@ -235,6 +251,8 @@ wait_ready() {
             fi
             port=$(client_port "$n")
             port_open "$port" || pending+=" $n"
+            port=$(sasl_port "$n")
+            [ -z "$port" ] || port_open "$port" || [[ $pending == *" $n" ]] || pending+=" $n"
             node_started "$n" || logged=
         done
         if [ -z "$pending" ] && { [ -n "$logged" ] \
@@ -316,19 +334,29 @@ cluster_id() {
     echo "$id"
 }
 
+# SPORT, when given, is the node's SASL_SSL client port (see sasl_ssl_config).
 write_config() {
-    local n=$1 nodes=$2 voters=$3 port=$4 cport=$5 nd=$dir/node-$1
-    local isr=$((nodes < 2 ? nodes : 2))
+    local n=$1 nodes=$2 voters=$3 port=$4 cport=$5 sport=${6:-} nd=$dir/node-$1
+    local isr=$((nodes < 2 ? nodes : 2)) listeners advertised map
+    # PLAINTEXT stays the first listener: client_port reads its port from this line.
+    listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+    advertised=PLAINTEXT://127.0.0.1:$port
+    map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+    if [ -n "$sport" ]; then
+        listeners+=,SASL_SSL://127.0.0.1:$sport
+        advertised+=,SASL_SSL://127.0.0.1:$sport
+        map+=,SASL_SSL:SASL_SSL
+    fi
     cat >"$nd/server.properties" <<EOF
 # Written by scripts/kafka.sh: node $n of a $nodes-node test cluster.
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$map
 log.dirs=$nd/data
 
 # Internal topics get one replica per node, as their defaults (3) cannot be met by one node.
@@ -356,19 +384,56 @@ auto.create.topics.enable=false
 # the first rebalance would only slow every test down.
 group.initial.rebalance.delay.ms=0
 EOF
+    if [ -n "$sport" ]; then
+        sasl_ssl_config >>"$nd/server.properties"
+    fi
+}
+
+# The SASL_SSL listener: TLS with the caller's certificate, then SCRAM-SHA-512 against the
+# users written into the metadata log at format time (--add-scram). It is for clients only:
+# brokers and controllers keep talking PLAINTEXT to each other, which on loopback exposes
+# nothing and spares every node a TLS handshake per connection; what is tested is the path
+# an application takes. No client certificates are asked for.
+sasl_ssl_config() {
+    cat <<EOF
+
+# Clients over TLS + SCRAM-SHA-512 (scripts/kafka.sh start --sasl-ssl).
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# A PEM key store: one file with the unencrypted PKCS#8 key and the chain, no JKS to build.
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker.pem
+EOF
 }
 
 start() {
-    local nodes=1 nodes_given='' heap=''
+    local nodes=1 nodes_given='' heap='' sasl_ssl='' tls_cert='' tls_key='' users=() user
     while [ $# -gt 0 ]; do
         case $1 in
         --nodes) nodes=$2 nodes_given=yes; shift 2 ;;
         --dir) set_dir "$2"; shift 2 ;;
         --heap) heap=$2; shift 2 ;;
+        --sasl-ssl) sasl_ssl=yes; shift ;;
+        --tls-cert) tls_cert=$2; shift 2 ;;
+        --tls-key) tls_key=$2; shift 2 ;;
+        --scram-user) users+=("$2"); shift 2 ;;
         *) die "start: unknown argument $1" ;;
         esac
     done
     [[ $nodes =~ ^[1-9]$ ]] || die "start: --nodes takes 1 to 9 (1 or 3 make sense), not $nodes"
+    if [ -n "$sasl_ssl" ]; then
+        [ -n "$tls_cert" ] || die "start: --sasl-ssl needs --tls-cert FILE"
+        [ -n "$tls_key" ] || die "start: --sasl-ssl needs --tls-key FILE"
+        [ -r "$tls_cert" ] || die "start: cannot read the certificate $tls_cert"
+        [ -r "$tls_key" ] || die "start: cannot read the key $tls_key"
+        [ ${#users[@]} -gt 0 ] || die "start: --sasl-ssl needs at least one --scram-user NAME=PASSWORD"
+        for user in "${users[@]}"; do
+            # Kafka's --add-scram splits its argument on commas, quotes or not.
+            [[ $user =~ ^[^=,]+=[^,]+$ ]] || die "start: --scram-user takes NAME=PASSWORD, neither empty nor holding a comma"
+        done
+    elif [ -n "$tls_cert$tls_key" ] || [ ${#users[@]} -gt 0 ]; then
+        die "start: --tls-cert, --tls-key and --scram-user go with --sasl-ssl"
+    fi
     need_java
     fetch
     if [ -e "$dir" ] && ! ours && [ -n "$(ls -A "$dir")" ]; then
@@ -385,13 +450,15 @@ start() {
         if [ ${#alive[@]} -eq "$PM_KAFKA_NODES" ]; then
             [ -z "$nodes_given" ] || [ "$PM_KAFKA_NODES" -eq "$nodes" ] \
                 || die "a $PM_KAFKA_NODES-node cluster already runs in $dir; stop it first (scripts/kafka.sh stop --dir $dir)"
+            [ -z "$sasl_ssl" ] || [ -n "$PM_KAFKA_SASL_SSL_BROKERS" ] \
+                || die "a cluster without SASL_SSL already runs in $dir; stop it first (scripts/kafka.sh stop --dir $dir)"
             # No brokers file: the start that launched them was killed before they were ready.
             if [ ! -f "$dir/brokers" ]; then
                 wait_ready "${PM_KAFKA_START_TIMEOUT:-90}" poll "${alive[@]}" || { show_logs; die "the cluster in $dir runs but is not ready"; }
                 echo "$PM_KAFKA_BROKERS" >"$dir/brokers"
             fi
             say "already running in $dir ($PM_KAFKA_NODES node(s))"
-            echo "PM_KAFKA_BROKERS=$PM_KAFKA_BROKERS"
+            print_brokers
             return
         fi
         if [ ${#alive[@]} -gt 0 ]; then
@@ -411,18 +478,39 @@ start() {
     fi
     PM_KAFKA_HEAP=$heap PM_KAFKA_NODES=$nodes
 
-    local ports voters='' controllers='' brokers='' n
-    read -r -a ports <<<"$(free_ports $((2 * nodes)))"
+    # Per node a client and a controller port, then (with --sasl-ssl) a SASL_SSL port each.
+    local ports voters='' controllers='' brokers='' sasl_brokers='' sports=() n format_args=() per_node=2
+    [ -z "$sasl_ssl" ] || per_node=3
+    read -r -a ports <<<"$(free_ports $((per_node * nodes)))"
     for n in $(seq "$nodes"); do
         voters+=${voters:+,}$n@127.0.0.1:${ports[2 * n - 1]}
         controllers+=${controllers:+,}127.0.0.1:${ports[2 * n - 1]}
         brokers+=${brokers:+,}127.0.0.1:${ports[2 * n - 2]}
+        if [ -n "$sasl_ssl" ]; then
+            sports[n]=${ports[2 * nodes + n - 1]}
+            sasl_brokers+=${sasl_brokers:+,}127.0.0.1:${sports[n]}
+        fi
     done
-    PM_KAFKA_BROKERS=$brokers
+    if [ -n "$sasl_ssl" ]; then
+        # A copy, so that start-node still finds them after the caller's files are gone.
+        (
+            umask 077
+            mkdir -p "$dir/tls"
+            cat "$tls_key" "$tls_cert" >"$dir/tls/broker.pem"
+        )
+        # In the metadata log from the start, so a client can log in as soon as the
+        # listener is up. (The password is on the format tool's command line for the
+        # second it runs: fine for a test cluster on loopback, which is all this is.)
+        for user in "${users[@]}"; do
+            format_args+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+        done
+    fi
+    PM_KAFKA_BROKERS=$brokers PM_KAFKA_SASL_SSL_BROKERS=$sasl_brokers
     PM_KAFKA_CLUSTER_ID=$(cluster_id)
     {
         printf '%s=%q\n' PM_KAFKA_BROKERS "$brokers" PM_KAFKA_CLUSTER_ID "$PM_KAFKA_CLUSTER_ID" \
             PM_KAFKA_CONTROLLERS "$controllers" PM_KAFKA_NODES "$nodes" \
+            PM_KAFKA_SASL_SSL_BROKERS "$sasl_brokers" \
             PM_KAFKA_VERSION "$version" PM_KAFKA_HEAP "$heap" PM_KAFKA_XMS "$PM_KAFKA_XMS" \
             PM_KAFKA_DIR "$dir" PM_KAFKA_LIBS "$libs"
     } >"$dir/cluster.env"
@@ -430,10 +518,10 @@ start() {
     local started=$SECONDS pids=()
     for n in $(seq "$nodes"); do
         mkdir -p "$dir/node-$n"
-        write_config "$n" "$nodes" "$voters" "${ports[2 * n - 2]}" "${ports[2 * n - 1]}"
+        write_config "$n" "$nodes" "$voters" "${ports[2 * n - 2]}" "${ports[2 * n - 1]}" "${sports[n]:-}"
         # The formats are independent JVM starts; side by side they take the time of one.
         run_tool kafka.tools.StorageTool format -t "$PM_KAFKA_CLUSTER_ID" -c "$dir/node-$n/server.properties" \
-            >"$dir/node-$n/format.log" 2>&1 &
+            "${format_args[@]}" >"$dir/node-$n/format.log" 2>&1 &
         pids+=($!)
     done
     for n in $(seq "$nodes"); do
@@ -455,7 +543,16 @@ start() {
     trap - INT TERM
     echo "$brokers" >"$dir/brokers"
     say "$nodes-node Kafka $version cluster up in $((SECONDS - started))s; files in $dir"
-    echo "PM_KAFKA_BROKERS=$brokers"
+    print_brokers
+}
+
+# What `start` prints on stdout: the SASL_SSL listeners when there are, then (last) the
+# PLAINTEXT ones.
+print_brokers() {
+    if [ -n "$PM_KAFKA_SASL_SSL_BROKERS" ]; then
+        echo "PM_KAFKA_SASL_SSL_BROKERS=$PM_KAFKA_SASL_SSL_BROKERS"
+    fi
+    echo "PM_KAFKA_BROKERS=$PM_KAFKA_BROKERS"
 }
 
 # Reads `--dir DIR`, the only option of the commands that act on an existing cluster.
@@ -542,7 +639,7 @@ status() {
     load_env
     local n pid down=0
     echo "cluster $PM_KAFKA_CLUSTER_ID in $dir, Kafka $PM_KAFKA_VERSION"
-    echo "PM_KAFKA_BROKERS=$PM_KAFKA_BROKERS"
+    print_brokers
     for n in $(seq "$PM_KAFKA_NODES"); do
         if pid=$(node_pid "$n"); then
             echo "node $n: running (pid $pid), $(sed -n 's/^listeners=//p' "$dir/node-$n/server.properties")"

@@ -59,3 +59,25 @@ impl KafkaConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `security.protocol=SASL_SSL` with SCRAM needs of the librdkafka we link: TLS
+    /// (rdkafka's `ssl` feature) and the SCRAM mechanism, which librdkafka builds only
+    /// with TLS. GSSAPI (Kerberos, Cyrus SASL) is not needed for it.
+    #[test]
+    fn librdkafka_is_built_with_tls_and_scram() {
+        let features = ClientConfig::new()
+            .create_native_config()
+            .and_then(|c| c.get("builtin.features"))
+            .expect("builtin.features");
+        for needed in ["ssl", "sasl_scram"] {
+            assert!(
+                features.split(',').any(|f| f == needed),
+                "librdkafka lacks {needed}: {features}"
+            );
+        }
+    }
+}

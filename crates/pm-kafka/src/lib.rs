@@ -10,15 +10,19 @@
 //!   (retry forever, the partition waits), retryable (bounded, then DLQ) or permanent (DLQ);
 //! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters;
 //!   [`group`]: a group's committed offsets, read from outside the group;
-//! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests).
+//! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests);
+//! - [`Error`]: a broker that refuses our login or TLS handshake is reported as that,
+//!   promptly, not as a timeout (see `connection`).
 //!
 //! Nothing here knows about PostgreSQL or HTTP: the consumer calls a [`consumer::Handler`]
 //! that the application provides. Tests run against Apache Kafka itself, started by
 //! [`testing`] through the project's launcher (`scripts/kafka.sh`).
 
 pub mod config;
+mod connection;
 pub mod consumer;
 pub mod dlq;
+mod error;
 pub mod group;
 pub mod headers;
 pub mod local;
@@ -30,6 +34,7 @@ pub mod testing;
 pub mod topics;
 
 pub use config::KafkaConfig;
+pub use error::Error;
 pub use producer::Producer;
 pub use rdkafka::error::KafkaError;
 pub use topics::Topics;

@@ -9,6 +9,10 @@
 //! A cluster lives no longer than its owner: a shell watchdog holds a pipe from this
 //! process and stops the cluster (and deletes its data) when the pipe closes — when the
 //! [`LocalCluster`] is dropped, or the process ends however it ends, SIGKILL included.
+//!
+//! Clients connect over PLAINTEXT; [`ClusterOptions::with_sasl_ssl`] adds a SASL_SSL
+//! listener (TLS, then SCRAM-SHA-512) beside it, for tests of the security settings a
+//! production cluster needs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,55 @@ fn write_launcher(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(launcher)
 }
 
+/// What kind of cluster [`LocalCluster::start_with`] starts.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    nodes: usize,
+    sasl_ssl: Option<SaslSsl>,
+}
+
+impl ClusterOptions {
+    /// `nodes` nodes (1 or 3), clients over PLAINTEXT only.
+    pub fn new(nodes: usize) -> Self {
+        ClusterOptions {
+            nodes,
+            sasl_ssl: None,
+        }
+    }
+
+    /// Every node also takes clients on a SASL_SSL listener (see
+    /// [`LocalCluster::sasl_ssl_brokers`]). The PLAINTEXT one stays: the launcher's
+    /// readiness checks use it.
+    pub fn with_sasl_ssl(mut self, sasl_ssl: SaslSsl) -> Self {
+        self.sasl_ssl = Some(sasl_ssl);
+        self
+    }
+}
+
+/// A SASL_SSL listener: the TLS certificate it presents and the SCRAM-SHA-512 users it
+/// accepts. The files are copied when the cluster starts; the caller may delete them then.
+#[derive(Clone)]
+pub struct SaslSsl {
+    /// PEM certificate chain, leaf first; valid for `127.0.0.1`, the address advertised.
+    pub cert: PathBuf,
+    /// Its unencrypted PKCS#8 PEM key.
+    pub key: PathBuf,
+    /// `(name, password)` of each user, created when the nodes are formatted (Kafka's
+    /// `--add-scram` splits on commas: neither may hold one).
+    pub users: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SaslSsl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("SaslSsl")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("users", &users)
+            .finish()
+    }
+}
+
 /// An Apache Kafka cluster of 1 or 3 nodes (combined broker and controller) on loopback.
 /// Its nodes are numbered from 1.
 #[derive(Debug)]
@@ -45,6 +98,7 @@ pub struct LocalCluster {
     /// Holds the launcher; removed last.
     _scripts: tempfile::TempDir,
     brokers: String,
+    sasl_ssl_brokers: Option<String>,
     nodes: usize,
     watchdog: Mutex<Option<Child>>,
 }
@@ -54,6 +108,12 @@ impl LocalCluster {
     /// Blocking (a few seconds per start, more on the first, which downloads the jars):
     /// call it from `spawn_blocking` in async code.
     pub fn start(nodes: usize) -> Result<LocalCluster, String> {
+        Self::start_with(&ClusterOptions::new(nodes))
+    }
+
+    /// Like [`LocalCluster::start`], as `options` say.
+    pub fn start_with(options: &ClusterOptions) -> Result<LocalCluster, String> {
+        let nodes = options.nodes;
         let scripts = tempfile::Builder::new()
             .prefix("pm-kafka-launcher-")
             .tempdir()
@@ -85,22 +145,50 @@ impl LocalCluster {
             launcher,
             _scripts: scripts,
             brokers: String::new(),
+            sasl_ssl_brokers: None,
             nodes,
             watchdog: Mutex::new(Some(watchdog)),
         };
-        let out = cluster.run(&["start", "--nodes", &nodes.to_string()])?;
+        let mut args = vec!["start".to_owned(), "--nodes".to_owned(), nodes.to_string()];
+        if let Some(sasl) = &options.sasl_ssl {
+            args.extend([
+                "--sasl-ssl".to_owned(),
+                "--tls-cert".to_owned(),
+                sasl.cert.display().to_string(),
+                "--tls-key".to_owned(),
+                sasl.key.display().to_string(),
+            ]);
+            for (name, password) in &sasl.users {
+                args.extend(["--scram-user".to_owned(), format!("{name}={password}")]);
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cluster.run(&args)?;
         cluster.brokers = out
             .lines()
             .last()
             .and_then(|l| l.strip_prefix("PM_KAFKA_BROKERS="))
             .ok_or_else(|| format!("kafka.sh start printed no brokers: {out}"))?
             .to_owned();
+        if options.sasl_ssl.is_some() {
+            cluster.sasl_ssl_brokers = Some(
+                out.lines()
+                    .find_map(|l| l.strip_prefix("PM_KAFKA_SASL_SSL_BROKERS="))
+                    .ok_or_else(|| format!("kafka.sh start printed no SASL_SSL brokers: {out}"))?
+                    .to_owned(),
+            );
+        }
         Ok(cluster)
     }
 
-    /// `host:port,…` of every node.
+    /// `host:port,…` of every node's PLAINTEXT listener.
     pub fn brokers(&self) -> &str {
         &self.brokers
+    }
+
+    /// `host:port,…` of every node's SASL_SSL listener, when it has one.
+    pub fn sasl_ssl_brokers(&self) -> Option<&str> {
+        self.sasl_ssl_brokers.as_deref()
     }
 
     /// How many nodes the cluster has.

@@ -8,7 +8,8 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 
-use crate::{KafkaConfig, KafkaError};
+use crate::connection::{self, Watched};
+use crate::{Error, KafkaConfig, KafkaError};
 
 /// An idempotent producer with `acks=all` and the murmur2 partitioner that the Java client
 /// uses, so a key lands on the partition a Java producer would choose.
@@ -19,9 +20,16 @@ use crate::{KafkaConfig, KafkaError};
 /// 503 forever.
 #[derive(Clone)]
 pub struct Producer {
-    inner: Arc<RwLock<(FutureProducer, Instant)>>,
+    inner: Arc<RwLock<Current>>,
     config: KafkaConfig,
     delivery_timeout: Duration,
+}
+
+/// The producer in use, what its error callback heard, and when it was built.
+struct Current {
+    producer: FutureProducer<Watched>,
+    watch: Watched,
+    built: Instant,
 }
 
 /// A producer is replaced at most this often.
@@ -47,17 +55,15 @@ impl Producer {
     pub fn new(config: &KafkaConfig, delivery_timeout: Duration) -> Result<Self, KafkaError> {
         let inner = Self::build(config, delivery_timeout)?;
         Ok(Producer {
-            inner: Arc::new(RwLock::new((inner, Instant::now()))),
+            inner: Arc::new(RwLock::new(inner)),
             config: config.clone(),
             delivery_timeout,
         })
     }
 
-    fn build(
-        config: &KafkaConfig,
-        delivery_timeout: Duration,
-    ) -> Result<FutureProducer, KafkaError> {
-        config
+    fn build(config: &KafkaConfig, delivery_timeout: Duration) -> Result<Current, KafkaError> {
+        let watch = Watched::default();
+        let producer = config
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -67,14 +73,20 @@ impl Producer {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
             )
-            .create()
+            .create_with_context(watch.clone())?;
+        Ok(Current {
+            producer,
+            watch,
+            built: Instant::now(),
+        })
     }
 
-    fn current(&self) -> FutureProducer {
-        match self.inner.read() {
-            Ok(p) => p.0.clone(),
-            Err(poisoned) => poisoned.into_inner().0.clone(),
-        }
+    fn current(&self) -> (FutureProducer<Watched>, Watched) {
+        let current = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (current.producer.clone(), current.watch.clone())
     }
 
     /// Sends one message and waits for the broker's acknowledgement.
@@ -85,7 +97,7 @@ impl Producer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<Stored, KafkaError> {
-        let producer = self.current();
+        let (producer, _) = self.current();
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
@@ -108,12 +120,14 @@ impl Producer {
     }
 
     /// Replaces a stuck producer, unless another caller already did or it is young.
-    fn rebuild(&self, stuck: &FutureProducer) {
+    fn rebuild(&self, stuck: &FutureProducer<Watched>) {
         let Ok(mut slot) = self.inner.write() else {
             return;
         };
-        if !std::ptr::eq(slot.0.client().native_ptr(), stuck.client().native_ptr())
-            || slot.1.elapsed() < REBUILD_INTERVAL
+        if !std::ptr::eq(
+            slot.producer.client().native_ptr(),
+            stuck.client().native_ptr(),
+        ) || slot.built.elapsed() < REBUILD_INTERVAL
         {
             return;
         }
@@ -122,7 +136,7 @@ impl Producer {
                 tracing::warn!(
                     "the Kafka producer stopped delivering; replaced it with a fresh one"
                 );
-                *slot = (fresh, Instant::now());
+                *slot = fresh;
             }
             Err(e) => tracing::error!(error = %e, "cannot rebuild the Kafka producer"),
         }
@@ -130,15 +144,15 @@ impl Producer {
 
     /// Waits until everything queued was delivered (or the timeout passed).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current().flush(timeout)
+        self.current().0.flush(timeout)
     }
 
-    /// Whether a broker answers a metadata request (readiness probe; blocking call).
-    pub fn reachable(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current()
-            .client()
-            .fetch_metadata(None, timeout)
-            .map(|_| ())
+    /// Whether a broker answers a metadata request (readiness probe; blocking call). A
+    /// cluster that refuses this producer's login or TLS handshake fails it before the
+    /// timeout, with the reason.
+    pub fn reachable(&self, timeout: Duration) -> Result<(), Error> {
+        let (producer, watch) = self.current();
+        connection::metadata(&producer, &watch, timeout).map(drop)
     }
 }
 
@@ -147,7 +161,7 @@ impl Producer {
 /// some brokers never resolve it after a restart; a fresh producer does not carry that
 /// state. (What the old one held was answered as not stored, so nothing acknowledged is
 /// lost; at worst a retried message is stored twice, which consumers deduplicate.)
-fn needs_rebuild(producer: &FutureProducer, e: &KafkaError) -> bool {
+fn needs_rebuild(producer: &FutureProducer<Watched>, e: &KafkaError) -> bool {
     if producer.client().fatal_error().is_some() {
         return true;
     }

@@ -3,13 +3,15 @@
 //! Tests run against the real broker, started by the project's own launcher
 //! ([`crate::local`]): one single-node cluster per test binary, shared by its tests
 //! through unique topic and group names ([`brokers`], [`unique`]), and clusters of a
-//! test's own ([`Cluster`]) for tests that stop, kill or restart brokers.
+//! test's own ([`Cluster`]) for tests that stop, kill or restart brokers or need a
+//! SASL_SSL listener ([`ClusterOptions`]).
 //! `PM_TEST_KAFKA_BROKERS` names an existing cluster instead of the shared one. Every
 //! cluster lives no longer than the test process (see [`crate::local`]).
 
 use std::sync::OnceLock;
 
 pub use crate::local::LocalCluster as Cluster;
+pub use crate::local::{ClusterOptions, SaslSsl};
 
 /// The variable naming an existing cluster.
 pub const BROKERS_VAR: &str = "PM_TEST_KAFKA_BROKERS";

@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::KafkaConfig;
+use crate::{connection, Error, KafkaConfig};
 
 /// The project's topics. The defaults are the contract (PRODUCT.md §4); a prefix keeps
 /// tests (and several environments on one cluster) apart.
@@ -90,12 +90,13 @@ impl TopicSettings {
 }
 
 /// Creates the project's topics (main and dead-letter) that do not exist yet; existing
-/// ones are left as they are.
+/// ones are left as they are. A cluster that refuses this client's login or TLS
+/// handshake fails it at once, with the reason.
 pub async fn ensure_topics(
     config: &KafkaConfig,
     topics: &Topics,
     settings: &TopicSettings,
-) -> Result<(), KafkaError> {
+) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
     let brokers = broker_count(config).await?;
     let (rf, min_isr) = settings.replication(brokers);
@@ -137,7 +138,7 @@ pub async fn ensure_topics(
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 tracing::error!(%topic, error = %code, "cannot create topic");
-                return Err(KafkaError::AdminOp(code));
+                return Err(KafkaError::AdminOp(code).into());
             }
         }
     }
@@ -145,16 +146,14 @@ pub async fn ensure_topics(
 }
 
 /// How many brokers the cluster has (a blocking metadata request, off the async threads).
-pub async fn broker_count(config: &KafkaConfig) -> Result<usize, KafkaError> {
+pub async fn broker_count(config: &KafkaConfig) -> Result<usize, Error> {
     let client = config.client();
     tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::Consumer;
-        let probe: rdkafka::consumer::BaseConsumer = client.create()?;
-        let md = probe.fetch_metadata(None, Duration::from_secs(10))?;
+        let md = connection::probe(&client, Duration::from_secs(10))?;
         Ok(md.brokers().len())
     })
     .await
-    .unwrap_or(Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Fail)))
+    .unwrap_or(Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Fail).into()))
 }
 
 #[cfg(test)]

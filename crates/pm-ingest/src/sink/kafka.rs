@@ -97,7 +97,9 @@ impl KafkaSink {
         let probe = tokio::task::spawn_blocking(move || producer.reachable(READY_TIMEOUT));
         match tokio::time::timeout(READY_TIMEOUT + Duration::from_secs(1), probe).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(format!("no broker answered: {e}")),
+            // Says itself whether no broker answered or one refused us (wrong password,
+            // untrusted certificate).
+            Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Err(e)) => Err(format!("the probe failed: {e}")),
             Err(_) => Err("no broker answered in time".to_owned()),
         }

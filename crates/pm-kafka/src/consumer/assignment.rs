@@ -283,6 +283,10 @@ impl ClientContext for Context {
             }
         }
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::connection::log_error(&error, reason);
+    }
 }
 
 impl Context {

@@ -341,7 +341,7 @@ impl KafkaConsumers {
                 tokio::task::spawn_blocking(move || producer.reachable(Duration::from_secs(2)))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("brokers unreachable: {e}"))
+                    .map_err(|e| e.to_string())
             })
         })
     }

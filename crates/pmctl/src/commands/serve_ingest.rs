@@ -63,12 +63,8 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
             let topics = args.kafka.topics();
             pm_kafka::topics::ensure_topics(&config, &topics, &args.kafka.topic_settings())
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot create the Kafka topics at {} (is the broker reachable?)",
-                        config.brokers
-                    )
-                })?;
+                // The cause says whether no broker answered or one refused us.
+                .with_context(|| format!("cannot create the Kafka topics at {}", config.brokers))?;
             let producer = Producer::new(&config, args.kafka_delivery_timeout)
                 .context("cannot create the Kafka producer")?;
             tracing::info!(brokers = %config.brokers, orders = %topics.orders, disputes = %topics.disputes, "kafka sink");
