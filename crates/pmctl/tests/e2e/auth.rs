@@ -2,21 +2,16 @@
 //! last line) opens the reads its scope allows; `list` never shows it; `revoke` closes it
 //! within seconds.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use pm_storage::testing::TestDatabase;
 
-use crate::process::{eventually, keyed_client, Pmctl, SECRET};
+use crate::process::{eventually, keyed_client, run, Pmctl, SECRET};
 
 fn api_keys(db: &TestDatabase, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .arg("api-keys")
-        .args(args)
-        .env("PM_DATABASE_URL", &db.url)
-        .env("PM_LOG", "warn")
-        .output()
-        .expect("pmctl api-keys")
+    let args = [&["api-keys"], args].concat();
+    run(&args, &[("PM_DATABASE_URL", &db.url), ("PM_LOG", "warn")])
 }
 
 fn stdout(o: &Output) -> String {
@@ -92,12 +87,10 @@ async fn keys_are_created_listed_and_revoked_by_name() {
     assert!(!api_keys(&db, &["revoke", "nobody"]).status.success());
 
     // Both are in the audit trail, with the command as the actor.
-    let audit = Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(["audit", "--object", "api_key:grafana", "--json"])
-        .env("PM_DATABASE_URL", &db.url)
-        .env("PM_LOG", "warn")
-        .output()
-        .expect("pmctl audit");
+    let audit = run(
+        &["audit", "--object", "api_key:grafana", "--json"],
+        &[("PM_DATABASE_URL", &db.url), ("PM_LOG", "warn")],
+    );
     let rows: serde_json::Value = serde_json::from_str(&stdout(&audit)).expect("json");
     let actions: Vec<_> = rows
         .as_array()

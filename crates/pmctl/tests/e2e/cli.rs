@@ -5,23 +5,10 @@ use std::time::{Duration, Instant};
 
 use pm_storage::testing::TestDatabase;
 
-use crate::process::free_port;
+use crate::process::{free_port, run, text};
 
 fn pmctl(args: &[&str], database_url: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(args)
-        .env("PM_DATABASE_URL", database_url)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run pmctl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    run(args, &[("PM_DATABASE_URL", database_url)])
 }
 
 /// An empty database next to the test's migrated one.

@@ -1,6 +1,9 @@
 //! Starting `pmctl` processes and waiting for them.
 
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pm_storage::testing::TestDatabase;
@@ -10,6 +13,40 @@ pub use pm_api::testing::client_with_key as keyed_client;
 
 pub const SECRET: &str = "whsec_e2e";
 pub const USER: &str = "0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e";
+
+/// Runs `pmctl <args>` to its end with `env`, never with a database URL of the test
+/// process's own environment.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(args)
+        .env_remove("PM_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pmctl")
+}
+
+/// stdout and stderr of a finished `pmctl`, for assertions and their messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A temporary path as the argument or variable it becomes.
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Writes `dir/name` and returns its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write a test file");
+    path
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,6 +66,8 @@ pub struct Pmctl {
     /// The client [`wait_for`](Self::wait_for) and [`send_webhook`] use: for https, one
     /// that trusts the test's CA.
     pub http: reqwest::Client,
+    /// Every line the process logged so far (also echoed to the test's output).
+    log: Arc<Mutex<String>>,
 }
 
 impl Pmctl {
@@ -63,17 +102,28 @@ impl Pmctl {
             // Warnings and errors only: the test output stays readable, failures visible.
             .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn pmctl");
+        let mut child = cmd.spawn().expect("spawn pmctl");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (stderr, lines) = (child.stderr.take().expect("piped stderr"), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = lines.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let p = Pmctl {
             child,
             port,
             key: String::new(),
             scheme,
             http,
+            log,
         };
         p.wait_for("/health/live", 200).await;
         p
@@ -118,6 +168,20 @@ impl Pmctl {
             r.status().as_u16() == status && r.text().await.is_ok_and(|t| t.contains(text))
         })
         .await;
+    }
+
+    /// Waits until the process has logged a line containing `text` (its log filter must
+    /// let the line through: the default is `warn`).
+    pub async fn wait_for_log(&self, text: &str) {
+        eventually(&format!("a log line saying {text:?}"), || async {
+            self.logged().contains(text)
+        })
+        .await;
+    }
+
+    /// What the process has logged so far.
+    pub fn logged(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends SIGHUP (reload).
@@ -171,6 +235,16 @@ pub fn chargeback_json(event: &str, order_id: &str, status: &str) -> String {
 
 /// POSTs a webhook body signed with [`SECRET`] to `route` of `target`.
 pub async fn send_webhook(target: &Pmctl, route: &str, body: &str) -> reqwest::Response {
+    send_webhook_signed(target, route, body, SECRET).await
+}
+
+/// POSTs a webhook body signed with `secret` to `route` of `target`.
+pub async fn send_webhook_signed(
+    target: &Pmctl,
+    route: &str,
+    body: &str,
+    secret: &str,
+) -> reqwest::Response {
     let t = chrono::Utc::now().timestamp();
     target
         .http
@@ -178,7 +252,7 @@ pub async fn send_webhook(target: &Pmctl, route: &str, body: &str) -> reqwest::R
         .header("content-type", "application/json")
         .header(
             pm_domain::signature::HEADER,
-            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+            pm_domain::signature::header_value(secret.as_bytes(), t, body.as_bytes()),
         )
         .body(body.to_owned())
         .send()

@@ -2,32 +2,17 @@
 //! application role runs the whole API and can change no schema nor any audit row, the
 //! read-only role reads; serve-api warns when it runs with more than it needs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use pm_storage::testing::TestDatabase;
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::process::{free_port, order_json, send_webhook, Pmctl, SECRET};
+use crate::process::{free_port, order_json, run, send_webhook, text, Pmctl, SECRET};
 use crate::scenarios::play_and_verify;
 
 fn pmctl(args: &[&str], url: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(args)
-        .env("PM_DATABASE_URL", url)
-        .env_remove("DATABASE_URL")
-        .env("PM_LOG", "warn")
-        .output()
-        .expect("run pmctl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    run(args, &[("PM_DATABASE_URL", url), ("PM_LOG", "warn")])
 }
 
 /// Role names unique to one test (roles belong to the cluster all tests share).
@@ -267,35 +252,15 @@ async fn serve_api_warns_when_its_role_can_change_the_schema() {
         (as_role(&db.url, &roles.owner), Some("owns")),
         (as_role(&db.url, &roles.app), None),
     ] {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pmctl"))
-            .args(["serve-api", "--listen", &format!("127.0.0.1:{port}")])
-            .env("PM_DATABASE_URL", &url)
-            .env("PM_WEBHOOK_SECRETS", SECRET)
-            .env_remove("DATABASE_URL")
-            .env("PM_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Everything up to the "listening" line: the check runs before it.
-        let stderr = child.stderr.take().unwrap();
-        let lines = tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            for line in BufReader::new(stderr).lines() {
-                let line = line.unwrap_or_default();
-                let done = line.contains("listening");
-                seen.push(line);
-                if done {
-                    break;
-                }
-            }
-            seen.join("\n")
-        })
-        .await
-        .unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
+        let env = [
+            ("PM_DATABASE_URL", url.as_str()),
+            ("PM_WEBHOOK_SECRETS", SECRET),
+            ("PM_LOG", "info"),
+        ];
+        let api = Pmctl::start(&["serve-api"], &env).await;
+        // The check runs before the listener starts: everything it says is logged by then.
+        api.wait_for_log("listening").await;
+        let lines = api.logged();
         match expected {
             Some(why) => assert!(
                 lines.contains("MORE PRIVILEGES THAN IT NEEDS") && lines.contains(why),

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use pm_storage::testing::TestDatabase;
 
-use crate::process::{eventually, free_port, Pmctl, SECRET};
+use crate::process::{eventually, free_port, run, text, Pmctl, SECRET};
 
 const TOKEN: &str = "e2e-token";
 
@@ -19,21 +19,12 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Runs `pmctl <args>` to its end, sending `key` (PM_API_KEY) where it calls the API.
 fn pmctl(args: &[&str], key: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(args)
-        .env("PM_API_KEY", key)
-        .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
-        .env_remove("PM_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run pmctl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    run(
+        args,
+        &[
+            ("PM_API_KEY", key),
+            ("PM_LOG", "warn,librdkafka=off,rdkafka=off"),
+        ],
     )
 }
 

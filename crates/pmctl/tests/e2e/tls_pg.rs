@@ -1,26 +1,15 @@
 //! `pmctl` against a PostgreSQL that serves TLS, connected as the README tells operators to:
 //! `sslmode=verify-full&sslrootcert=<CA file>` in `--database-url`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions, EmbeddedTls};
 use pm_tls::testing::TestCa;
 
-fn pmctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(args)
-        .env_remove("PM_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run pmctl")
-}
+use crate::process::{run, text};
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn pmctl(args: &[&str]) -> Output {
+    run(args, &[])
 }
 
 #[tokio::test]
