@@ -291,48 +291,30 @@ pub async fn bootstrap(
 /// Run by the owner (as `migrate`) or a superuser.
 async fn table_grants(conn: &mut sqlx::PgConnection, names: &RoleNames) -> Result<(), sqlx::Error> {
     let RoleNames { app, readonly, .. } = names;
-    exec(
-        conn,
-        &format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \"{app}\", \"{readonly}\""),
+    let mut statements = vec![
+        format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \"{app}\", \"{readonly}\""),
+        format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO \"{app}\""),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{app}\""),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{readonly}\""),
+    ];
+    // Narrower rules for the tables that have them, where they exist yet: audit rows are
+    // append-only; the role registry and the migration history are the owner's business.
+    let narrower: Vec<String> = sqlx::query_scalar(
+        "SELECT t FROM unnest(ARRAY['audit_log', '_pm_roles', '_sqlx_migrations']) AS t \
+         WHERE to_regclass('public.' || t) IS NOT NULL",
     )
+    .fetch_all(&mut *conn)
     .await?;
-    exec(
-        conn,
-        &format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO \"{app}\""),
-    )
-    .await?;
-    exec(
-        conn,
-        &format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{app}\""),
-    )
-    .await?;
-    exec(
-        conn,
-        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{readonly}\""),
-    )
-    .await?;
-    let audit: bool = sqlx::query_scalar("SELECT to_regclass('public.audit_log') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if audit {
-        exec(conn, &format!("REVOKE UPDATE ON audit_log FROM \"{app}\"")).await?;
+    for table in narrower {
+        let refused = if table == "audit_log" {
+            "UPDATE"
+        } else {
+            "INSERT, UPDATE"
+        };
+        statements.push(format!("REVOKE {refused} ON {table} FROM \"{app}\""));
     }
-    // The role registry and the migration history are the owner's business.
-    exec(
-        conn,
-        &format!("REVOKE INSERT, UPDATE ON _pm_roles FROM \"{app}\""),
-    )
-    .await?;
-    let history: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-    if history {
-        exec(
-            conn,
-            &format!("REVOKE INSERT, UPDATE ON _sqlx_migrations FROM \"{app}\""),
-        )
-        .await?;
+    for sql in &statements {
+        exec(conn, sql).await?;
     }
     Ok(())
 }

@@ -247,9 +247,17 @@ pub(crate) struct WebhookArgs {
     signature_tolerance_secs: i64,
 }
 
+/// The webhook checks of a server, and what SIGHUP does to them.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) config: IntakeConfig,
+    /// The file the secrets came from, re-read on SIGHUP.
+    secrets_file: Option<PathBuf>,
+}
+
 impl WebhookArgs {
-    pub(crate) fn intake(&self) -> anyhow::Result<IntakeConfig> {
-        let (secrets, _) = self.secrets.resolve()?;
+    pub(crate) fn intake(&self) -> anyhow::Result<Intake> {
+        let (secrets, secrets_file) = self.secrets.resolve()?;
         let verifier = match (secrets.is_empty(), self.insecure_skip_signature) {
             (false, _) => Some(Verifier::new(secrets, self.signature_tolerance_secs)),
             (true, true) => {
@@ -264,18 +272,22 @@ impl WebhookArgs {
                  --webhook-secrets-file, or --insecure-skip-signature for a local experiment"
             ),
         };
-        Ok(IntakeConfig {
-            verifier,
-            max_body_bytes: self.max_body_bytes,
+        Ok(Intake {
+            config: IntakeConfig {
+                verifier,
+                max_body_bytes: self.max_body_bytes,
+            },
+            secrets_file,
         })
     }
+}
 
-    /// What SIGHUP does to the webhook secrets of `intake`: re-read their file, if they
-    /// came from one. A file that cannot be read, or holds no secret, is logged and the
-    /// running secrets stay.
-    pub(crate) fn reloader(&self, intake: &IntakeConfig) -> impl Fn() + Send + 'static {
-        let file = self.secrets.resolve().ok().and_then(|(_, file)| file);
-        let verifier = intake.verifier.clone();
+impl Intake {
+    /// What SIGHUP does to the webhook secrets: re-read their file, if they came from
+    /// one. A file that cannot be read, or holds no secret, is logged and the running
+    /// secrets stay.
+    pub(crate) fn reloader(&self) -> impl Fn() + Send + 'static {
+        let (file, verifier) = (self.secrets_file.clone(), self.config.verifier.clone());
         move || match (&file, &verifier) {
             (Some(file), Some(verifier)) => match secrets_file(file) {
                 Ok(secrets) => {

@@ -83,34 +83,11 @@ pub(crate) fn remember(secret: &str) {
         if let Some(password) = url.password() {
             pm_telemetry::redact::register(password);
             // The URL form may be percent-encoded; a library may print either.
-            if let Ok(decoded) = percent_decode(password) {
+            if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
                 pm_telemetry::redact::register(&decoded);
             }
         }
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// `$CREDENTIALS_DIRECTORY/<name>`, when systemd passed that credential.

@@ -151,10 +151,15 @@ impl Connection {
     }
 }
 
-/// What SIGHUP re-reads: the listener's certificate and key. A failed reload is logged
-/// and the running certificate stays.
-pub(crate) fn reload_tls(tls: Option<Arc<pm_tls::ServerTls>>) -> impl Fn() + Send + 'static {
-    move || {
+/// On every SIGHUP until shutdown: re-reads the listener's certificate and key (a failed
+/// reload is logged and the running certificate stays), then runs `also` (the webhook
+/// secrets).
+pub(crate) fn reload_on_hangup(
+    shutdown: &CancellationToken,
+    tls: Option<Arc<ServerTls>>,
+    also: impl Fn() + Send + 'static,
+) {
+    crate::signals::on_hangup(shutdown, move || {
         if let Some(tls) = &tls {
             match tls.reload() {
                 Ok(()) => tracing::info!(
@@ -167,5 +172,6 @@ pub(crate) fn reload_tls(tls: Option<Arc<pm_tls::ServerTls>>) -> impl Fn() + Sen
                 ),
             }
         }
-    }
+        also();
+    });
 }

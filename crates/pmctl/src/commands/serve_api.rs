@@ -105,9 +105,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::debug!(error = %e, "cannot check the database role's privileges"),
     }
     let intake = args.webhooks.intake()?;
-    let reload_secrets = args.webhooks.reloader(&intake);
     let config = ApiConfig {
-        intake,
+        intake: intake.config.clone(),
         internal_token: args.internal_token.token()?,
         internal_needs_client_certificate: args.tls_client_ca.is_some(),
         capture_stale_after: args.captures.stale_after,
@@ -144,11 +143,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         readiness,
     );
     let app = pm_api::router(state, &args.server.limits());
-    let reload_tls = crate::server::reload_tls(tls.clone());
-    crate::signals::on_hangup(&shutdown, move || {
-        reload_tls();
-        reload_secrets();
-    });
+    crate::server::reload_on_hangup(&shutdown, tls.clone(), intake.reloader());
 
     let detail = format!("{:?} mode", args.mode).to_lowercase();
     crate::server::serve(

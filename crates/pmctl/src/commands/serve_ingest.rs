@@ -88,19 +88,19 @@ async fn sink(args: &Args) -> anyhow::Result<(Sink, Option<Producer>)> {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = crate::signals::on_shutdown();
     let intake = args.webhooks.intake()?;
-    let reload_secrets = args.webhooks.reloader(&intake);
     let tls = args.server.tls(None)?;
     let (sink, producer) = sink(&args).await?;
     let sink_name = sink.name();
     let mut registry = Registry::with_prefix("pm");
     let metrics = IngestMetrics::register(&mut registry);
-    let state = IngestState::new(intake, sink, metrics, SharedRegistry::new(registry));
+    let state = IngestState::new(
+        intake.config.clone(),
+        sink,
+        metrics,
+        SharedRegistry::new(registry),
+    );
     let app = pm_ingest::router(state, &args.server.limits());
-    let reload_tls = crate::server::reload_tls(tls.clone());
-    crate::signals::on_hangup(&shutdown, move || {
-        reload_tls();
-        reload_secrets();
-    });
+    crate::server::reload_on_hangup(&shutdown, tls.clone(), intake.reloader());
 
     let detail = format!("{sink_name} sink");
     crate::server::serve(
