@@ -8,6 +8,7 @@
 mod backoff;
 mod config;
 mod error;
+mod metrics;
 mod outcome;
 mod transport;
 
@@ -23,6 +24,7 @@ use transport::{Call, RetryPolicy};
 
 pub use config::{ConfigError, ProviderConfig};
 pub use error::ProviderError;
+pub use metrics::ProviderMetrics;
 pub use outcome::{CaptureOutcome, Representment};
 
 /// Client for the provider's API. Cheap to clone: clones share one connection pool.
@@ -33,6 +35,7 @@ pub struct ProviderClient {
     captures_url: Url,
     representment_url: Url,
     retry: RetryPolicy,
+    metrics: Option<ProviderMetrics>,
 }
 
 impl ProviderClient {
@@ -57,7 +60,15 @@ impl ProviderClient {
                 max_attempts: config.max_attempts,
                 backoff: Backoff::new(config.initial_backoff, config.max_backoff),
             },
+            metrics: None,
         })
+    }
+
+    /// The same client, counting every attempt in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: ProviderMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Captures `money` for the order. `key` identifies this capture to the provider, so a
@@ -77,6 +88,7 @@ impl ProviderClient {
             url: &self.capture_url,
             idempotency_key: key.as_str(),
             correlation_id,
+            metrics: self.metrics.as_ref(),
         };
         let response: CaptureResponse =
             transport::post_json(&self.http, &self.retry, call, &body).await?;
@@ -101,6 +113,7 @@ impl ProviderClient {
             url: &url,
             idempotency_key: key.as_str(),
             correlation_id,
+            metrics: self.metrics.as_ref(),
         };
         match transport::get_json::<CaptureResponse>(&self.http, &self.retry, call).await {
             Ok(response) => Ok(Some(CaptureOutcome::from(response))),
@@ -131,6 +144,7 @@ impl ProviderClient {
             url: &self.representment_url,
             idempotency_key,
             correlation_id,
+            metrics: self.metrics.as_ref(),
         };
         let response: RepresentmentResponse =
             transport::post_json(&self.http, &self.retry, call, &body).await?;

@@ -17,5 +17,6 @@ pub mod client;
 pub mod wire;
 
 pub use client::{
-    CaptureOutcome, ConfigError, ProviderClient, ProviderConfig, ProviderError, Representment,
+    CaptureOutcome, ConfigError, ProviderClient, ProviderConfig, ProviderError, ProviderMetrics,
+    Representment,
 };

@@ -29,6 +29,18 @@ fn client(server: &MockServer) -> ProviderClient {
     ProviderClient::new(config(server.uri())).expect("client")
 }
 
+/// `client` counting its attempts, and the text its metrics render to.
+fn metered(client: ProviderClient) -> (ProviderClient, impl Fn() -> String) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let client = client.with_metrics(pm_provider::ProviderMetrics::register(&mut registry));
+    let render = move || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    };
+    (client, render)
+}
+
 fn order() -> OrderId {
     OrderId::parse("ord-1").expect("order id")
 }
@@ -238,11 +250,20 @@ async fn capture_retries_503s_with_the_same_key_and_succeeds_on_the_third_attemp
         .mount(&server)
         .await;
 
-    let outcome = capture(&client(&server)).await.expect("capture");
+    let (client, metrics) = metered(client(&server));
+    let outcome = capture(&client).await.expect("capture");
 
     assert!(outcome.is_success());
     let sent = requests(&server).await;
     assert_eq!(sent.len(), 3);
+    let text = metrics();
+    for line in [
+        r#"provider_requests_total{operation="capture",outcome="server_error"} 2"#,
+        r#"provider_requests_total{operation="capture",outcome="success"} 1"#,
+        r#"provider_request_duration_seconds_count{operation="capture"} 3"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
     for request in &sent {
         assert_eq!(header(request, "Idempotency-Key"), Some("cap-key-1"));
         assert_eq!(request.body, sent[0].body);
@@ -292,14 +313,21 @@ async fn a_response_slower_than_the_request_timeout_is_unavailable() {
         .expect(2)
         .mount(&server)
         .await;
-    let client = ProviderClient::new(ProviderConfig {
-        request_timeout: Duration::from_millis(200),
-        max_attempts: 2,
-        ..config(server.uri())
-    })
-    .expect("client");
+    let (client, metrics) = metered(
+        ProviderClient::new(ProviderConfig {
+            request_timeout: Duration::from_millis(200),
+            max_attempts: 2,
+            ..config(server.uri())
+        })
+        .expect("client"),
+    );
 
     let error = capture(&client).await.expect_err("timed out");
+    let text = metrics();
+    assert!(
+        text.contains(r#"provider_requests_total{operation="capture",outcome="timeout"} 2"#),
+        "{text}"
+    );
 
     assert!(
         matches!(error, ProviderError::Unavailable { attempts: 2, ref last_error } if last_error.contains("timed out")),
@@ -314,14 +342,21 @@ async fn a_refused_connection_is_unavailable_after_max_attempts() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let client = ProviderClient::new(ProviderConfig {
-        connect_timeout: Duration::from_millis(200),
-        request_timeout: Duration::from_millis(500),
-        ..config(format!("http://127.0.0.1:{port}"))
-    })
-    .expect("client");
+    let (client, metrics) = metered(
+        ProviderClient::new(ProviderConfig {
+            connect_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(500),
+            ..config(format!("http://127.0.0.1:{port}"))
+        })
+        .expect("client"),
+    );
 
     let error = capture(&client).await.expect_err("refused");
+    let text = metrics();
+    assert!(
+        text.contains(r#"provider_requests_total{operation="capture",outcome="unreachable"} 3"#),
+        "{text}"
+    );
 
     assert!(
         matches!(error, ProviderError::Unavailable { attempts: 3, ref last_error } if last_error.contains("could not connect")),

@@ -3,7 +3,47 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 pub use prometheus_client::registry::Registry;
+
+mod process;
+pub use process::{ProcessCollector, ProcessStats};
+
+/// What is running, for `pm_build_info`: the crate version and the source revision it was
+/// built from (`git describe`-like, with `-dirty` when the tree had uncommitted changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub revision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// The registry of a long-running service: the standard unprefixed `process_*` metrics
+/// and `pm_build_info{version,revision} 1` at its top. The service registers its own
+/// metrics in `registry.sub_registry_with_prefix("pm")`.
+pub fn service_registry(build: BuildInfo) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProcessCollector));
+    let info = Family::<BuildLabels, Gauge>::default();
+    info.get_or_create(&BuildLabels {
+        version: build.version,
+        revision: build.revision,
+    })
+    .set(1);
+    registry.register(
+        "pm_build_info",
+        "The running build: its version and source revision (always 1)",
+        info,
+    );
+    registry
+}
 
 /// Latency buckets in seconds: 0.5 ms to 10 s, dense where webhook handling lives.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -31,3 +71,28 @@ impl SharedRegistry {
 
 /// The content type of [`SharedRegistry::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_registry_names_its_build_and_prefixes_only_its_own_metrics() {
+        let mut registry = service_registry(BuildInfo {
+            version: "1.2.3",
+            revision: "abc123-dirty",
+        });
+        let own = prometheus_client::metrics::counter::Counter::<u64>::default();
+        own.inc();
+        registry
+            .sub_registry_with_prefix("pm")
+            .register("things", "Things", own);
+        let text = SharedRegistry::new(registry).render();
+        assert!(
+            text.contains(r#"pm_build_info{version="1.2.3",revision="abc123-dirty"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("\npm_things_total 1\n"), "{text}");
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    }
+}

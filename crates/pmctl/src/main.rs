@@ -9,9 +9,18 @@ mod secrets;
 mod server;
 mod signals;
 
+/// The version and the source revision built (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PM_GIT_REVISION"), ")");
+
+/// What `pm_build_info` reports.
+pub(crate) const BUILD: pm_telemetry::metrics::BuildInfo = pm_telemetry::metrics::BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("PM_GIT_REVISION"),
+};
+
 /// Payment Manager: a merchant's payment backend and a lab for the techniques around it.
 #[derive(Debug, Parser)]
-#[command(name = "pmctl", version, about, long_about = None, propagate_version = true)]
+#[command(name = "pmctl", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
     log: args::LogArgs,

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::backoff::Backoff;
 use super::error::ProviderError;
+use super::metrics::{AttemptOutcome, ProviderMetrics};
 use crate::wire::{ErrorBody, CORRELATION_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
 
 /// Most characters of a provider's body copied into an error message: enough to diagnose,
@@ -33,6 +34,7 @@ pub(super) struct Call<'a> {
     pub(super) url: &'a Url,
     pub(super) idempotency_key: &'a str,
     pub(super) correlation_id: &'a str,
+    pub(super) metrics: Option<&'a ProviderMetrics>,
 }
 
 /// The result of one attempt.
@@ -91,7 +93,12 @@ async fn send_json<Resp: DeserializeOwned>(
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let last_error = match attempt_once(request).await {
+        let started = std::time::Instant::now();
+        let (result, outcome) = attempt_once(request).await;
+        if let (Some(metrics), Some(outcome)) = (call.metrics, outcome) {
+            metrics.observe(call.operation, outcome, started.elapsed());
+        }
+        let last_error = match result {
             Attempt::Finished(result) => return result,
             Attempt::Retryable(reason) => reason,
         };
@@ -117,46 +124,82 @@ async fn send_json<Resp: DeserializeOwned>(
     }
 }
 
-/// Sends one request and classifies what came back.
-async fn attempt_once<Resp: DeserializeOwned>(request: reqwest::RequestBuilder) -> Attempt<Resp> {
+/// Sends one request and classifies what came back, with how the attempt ended (`None`
+/// when nothing was sent).
+async fn attempt_once<Resp: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> (Attempt<Resp>, Option<AttemptOutcome>) {
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) if e.is_builder() => {
-            return Attempt::Finished(Err(ProviderError::InvalidRequest(describe(&e))))
+            return (
+                Attempt::Finished(Err(ProviderError::InvalidRequest(describe(&e)))),
+                None,
+            )
         }
-        Err(e) => return Attempt::Retryable(describe(&e)),
+        Err(e) => {
+            let outcome = if e.is_timeout() {
+                AttemptOutcome::Timeout
+            } else {
+                AttemptOutcome::Unreachable
+            };
+            return (Attempt::Retryable(describe(&e)), Some(outcome));
+        }
     };
     let status = response.status();
     if status.is_success() {
         return match response.bytes().await {
-            Ok(body) => Attempt::Finished(serde_json::from_slice(&body).map_err(|e| {
-                ProviderError::InvalidResponse(format!(
-                    "HTTP {status} with a body that does not parse ({e}): {}",
-                    excerpt(&body)
-                ))
-            })),
+            Ok(body) => match serde_json::from_slice(&body) {
+                Ok(parsed) => (Attempt::Finished(Ok(parsed)), Some(AttemptOutcome::Success)),
+                Err(e) => (
+                    Attempt::Finished(Err(ProviderError::InvalidResponse(format!(
+                        "HTTP {status} with a body that does not parse ({e}): {}",
+                        excerpt(&body)
+                    )))),
+                    Some(AttemptOutcome::InvalidResponse),
+                ),
+            },
             // The answer was cut off (timeout, reset): its content is unknown, and the
             // idempotency key makes asking again safe.
-            Err(e) => Attempt::Retryable(format!("HTTP {status}, body lost: {}", describe(&e))),
+            Err(e) => (
+                Attempt::Retryable(format!("HTTP {status}, body lost: {}", describe(&e))),
+                if e.is_timeout() {
+                    Some(AttemptOutcome::Timeout)
+                } else {
+                    Some(AttemptOutcome::Unreachable)
+                },
+            ),
         };
     }
     if status == StatusCode::CONFLICT || status == StatusCode::TOO_MANY_REQUESTS {
         // About timing, not about the request: the provider is still working on this key,
         // or wants us to slow down. Whether it acted is unknown until it is asked again.
         let rejected = rejection(status, response).await;
-        return Attempt::Retryable(rejected.to_string());
+        return (
+            Attempt::Retryable(rejected.to_string()),
+            Some(AttemptOutcome::ClientError),
+        );
     }
     if status.is_client_error() {
-        return Attempt::Finished(Err(rejection(status, response).await));
+        return (
+            Attempt::Finished(Err(rejection(status, response).await)),
+            Some(AttemptOutcome::ClientError),
+        );
     }
     if status.is_server_error() {
         // The body is only for the message; failing to read it changes nothing.
         let body = response.bytes().await.unwrap_or_default();
-        return Attempt::Retryable(format!("HTTP {status}: {}", excerpt(&body)));
+        return (
+            Attempt::Retryable(format!("HTTP {status}: {}", excerpt(&body))),
+            Some(AttemptOutcome::ServerError),
+        );
     }
-    Attempt::Finished(Err(ProviderError::InvalidResponse(format!(
-        "unexpected HTTP {status}"
-    ))))
+    (
+        Attempt::Finished(Err(ProviderError::InvalidResponse(format!(
+            "unexpected HTTP {status}"
+        )))),
+        Some(AttemptOutcome::InvalidResponse),
+    )
 }
 
 /// Turns a 4xx answer into [`ProviderError::Rejected`], whatever its body looks like.

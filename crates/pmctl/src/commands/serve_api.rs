@@ -112,16 +112,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         capture_stale_after: args.captures.stale_after,
         auth: pm_api::auth::AuthSettings::default(),
     };
-    let mut registry = Registry::with_prefix("pm");
-    let metrics = ApiMetrics::register(&mut registry);
+    let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
+    let registry = root.sub_registry_with_prefix("pm");
+    let metrics = ApiMetrics::register(registry);
     let kafka = match args.mode {
         Mode::Sync => None,
-        Mode::Kafka => {
-            Some(start_consumers(&args, &pool, &metrics, &mut registry, &shutdown).await?)
-        }
+        Mode::Kafka => Some(start_consumers(&args, &pool, &metrics, registry, &shutdown).await?),
     };
     let readiness = kafka.iter().map(|k| ("kafka", k.readiness())).collect();
-    let provider = args.provider.client()?;
+    let provider = args
+        .provider
+        .client()?
+        .with_metrics(pm_provider::ProviderMetrics::register(registry));
     args.captures.check_against(&args.provider);
     let reconciler = (!args.capture_reconcile_interval.is_zero()).then(|| {
         tokio::spawn(reconcile_periodically(
@@ -139,7 +141,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         config,
         provider,
         metrics,
-        SharedRegistry::new(registry),
+        SharedRegistry::new(root),
         readiness,
     );
     let app = pm_api::router(state, &args.server.limits());

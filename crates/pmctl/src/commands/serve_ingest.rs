@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pm_ingest::{HttpSinkConfig, IngestMetrics, IngestState, Sink};
 use pm_kafka::Producer;
-use pm_telemetry::metrics::{Registry, SharedRegistry};
+use pm_telemetry::metrics::SharedRegistry;
 
 use crate::args::{duration, ApiTlsArgs, InternalTokenArgs, KafkaArgs, ServerArgs, WebhookArgs};
 
@@ -91,8 +91,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let tls = args.server.tls(None)?;
     let (sink, producer) = sink(&args).await?;
     let sink_name = sink.name();
-    let mut registry = Registry::with_prefix("pm");
-    let metrics = IngestMetrics::register(&mut registry);
+    let mut registry = pm_telemetry::metrics::service_registry(crate::BUILD);
+    let metrics = IngestMetrics::register(registry.sub_registry_with_prefix("pm"));
     let state = IngestState::new(
         intake.config.clone(),
         sink,
