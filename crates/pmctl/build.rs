@@ -38,7 +38,12 @@ fn main() {
     ) {
         println!("cargo:rerun-if-changed={common}/{branch}");
     }
-    for source in ["../../crates", "../../migrations", "../../Cargo.toml", "../../Cargo.lock"] {
+    for source in [
+        "../../crates",
+        "../../migrations",
+        "../../Cargo.toml",
+        "../../Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={source}");
     }
 }

@@ -267,6 +267,19 @@ async fn prune_dedupe(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<
     }
 }
 
+/// The state of every partitioned table now (its `created` and `dropped` are empty): what
+/// the services export as metrics, so an alert fires while there is still time to run
+/// maintenance, before rows start landing in a default partition.
+pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
+    let mut conn = pool.acquire().await?;
+    let mut reports = Vec::with_capacity(PARTITIONED_TABLES.len());
+    for table in PARTITIONED_TABLES {
+        let current = partitions(&mut conn, table).await?;
+        reports.push(table_report(&mut conn, table, &current).await?);
+    }
+    Ok(reports)
+}
+
 /// The partition of `table` that holds the row with `created_at` = `at` (for tests and
 /// diagnostics): the name PostgreSQL routes such a row to.
 pub async fn partition_for(

@@ -10,7 +10,12 @@ mod server;
 mod signals;
 
 /// The version and the source revision built (see build.rs).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PM_GIT_REVISION"), ")");
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PM_GIT_REVISION"),
+    ")"
+);
 
 /// What `pm_build_info` reports.
 pub(crate) const BUILD: pm_telemetry::metrics::BuildInfo = pm_telemetry::metrics::BuildInfo {

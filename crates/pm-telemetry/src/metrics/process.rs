@@ -61,7 +61,12 @@ fn boot_time(proc_stat: &str) -> Option<u64> {
 /// The figures of `/proc/self/stat` (see proc(5)). The command name, field 2, is in
 /// parentheses and may itself contain spaces and parentheses, so the fields are counted
 /// from the last `)`.
-fn parse_stat(stat: &str, boot_time: u64, ticks_per_second: u64, page_size: u64) -> Option<ProcessStats> {
+fn parse_stat(
+    stat: &str,
+    boot_time: u64,
+    ticks_per_second: u64,
+    page_size: u64,
+) -> Option<ProcessStats> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // After the name: field 3 (state) is index 0.
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -145,7 +150,10 @@ mod tests {
         assert_eq!(s.virtual_bytes, 123_456_789);
         assert_eq!(s.resident_bytes, 2048 * 4096);
         assert!(parse_stat("garbage", 0, 100, 4096).is_none());
-        assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            boot_time("cpu 1 2 3\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
     }
 
     #[test]
