@@ -108,7 +108,7 @@ impl WebhookHandler {
         &self,
         decoded: &[Result<Decoded, String>],
     ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = pm_storage::db::begin(&self.pool).await?;
         let mut out = Vec::with_capacity(decoded.len());
         for d in decoded {
             // After a message that must be retried, the rest wait so the partition's
@@ -144,7 +144,7 @@ impl WebhookHandler {
                 ));
                 continue;
             };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = pm_storage::db::begin(&self.pool).await?;
             match self.apply(&mut tx, d).await {
                 Ok(result) => {
                     tx.commit().await?;
@@ -172,12 +172,17 @@ fn transient(e: &StorageError) -> Transient {
 impl Handler for WebhookHandler {
     async fn handle(&self, batch: &[Received]) -> Result<Vec<Outcome>, Transient> {
         let decoded: Vec<Result<Decoded, String>> = batch.iter().map(|m| self.decode(m)).collect();
+        let kind = self.kind.as_str();
+        let failed = |e: StorageError| {
+            self.metrics.count_apply_error(kind, &e);
+            transient(&e)
+        };
         let results = match self.apply_batch(&decoded).await {
             Ok(r) => r,
-            Err(e) if !e.is_caused_by_input() => return Err(transient(&e)),
+            Err(e) if !e.is_caused_by_input() => return Err(failed(e)),
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "batch refused; applying its messages one by one");
-                self.apply_each(&decoded).await.map_err(|e| transient(&e))?
+                self.apply_each(&decoded).await.map_err(failed)?
             }
         };
         Ok(results

@@ -58,6 +58,12 @@ pub(crate) struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApplyErrorLabels {
+    kind: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CaptureLabels {
     pub(crate) outcome: &'static str,
     pub(crate) settled_by: &'static str,
@@ -68,6 +74,7 @@ pub(crate) struct CaptureLabels {
 pub struct ApiMetrics {
     pub(crate) http: HttpMetrics,
     pub(crate) webhooks: Family<WebhookLabels, Counter>,
+    apply_errors: Family<ApplyErrorLabels, Counter>,
     captures: Family<CaptureLabels, Counter>,
     reconcile_errors: Counter,
 }
@@ -80,6 +87,20 @@ impl ApiMetrics {
             "Webhooks processed by kind and outcome (applied, stale, final_kept, duplicate, order_unknown)",
             webhooks.clone(),
         );
+        let apply_errors = Family::<ApplyErrorLabels, Counter>::default();
+        registry.register(
+            "webhook_apply_errors",
+            "Webhooks that could not be applied for a reason other than their content, by kind \
+             and cause (unavailable = the database refused, timed out or was unreachable; \
+             internal = anything else, a bug)",
+            apply_errors.clone(),
+        );
+        // Every series exists from the start, so a rate() over them never starts mid-incident.
+        for kind in ["order", "chargeback"] {
+            for cause in ["unavailable", "internal"] {
+                drop(apply_errors.get_or_create(&ApplyErrorLabels { kind, cause }));
+            }
+        }
         let captures = Family::<CaptureLabels, Counter>::default();
         registry.register(
             "capture_outcomes",
@@ -95,9 +116,27 @@ impl ApiMetrics {
         Self {
             http: HttpMetrics::register(registry),
             webhooks,
+            apply_errors,
             captures,
             reconcile_errors,
         }
+    }
+
+    /// Counts a webhook that failed to apply. Errors its own content caused (SQLSTATE
+    /// classes 22 and 23: the request is refused, the message dead-lettered) are the
+    /// sender's, not the service's, and are not counted here.
+    pub(crate) fn count_apply_error(&self, kind: &'static str, e: &pm_storage::StorageError) {
+        if e.is_caused_by_input() {
+            return;
+        }
+        let cause = if e.is_transient() || e.cause() == "timeout" {
+            "unavailable"
+        } else {
+            "internal"
+        };
+        self.apply_errors
+            .get_or_create(&ApplyErrorLabels { kind, cause })
+            .inc();
     }
 
     pub(crate) fn count_capture(&self, outcome: &'static str, settled_by: &'static str) {

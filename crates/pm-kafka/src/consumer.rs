@@ -66,6 +66,8 @@ pub struct Received {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
+    /// When the message was produced (its Kafka timestamp), if it has one.
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Received {
@@ -77,6 +79,10 @@ impl Received {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
             headers: headers::pairs(m.headers()),
+            timestamp: m
+                .timestamp()
+                .to_millis()
+                .and_then(chrono::DateTime::from_timestamp_millis),
         }
     }
 

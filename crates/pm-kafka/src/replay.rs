@@ -219,6 +219,78 @@ pub struct ReplaySummary {
     pub messages: Vec<DeadLetter>,
 }
 
+/// Where the replay group resumes on each partition: its committed offset, or the log's
+/// start when it has none (or the log was truncated past it).
+fn resume_points(
+    consumer: &BaseConsumer,
+    dlq_topic: &str,
+    ends: &HashMap<i32, (i64, i64)>,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in ends.keys() {
+        tpl.add_partition(dlq_topic, *p);
+    }
+    let committed = crate::group::committed_offsets(consumer, tpl)?;
+    Ok(ends
+        .iter()
+        .map(|(p, (low, _))| {
+            let resumed = committed
+                .find_partition(dlq_topic, *p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0);
+            (*p, resumed.unwrap_or(*low).max(*low))
+        })
+        .collect())
+}
+
+/// Messages between `start` and the ends.
+fn remaining(ends: &HashMap<i32, (i64, i64)>, start: &HashMap<i32, i64>) -> u64 {
+    ends.iter()
+        .map(|(p, (_, high))| (high - start.get(p).copied().unwrap_or(0)).max(0) as u64)
+        .sum()
+}
+
+/// The dead letters of one DLQ topic that `replay` has not read yet: what a resumed replay
+/// would go through. Watched by `serve-api` as `pm_kafka_dlq_depth`.
+pub struct Backlog {
+    consumer: BaseConsumer,
+    dlq_topic: String,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("dlq_topic", &self.dlq_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backlog {
+    /// A reader of the replay group's offsets; it never joins the group or commits.
+    pub fn new(config: &KafkaConfig, dlq_topic: &str) -> Result<Self, KafkaError> {
+        let consumer = config
+            .client()
+            .set("group.id", replay_group(dlq_topic))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Backlog {
+            consumer,
+            dlq_topic: dlq_topic.to_owned(),
+        })
+    }
+
+    pub fn dlq_topic(&self) -> &str {
+        &self.dlq_topic
+    }
+
+    /// Messages not yet replayed (blocking: run it on a blocking thread).
+    pub fn depth(&self) -> Result<u64, KafkaError> {
+        let ends = ends(&self.consumer, &self.dlq_topic)?;
+        let start = resume_points(&self.consumer, &self.dlq_topic, &ends)?;
+        Ok(remaining(&ends, &start))
+    }
+}
+
 /// The replay consumer group of a DLQ topic.
 pub fn replay_group(dlq_topic: &str) -> String {
     format!("pmctl-replay-dlq.{dlq_topic}")
@@ -250,30 +322,12 @@ pub fn replay(
         .set("enable.auto.offset.store", "false")
         .create()?;
     let ends = ends(&consumer, dlq_topic)?;
-    let committed = if opts.dry_run || opts.from_beginning {
-        None
+    let start = if opts.dry_run || opts.from_beginning {
+        ends.iter().map(|(p, (low, _))| (*p, *low)).collect()
     } else {
-        let mut tpl = TopicPartitionList::new();
-        for p in ends.keys() {
-            tpl.add_partition(dlq_topic, *p);
-        }
-        Some(crate::group::committed_offsets(&consumer, tpl)?)
+        resume_points(&consumer, dlq_topic, &ends)?
     };
-    let start: HashMap<i32, i64> = ends
-        .iter()
-        .map(|(p, (low, _))| {
-            let resumed = committed
-                .as_ref()
-                .and_then(|c| c.find_partition(dlq_topic, *p))
-                .and_then(|e| e.offset().to_raw())
-                .filter(|o| *o >= 0);
-            (*p, resumed.unwrap_or(*low).max(*low))
-        })
-        .collect();
-    let total: u64 = ends
-        .iter()
-        .map(|(p, (_, high))| (high - start.get(p).copied().unwrap_or(0)).max(0) as u64)
-        .sum();
+    let total = remaining(&ends, &start);
     assign(&consumer, dlq_topic, &start)?;
 
     let runtime = tokio::runtime::Handle::current();

@@ -83,7 +83,7 @@ pub async fn create(
 ) -> Result<(StoredKey, String), CreateError> {
     let new = NewKey::generate();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let mut tx = pool.begin().await.map_err(StorageError::from)?;
+    let mut tx = crate::db::begin(pool).await?;
     let row: Option<KeyRow> = sqlx::query_as(&format!(
         "INSERT INTO api_keys (key_id, name, secret_hash, scopes, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -128,7 +128,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<StoredKey>, StorageError> {
     let rows: Vec<KeyRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, name"
     ))
-    .fetch_all(pool)
+    .fetch_all(&mut *crate::db::acquire(pool).await?)
     .await?;
     rows.into_iter().map(KeyRow::key).collect()
 }
@@ -141,7 +141,7 @@ pub async fn revoke(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Option<StoredKey>, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let row: Option<KeyRow> = sqlx::query_as(&format!(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1 RETURNING {COLUMNS}"
     ))
@@ -178,7 +178,7 @@ pub async fn find(pool: &PgPool, key_id: &KeyId) -> Result<Option<StoredKey>, St
     let row: Option<KeyRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = $1"))
             .bind(key_id.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(&mut *crate::db::acquire(pool).await?)
             .await?;
     row.map(KeyRow::key).transpose()
 }

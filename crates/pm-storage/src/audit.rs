@@ -6,6 +6,7 @@ use pm_domain::pagination::{Page, PageRequest};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::events::push_keyset;
+use crate::metrics::timed;
 use crate::StorageError;
 
 /// Who acts: an API key's name (`reconciliation` for the capture reconciliation, `cli:…` for
@@ -69,7 +70,7 @@ pub async fn record_alone(
     entry: &Entry<'_>,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     record(&mut conn, entry, at).await
 }
 
@@ -130,7 +131,9 @@ pub async fn list(
         q.push(" AND created_at < ").push_bind(to);
     }
     push_keyset(&mut q, "audit_id", "bigint", page)?;
-    let rows: Vec<AuditRecord> = q.build_query_as().fetch_all(pool).await?;
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<AuditRecord> =
+        timed("list_audit", q.build_query_as().fetch_all(&mut *conn)).await?;
     Ok(Page::from_rows(rows, page, |r| {
         (r.created_at, r.audit_id.to_string())
     }))

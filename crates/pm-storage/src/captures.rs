@@ -250,7 +250,7 @@ pub async fn begin(
 ) -> Result<CaptureStart, StorageError> {
     let fp = fingerprint(order_id, money);
     let stale_before = stale_before(now, stale_after);
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let order = lock_capturable_order(&mut tx, order_id).await?;
 
     if let Some(row) = fetch_key(&mut tx, key).await? {
@@ -398,7 +398,7 @@ pub async fn finish(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<CaptureRecord, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let row = fetch_key(&mut tx, key)
         .await?
         .ok_or_else(|| StorageError::corrupt("order_captures.idempotency_key", key))?;
@@ -420,7 +420,7 @@ pub async fn give_up(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<CaptureRecord>, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let Some(row) = fetch_key(&mut tx, key).await? else {
         return Ok(None);
     };
@@ -527,7 +527,7 @@ pub async fn mark_unknown(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let order_id: Option<String> = sqlx::query_scalar(
         "UPDATE order_captures SET status = 'unknown', last_error = $2
          WHERE idempotency_key = $1 AND status = 'pending' RETURNING order_id",
@@ -582,7 +582,7 @@ pub async fn unsettled(
     ))
     .bind(stale_before(now, stale_after))
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *crate::db::acquire(pool).await?)
     .await?;
     rows.iter().map(CaptureRow::record).collect()
 }
@@ -596,7 +596,7 @@ pub async fn of_order(
         "SELECT {CAPTURE_COLUMNS} FROM order_captures WHERE order_id = $1 ORDER BY created_at DESC"
     ))
     .bind(order_id.as_str())
-    .fetch_all(pool)
+    .fetch_all(&mut *crate::db::acquire(pool).await?)
     .await?;
     rows.iter().map(CaptureRow::record).collect()
 }

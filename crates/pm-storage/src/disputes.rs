@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
+use crate::metrics::timed;
 use crate::StorageError;
 
 /// A dispute as stored.
@@ -107,7 +108,7 @@ async fn fetch(
 }
 
 pub async fn get(pool: &PgPool, id: DisputeId) -> Result<Option<DisputeRecord>, StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     fetch(&mut conn, id, false).await
 }
 
@@ -128,7 +129,9 @@ pub async fn list(
         q.push(" AND order_id = ").push_bind(order_id.clone());
     }
     push_keyset(&mut q, "dispute_id", "uuid", page)?;
-    let rows: Vec<DisputeRow> = q.build_query_as().fetch_all(pool).await?;
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<DisputeRow> =
+        timed("list_disputes", q.build_query_as().fetch_all(&mut *conn)).await?;
     let rows = rows
         .into_iter()
         .map(DisputeRecord::try_from)
@@ -184,7 +187,7 @@ pub async fn get_evidence(
     pool: &PgPool,
     id: DisputeId,
 ) -> Result<Option<EvidenceRecord>, StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     fetch_evidence(&mut conn, id).await
 }
 
@@ -205,7 +208,7 @@ pub async fn upsert_evidence(
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<EvidenceOutcome, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let Some(dispute) = fetch(&mut tx, id, true).await? else {
         return Ok(EvidenceOutcome::NotFound);
     };
@@ -279,7 +282,7 @@ pub enum SubmissionPlan {
 
 /// Reads the dispute and its evidence and checks that a submission may be made.
 pub async fn plan_submission(pool: &PgPool, id: DisputeId) -> Result<SubmissionPlan, StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     let Some(dispute) = fetch(&mut conn, id, false).await? else {
         return Ok(SubmissionPlan::NotFound);
     };
@@ -305,7 +308,7 @@ pub async fn record_submission(
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<Option<DisputeRecord>, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let Some(dispute) = fetch(&mut tx, id, true).await? else {
         return Ok(None);
     };

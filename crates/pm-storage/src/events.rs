@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::metrics::timed;
 use crate::StorageError;
 
 /// Which event table.
@@ -180,7 +181,9 @@ pub async fn list_events(
         q.push(" AND created_at < ").push_bind(to);
     }
     push_keyset(&mut q, "event_id", "uuid", page)?;
-    let rows: Vec<EventRow> = q.build_query_as().fetch_all(pool).await?;
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<EventRow> =
+        timed("list_events", q.build_query_as().fetch_all(&mut *conn)).await?;
     let rows = rows
         .into_iter()
         .map(EventRecord::try_from)

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
+use crate::metrics::timed;
 use crate::StorageError;
 
 /// An order as stored.
@@ -84,7 +85,7 @@ pub async fn get(pool: &PgPool, order_id: &OrderId) -> Result<Option<OrderRecord
         "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
     ))
     .bind(order_id.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *crate::db::acquire(pool).await?)
     .await?;
     row.map(OrderRecord::try_from).transpose()
 }
@@ -112,7 +113,9 @@ pub async fn list(
         q.push(" AND created_at < ").push_bind(to);
     }
     push_keyset(&mut q, "order_id", "text", page)?;
-    let rows: Vec<OrderRow> = q.build_query_as().fetch_all(pool).await?;
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<OrderRow> =
+        timed("list_orders", q.build_query_as().fetch_all(&mut *conn)).await?;
     let rows = rows
         .into_iter()
         .map(OrderRecord::try_from)
@@ -131,7 +134,7 @@ pub async fn set_hold(
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<Option<OrderRecord>, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let row: Option<OrderRow> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE"
     ))

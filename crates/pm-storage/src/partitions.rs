@@ -170,7 +170,7 @@ pub async fn maintain(
     if opts.dedupe_keep < MIN_DEDUPE_KEEP {
         return Err(MaintainError::DedupeKeepTooShort);
     }
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     let (schema, version) = partman(&mut conn).await?;
     let mut tables = Vec::new();
     for table in PARTITIONED_TABLES {
@@ -271,7 +271,7 @@ async fn prune_dedupe(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<
 /// the services export as metrics, so an alert fires while there is still time to run
 /// maintenance, before rows start landing in a default partition.
 pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     let mut reports = Vec::with_capacity(PARTITIONED_TABLES.len());
     for table in PARTITIONED_TABLES {
         let current = partitions(&mut conn, table).await?;
@@ -287,7 +287,7 @@ pub async fn partition_for(
     table: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<String>, StorageError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     Ok(partitions(&mut conn, table)
         .await?
         .into_iter()

@@ -117,7 +117,7 @@ pub async fn bootstrap(
     {
         return Err(BootstrapError::BadNames(names.clone()));
     }
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     let (user, superuser, database): (String, bool, String) = sqlx::query_as(
         "SELECT current_user::text, rolsuper, current_database()::text \
          FROM pg_roles WHERE rolname = current_user",
@@ -343,7 +343,7 @@ pub async fn refresh_grants(pool: &PgPool) -> Result<Option<RoleNames>, StorageE
         app,
         readonly,
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     table_grants(&mut tx, &names).await?;
     tx.commit().await?;
     Ok(Some(names))

@@ -340,7 +340,7 @@ pub async fn apply_order_tx(
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
     // One statement is its own transaction: no BEGIN/COMMIT round trips.
-    let mut conn = pool.acquire().await?;
+    let mut conn = crate::db::acquire(pool).await?;
     let outcome = apply_order(&mut conn, w, delivery).await?;
     Ok(outcome)
 }
@@ -352,7 +352,7 @@ pub async fn apply_chargeback_tx(
     w: &ChargebackWebhook,
     delivery: Delivery,
 ) -> Result<ChargebackOutcome, StorageError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let outcome = apply_chargeback(&mut tx, w, delivery).await?;
     if outcome == ChargebackOutcome::OrderUnknown {
         tx.rollback().await?;

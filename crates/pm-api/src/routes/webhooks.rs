@@ -41,7 +41,9 @@ fn duplicate() -> Response {
 }
 
 async fn apply_order(app: &AppState, w: &OrderWebhook, delivery: Delivery) -> ApiResult<Response> {
-    let outcome = webhooks::apply_order_tx(app.pool(), w, delivery).await?;
+    let outcome = webhooks::apply_order_tx(app.pool(), w, delivery)
+        .await
+        .inspect_err(|e| app.inner.metrics.count_apply_error("order", e))?;
     Ok(match outcome {
         OrderOutcome::Applied { event_id, effect } => {
             app.count_webhook("order", effect.as_str());
@@ -59,7 +61,9 @@ async fn apply_chargeback(
     w: &ChargebackWebhook,
     delivery: Delivery,
 ) -> ApiResult<Response> {
-    let outcome = webhooks::apply_chargeback_tx(app.pool(), w, delivery).await?;
+    let outcome = webhooks::apply_chargeback_tx(app.pool(), w, delivery)
+        .await
+        .inspect_err(|e| app.inner.metrics.count_apply_error("chargeback", e))?;
     Ok(match outcome {
         ChargebackOutcome::Applied {
             event_id, effect, ..

@@ -88,6 +88,11 @@ pub(super) async fn run<H: Handler>(
         partition,
         stop: &stop,
     };
+    let _released = Released {
+        oldest: &shared.metrics.oldest,
+        topic: &shared.settings.topic,
+        partition,
+    };
     let limit = shared.settings.queue_limit();
     loop {
         let first = tokio::select! {
@@ -105,12 +110,20 @@ pub(super) async fn run<H: Handler>(
         flow.taken(batch.len(), limit, || shared.resume(partition));
         let arrived: Vec<Instant> = batch.iter().map(|(_, t)| *t).collect();
         let messages: Vec<Received> = batch.into_iter().map(|(m, _)| m).collect();
+        let topic = &shared.settings.topic;
+        if let (Some(first), Some(at)) = (messages.first(), arrived.first()) {
+            shared
+                .metrics
+                .oldest
+                .waiting_since(topic, partition, produced_at(first, *at));
+        }
         shared.health.batch_started(partition);
         let processed = me.process(&messages).await;
         shared.health.batch_ended(partition);
         if processed.is_err() {
             return;
         }
+        shared.metrics.oldest.caught_up(topic, partition);
         let Some(last) = messages.last() else {
             continue;
         };
@@ -122,6 +135,28 @@ pub(super) async fn run<H: Handler>(
         for t in arrived {
             histogram.observe(t.elapsed().as_secs_f64());
         }
+    }
+}
+
+/// When a message was produced: its Kafka timestamp, or (a message without one) when it
+/// arrived here.
+fn produced_at(message: &Received, arrived: Instant) -> DateTime<Utc> {
+    message.timestamp.unwrap_or_else(|| {
+        Utc::now() - chrono::Duration::from_std(arrived.elapsed()).unwrap_or_default()
+    })
+}
+
+/// Takes the partition out of `kafka_oldest_unapplied_age_seconds` when its worker ends,
+/// however it ends.
+struct Released<'a> {
+    oldest: &'a crate::metrics::OldestUnapplied,
+    topic: &'a str,
+    partition: i32,
+}
+
+impl Drop for Released<'_> {
+    fn drop(&mut self) {
+        self.oldest.released(self.topic, self.partition);
     }
 }
 

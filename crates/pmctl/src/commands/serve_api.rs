@@ -115,26 +115,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
     let registry = root.sub_registry_with_prefix("pm");
     let metrics = ApiMetrics::register(registry);
+    pm_storage::metrics::register(registry, &[pool.clone(), read_pool.clone()]);
+    let mut watchers = vec![watch_partitions(
+        pool.clone(),
+        pm_storage::metrics::PartitionGauges::register(registry),
+        shutdown.clone(),
+    )];
     let kafka = match args.mode {
         Mode::Sync => None,
         Mode::Kafka => Some(start_consumers(&args, &pool, &metrics, registry, &shutdown).await?),
     };
+    watchers.extend(kafka.as_ref().map(|k| k.watch_dlq_depth(&shutdown)));
     let readiness = kafka.iter().map(|k| ("kafka", k.readiness())).collect();
     let provider = args
         .provider
         .client()?
         .with_metrics(pm_provider::ProviderMetrics::register(registry));
     args.captures.check_against(&args.provider);
-    let reconciler = (!args.capture_reconcile_interval.is_zero()).then(|| {
-        tokio::spawn(reconcile_periodically(
+    if !args.capture_reconcile_interval.is_zero() {
+        watchers.push(reconcile_periodically(
             pool.clone(),
             provider.clone(),
             args.captures.settings(),
             args.capture_reconcile_interval,
             metrics.clone(),
             shutdown.clone(),
-        ))
-    });
+        ));
+    }
     let state = AppState::new(
         pool.clone(),
         read_pool.clone(),
@@ -161,8 +168,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }
-    if let Some(reconciler) = reconciler {
-        let _ = reconciler.await;
+    for watcher in watchers {
+        let _ = watcher.await;
     }
     pool.close().await;
     read_pool.close().await;
@@ -170,31 +177,76 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `round` after `first` and then every `interval` until shutdown; a round in
+/// progress at shutdown is abandoned (each is a read or an idempotent settlement).
+fn periodically<F, Fut>(
+    first: Duration,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut round: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = round() => {}
+            }
+        }
+    })
+}
+
 /// Settles captures with lost answers every `interval` until shutdown.
-async fn reconcile_periodically(
+fn reconcile_periodically(
     pool: pm_storage::PgPool,
     provider: pm_provider::ProviderClient,
     settings: pm_api::captures::ReconcileSettings,
     interval: Duration,
     metrics: ApiMetrics,
     shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let round = pm_api::captures::reconcile(&pool, &provider, settings, pm_domain::time::now());
-        match tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = round => r,
-        } {
-            Ok(report) => metrics.count_reconciled(&report),
-            Err(e) => {
-                tracing::warn!(error = %e, "capture reconciliation: database unavailable; next round later")
+) -> tokio::task::JoinHandle<()> {
+    periodically(interval, interval, shutdown, move || {
+        let (pool, provider, metrics) = (pool.clone(), provider.clone(), metrics.clone());
+        async move {
+            match pm_api::captures::reconcile(&pool, &provider, settings, pm_domain::time::now())
+                .await
+            {
+                Ok(report) => metrics.count_reconciled(&report),
+                Err(e) => {
+                    tracing::warn!(error = %e, "capture reconciliation: database unavailable; next round later")
+                }
             }
         }
-    }
+    })
+}
+
+/// How often the partition and DLQ gauges are read: alerts on them look hours or days
+/// ahead, so a minute is plenty, and each read is a handful of cheap queries.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Keeps `pm_partition_default_rows` and `pm_partition_premade_days` current, from start.
+fn watch_partitions(
+    pool: pm_storage::PgPool,
+    gauges: pm_storage::metrics::PartitionGauges,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    periodically(Duration::ZERO, GAUGE_INTERVAL, shutdown, move || {
+        let (pool, gauges) = (pool.clone(), gauges.clone());
+        async move {
+            if let Err(e) = gauges.refresh(&pool, pm_domain::time::now()).await {
+                tracing::debug!(error = %e, "cannot read the partitions' state; next round later");
+            }
+        }
+    })
 }
 
 /// The Kafka consumers of kafka mode and the producer of their dead letters.
@@ -202,6 +254,8 @@ struct KafkaConsumers {
     task: tokio::task::JoinHandle<()>,
     health: Vec<pm_kafka::consumer::ConsumerHealth>,
     dlq: pm_kafka::Producer,
+    backlogs: Vec<std::sync::Arc<pm_kafka::replay::Backlog>>,
+    metrics: pm_kafka::metrics::ConsumerMetrics,
 }
 
 async fn start_consumers(
@@ -224,6 +278,11 @@ async fn start_consumers(
     let dlq = pm_kafka::Producer::new(&config, Duration::from_secs(30))?;
     let consumer_metrics = pm_kafka::metrics::ConsumerMetrics::register(registry);
     let prefix = &args.kafka.topic_prefix;
+    let backlogs = [&names.orders, &names.disputes]
+        .into_iter()
+        .map(|topic| pm_kafka::replay::Backlog::new(&config, &topics::Topics::dlq(topic)))
+        .map(|b| b.map(std::sync::Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut consumers = Vec::new();
     let mut health = Vec::new();
     for (topic, group, kind) in [
@@ -249,8 +308,13 @@ async fn start_consumers(
         consumers.push((settings, handler, h));
     }
 
-    let (pool, stop, dlq_producer, waiting) =
-        (pool.clone(), shutdown.clone(), dlq.clone(), health.clone());
+    let (pool, stop, dlq_producer, waiting, watched) = (
+        pool.clone(),
+        shutdown.clone(),
+        dlq.clone(),
+        health.clone(),
+        consumer_metrics.clone(),
+    );
     let task = tokio::spawn(async move {
         // Applying webhooks to an older schema could fail in ways that look like bad input:
         // the consumers start only once every migration is applied.
@@ -279,7 +343,13 @@ async fn start_consumers(
             let _ = run.await;
         }
     });
-    Ok(KafkaConsumers { task, health, dlq })
+    Ok(KafkaConsumers {
+        task,
+        health,
+        dlq,
+        backlogs,
+        metrics: watched,
+    })
 }
 
 /// Waits until every migration is applied (re-checking every few seconds); `false` when
@@ -341,6 +411,36 @@ impl KafkaConsumers {
                     .map_err(|e| e.to_string())
             })
         })
+    }
+
+    /// Keeps `pm_kafka_dlq_depth` current, from start: the dead letters a resumed
+    /// `pmctl replay-dlq` would read, per DLQ topic.
+    fn watch_dlq_depth(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let (backlogs, metrics) = (self.backlogs.clone(), self.metrics.clone());
+        periodically(
+            Duration::ZERO,
+            GAUGE_INTERVAL,
+            shutdown.clone(),
+            move || {
+                let (backlogs, metrics) = (backlogs.clone(), metrics.clone());
+                async move {
+                    for backlog in backlogs {
+                        let b = backlog.clone();
+                        match tokio::task::spawn_blocking(move || b.depth()).await {
+                            Ok(Ok(depth)) => metrics.set_dlq_depth(backlog.dlq_topic(), depth),
+                            Ok(Err(e)) => tracing::debug!(
+                                error = %e, topic = backlog.dlq_topic(),
+                                "cannot read the DLQ's depth; next round later"
+                            ),
+                            Err(e) => tracing::warn!(error = %e, "the DLQ depth reader failed"),
+                        }
+                    }
+                }
+            },
+        )
     }
 
     /// Waits for the consumers to finish their batches and commit, then flushes the DLQ
