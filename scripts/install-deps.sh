@@ -15,11 +15,16 @@
 # Each of them also installs what the build needs.
 #
 # Python 3 with venv is needed too (all): scripts/schemathesis.sh installs schemathesis from
-# PyPI into a virtualenv of its own.
+# PyPI into a virtualenv of its own. So is Prometheus (all): the observability tests check
+# deploy/prometheus with its promtool and scrape the services with its server, which they
+# start themselves; the package's own service is never started.
 set -euo pipefail
 what=${1:-all}
 
 need=()
+# Packages with a system service: installed without their recommendations (Prometheus
+# recommends node-exporter) and without starting the service.
+need_quiet=()
 
 # The build, whatever the rest: rdkafka compiles librdkafka from source (make, a C compiler)
 # with TLS, which SASL_SSL and its SCRAM mechanism need, linking the system's OpenSSL as
@@ -66,16 +71,42 @@ if [ "$what" = all ] && ! python3 -m venv --help >/dev/null 2>&1; then
     need+=(python3 python3-venv)
 fi
 
-if [ ${#need[@]} -gt 0 ]; then
+if [ "$what" = all ] && { ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; }; then
+    need_quiet+=(prometheus)
+fi
+
+if [ $((${#need[@]} + ${#need_quiet[@]})) -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "missing packages: ${need[*]}" >&2
-        echo "install them with: sudo apt-get install -y ${need[*]}" >&2
+        echo "missing packages: ${need[*]} ${need_quiet[*]}" >&2
+        [ ${#need[@]} -eq 0 ] || echo "install them with: sudo apt-get install -y ${need[*]}" >&2
+        [ ${#need_quiet[@]} -eq 0 ] ||
+            echo "and: sudo apt-get install -y --no-install-recommends ${need_quiet[*]} (its service need not run: the tests start their own)" >&2
         exit 1
     fi
-    echo "installing ${need[*]}" >&2
+    echo "installing ${need[*]} ${need_quiet[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    if [ ${#need_quiet[@]} -gt 0 ]; then
+        # invoke-rc.d (and deb-systemd-invoke under systemd) asks policy-rc.d before it
+        # starts a service, and 101 means "not allowed". A policy already in place
+        # (containers often have one) is left alone; ours goes however the install ends.
+        policy=/usr/sbin/policy-rc.d
+        own_policy=
+        if [ ! -e "$policy" ]; then
+            own_policy=yes
+            trap 'rm -f "$policy"' EXIT
+            printf '#!/bin/sh\nexit 101\n' >"$policy"
+            chmod 0755 "$policy"
+        fi
+        apt-get install -y -qq --no-install-recommends "${need_quiet[@]}" >/dev/null
+        if [ -n "$own_policy" ]; then
+            rm -f "$policy"
+            trap - EXIT
+        fi
+    fi
 fi
 
 if [ -n "$kafka" ]; then

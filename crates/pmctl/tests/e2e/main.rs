@@ -7,6 +7,7 @@ mod cli;
 mod ingest;
 mod kafka_faults;
 mod kafka_mode;
+mod observability;
 mod overload;
 mod process;
 mod roles;
