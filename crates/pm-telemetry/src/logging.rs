@@ -150,3 +150,106 @@ where
             .then(|| (trace_id.to_string(), span_id.to_string()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+        }
+    }
+
+    /// Logs one line outside any span and one inside a traced span; returns the output
+    /// and the span's ids.
+    fn log_with(json: bool) -> (String, String, String) {
+        let out = Captured::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let provider = SdkTracerProvider::builder().build();
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let fmt = if json {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(writer)
+                .event_format(WithTraceIds(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .with_current_span(true),
+                ))
+                .boxed()
+        } else {
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .event_format(WithTraceIds(tracing_subscriber::fmt::format()))
+                .boxed()
+        };
+        let subscriber = tracing_subscriber::registry().with(otel).with(fmt);
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside");
+            let span = tracing::info_span!("work", correlation_id = "c-1");
+            let _entered = span.enter();
+            tracing::info!("inside");
+            let cx = span.context();
+            let context = cx.span().span_context().clone();
+            (
+                context.trace_id().to_string(),
+                context.span_id().to_string(),
+            )
+        });
+        (out.text(), ids.0, ids.1)
+    }
+
+    #[test]
+    fn text_lines_inside_a_traced_span_end_with_its_ids() {
+        let (out, trace_id, span_id) = log_with(false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(!lines[0].contains("trace_id"), "{out}");
+        assert!(
+            lines[1].ends_with(&format!(" trace_id={trace_id} span_id={span_id}")),
+            "{out}"
+        );
+        assert!(lines[1].contains("correlation_id"), "{out}");
+    }
+
+    #[test]
+    fn json_lines_inside_a_traced_span_have_its_ids_as_keys() {
+        let (out, trace_id, span_id) = log_with(true);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let inside: serde_json::Value = serde_json::from_str(lines[1]).expect("one JSON object");
+        assert_eq!(inside["trace_id"], trace_id.as_str());
+        assert_eq!(inside["span_id"], span_id.as_str());
+        assert_eq!(inside["span"]["correlation_id"], "c-1");
+        let outside: serde_json::Value = serde_json::from_str(lines[0]).expect("one JSON object");
+        assert!(outside.get("trace_id").is_none(), "{out}");
+    }
+}
