@@ -115,6 +115,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
     let registry = root.sub_registry_with_prefix("pm");
     let metrics = ApiMetrics::register(registry);
+    pm_telemetry::traces::register_metrics(registry);
     let kafka = match args.mode {
         Mode::Sync => None,
         Mode::Kafka => Some(start_consumers(&args, &pool, &metrics, registry, &shutdown).await?),
