@@ -14,3 +14,4 @@ mod scenarios;
 mod secrets;
 mod tls;
 mod tls_pg;
+mod traces;
