@@ -227,5 +227,34 @@ async fn a_webhook_through_kafka_is_one_trace_across_ingest_and_api() {
         assert!(statement.attribute("db.collection.name").is_some());
     }
     assert!(spans.iter().all(|s| s.trace_id == trace_id));
+
+    // The collector answered every export: the counter is there, at zero.
+    let metrics = ingest
+        .http
+        .get(ingest.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("pm_otel_spans_dropped_total 0"),
+        "{metrics}"
+    );
     drop((ingest, api));
+}
+
+#[test]
+fn grpc_export_is_refused_at_start_with_a_clear_message() {
+    let out = crate::process::run(
+        &["--otlp-endpoint", "http://127.0.0.1:4317", "migrate"],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", crate::process::text(&out));
+    let text = crate::process::text(&out);
+    assert!(
+        text.contains("\"grpc\" is not supported") && text.contains("http/protobuf"),
+        "{text}"
+    );
 }
