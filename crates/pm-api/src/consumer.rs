@@ -7,6 +7,9 @@
 //! order is not known yet writes nothing and is reported retryable (the messages after it
 //! wait for its retries, keeping the partition's order).
 //!
+//! Each message is applied in the consumer span of [`Received::process_span`] (a child of
+//! the producer's span in ingest), so its database statements join the webhook's trace.
+//!
 //! Database errors: only those the input itself causes (SQLSTATE classes 22 and 23) can
 //! cost a message. Such an error aborts the batch, which is then applied one message per
 //! transaction so that only the message that cannot be stored is dead-lettered. Every
@@ -20,6 +23,7 @@ use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
 use pm_kafka::consumer::{Handler, Outcome, Received, Transient};
 use pm_storage::webhooks::{self, ChargebackOutcome, Delivery, OrderOutcome};
 use pm_storage::{PgPool, StorageError};
+use tracing::Instrument as _;
 
 use crate::state::{ApiMetrics, WebhookLabels};
 
@@ -106,11 +110,12 @@ impl WebhookHandler {
     /// All decodable messages in one transaction.
     async fn apply_batch(
         &self,
+        batch: &[Received],
         decoded: &[Result<Decoded, String>],
     ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
         let mut tx = pm_storage::db::begin(&self.pool).await?;
         let mut out = Vec::with_capacity(decoded.len());
-        for d in decoded {
+        for (m, d) in batch.iter().zip(decoded) {
             // After a message that must be retried, the rest wait so the partition's
             // order holds (the consumer hands them over again).
             if out.iter().any(|(o, _)| matches!(o, Outcome::Retry(_))) {
@@ -118,7 +123,7 @@ impl WebhookHandler {
                 continue;
             }
             out.push(match d {
-                Ok(d) => self.apply(&mut tx, d).await?,
+                Ok(d) => self.apply(&mut tx, d).instrument(m.process_span()).await?,
                 Err(e) => (Outcome::Reject(e.clone()), "rejected"),
             });
         }
@@ -129,10 +134,11 @@ impl WebhookHandler {
     /// One transaction per message: isolates a message the database refuses.
     async fn apply_each(
         &self,
+        batch: &[Received],
         decoded: &[Result<Decoded, String>],
     ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
         let mut out = Vec::with_capacity(decoded.len());
-        for d in decoded {
+        for (m, d) in batch.iter().zip(decoded) {
             if out.iter().any(|(o, _)| matches!(o, Outcome::Retry(_))) {
                 out.push((Outcome::Skipped, "skipped"));
                 continue;
@@ -145,7 +151,7 @@ impl WebhookHandler {
                 continue;
             };
             let mut tx = pm_storage::db::begin(&self.pool).await?;
-            match self.apply(&mut tx, d).await {
+            match self.apply(&mut tx, d).instrument(m.process_span()).await {
                 Ok(result) => {
                     tx.commit().await?;
                     out.push(result);
@@ -177,12 +183,12 @@ impl Handler for WebhookHandler {
             self.metrics.count_apply_error(kind, &e);
             transient(&e)
         };
-        let results = match self.apply_batch(&decoded).await {
+        let results = match self.apply_batch(batch, &decoded).await {
             Ok(r) => r,
             Err(e) if !e.is_caused_by_input() => return Err(failed(e)),
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "batch refused; applying its messages one by one");
-                self.apply_each(&decoded).await.map_err(failed)?
+                self.apply_each(batch, &decoded).await.map_err(failed)?
             }
         };
         Ok(results

@@ -86,6 +86,35 @@ impl Received {
         }
     }
 
+    /// The consumer span of OpenTelemetry's messaging conventions for processing this
+    /// message: a child of the producer's span when the message carries its trace context
+    /// (`traceparent` header), so one webhook is one trace across both services.
+    pub fn process_span(&self) -> tracing::Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format!("process {}", self.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            correlation_id = self.header(headers::CORRELATION_ID).unwrap_or(""),
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %self.topic,
+            messaging.destination.partition.id = self.partition,
+            messaging.kafka.offset = self.offset,
+        );
+        // The last one: a dead letter or a replay carries its original headers and then
+        // the context of the send that republished it.
+        pm_telemetry::propagation::set_parent(&span, |name| {
+            self.headers
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        });
+        span
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

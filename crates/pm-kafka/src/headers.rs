@@ -32,6 +32,19 @@ pub fn build<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> OwnedHe
         })
 }
 
+/// `headers` plus `traceparent`/`tracestate` of `span` (unchanged when tracing is off), so
+/// the consumer's span joins the producer's trace.
+pub fn with_trace_context(headers: OwnedHeaders, span: &tracing::Span) -> OwnedHeaders {
+    pm_telemetry::propagation::headers_of(span)
+        .into_iter()
+        .fold(headers, |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        })
+}
+
 /// All headers as owned pairs (to copy them onto another message).
 pub fn pairs<H: Headers>(headers: Option<&H>) -> Vec<(String, String)> {
     let Some(headers) = headers else {

@@ -7,6 +7,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
+use tracing::Instrument as _;
 
 use crate::connection::{self, Watched};
 use crate::{Error, KafkaConfig, KafkaError};
@@ -89,8 +90,31 @@ impl Producer {
         (current.producer.clone(), current.watch.clone())
     }
 
-    /// Sends one message and waits for the broker's acknowledgement.
+    /// Sends one message and waits for the broker's acknowledgement, in a producer span
+    /// whose trace context travels in the message's headers.
     pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Stored, KafkaError> {
+        let span = send_span(topic);
+        let headers = crate::headers::with_trace_context(headers, &span);
+        self.send_record(topic, key, payload, headers)
+            .instrument(span.clone())
+            .await
+            .inspect(|stored| {
+                span.record("messaging.destination.partition.id", stored.partition);
+                span.record("messaging.kafka.offset", stored.offset);
+            })
+            .inspect_err(|e| {
+                span.record("otel.status_code", "error");
+                span.record("otel.status_description", e.to_string());
+            })
+    }
+
+    async fn send_record(
         &self,
         topic: &str,
         key: &[u8],
@@ -154,6 +178,24 @@ impl Producer {
         let (producer, watch) = self.current();
         connection::metadata(&producer, &watch, timeout).map(drop)
     }
+}
+
+/// The producer span of OpenTelemetry's messaging conventions; partition and offset are
+/// recorded once the broker acknowledged the message.
+fn send_span(topic: &str) -> tracing::Span {
+    tracing::info_span!(
+        "send",
+        otel.name = %format!("send {topic}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = %topic,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    )
 }
 
 /// Errors after which this producer instance may not recover by itself. A timed-out

@@ -436,3 +436,49 @@ async fn a_409_or_429_is_retried_and_ends_unknown_rather_than_rejected() {
         assert!(!error.is_definitive(), "{status}");
     }
 }
+
+#[tokio::test]
+async fn every_attempt_carries_the_callers_trace_in_traceparent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CAPTURE_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CAPTURE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "transaction_id": "tx-traced", "status": "success"
+        })))
+        .mount(&server)
+        .await;
+    let _subscriber = tracing::subscriber::set_default(pm_telemetry::testing::traced_subscriber());
+    let caller = tracing::info_span!("caller");
+    let trace_id = pm_telemetry::testing::trace_id(&caller);
+    assert_ne!(
+        trace_id,
+        "0".repeat(32),
+        "the test subscriber gives spans ids"
+    );
+
+    use tracing::Instrument as _;
+    capture(&client(&server))
+        .instrument(caller)
+        .await
+        .expect("captured on the second attempt");
+
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    let mut parents = Vec::new();
+    for request in &sent {
+        let traceparent = header(request, "traceparent").expect("a traceparent header");
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], trace_id, "the caller's trace");
+        assert_eq!(parts[3], "01", "sampled");
+        parents.push(parts[2].to_owned());
+    }
+    assert_ne!(parents[0], parents[1], "each attempt is a span of its own");
+}

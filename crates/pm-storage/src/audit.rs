@@ -6,7 +6,7 @@ use pm_domain::pagination::{Page, PageRequest};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::events::push_keyset;
-use crate::metrics::timed;
+use crate::statement;
 use crate::StorageError;
 
 /// Who acts: an API key's name (`reconciliation` for the capture reconciliation, `cli:…` for
@@ -132,8 +132,12 @@ pub async fn list(
     }
     push_keyset(&mut q, "audit_id", "bigint", page)?;
     let mut conn = crate::db::acquire(pool).await?;
-    let rows: Vec<AuditRecord> =
-        timed("list_audit", q.build_query_as().fetch_all(&mut *conn)).await?;
+    let rows: Vec<AuditRecord> = statement::run(
+        "SELECT",
+        "audit_log",
+        q.build_query_as().fetch_all(&mut *conn),
+    )
+    .await?;
     Ok(Page::from_rows(rows, page, |r| {
         (r.created_at, r.audit_id.to_string())
     }))

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
-use crate::metrics::timed;
+use crate::statement;
 use crate::StorageError;
 
 /// A dispute as stored.
@@ -130,8 +130,12 @@ pub async fn list(
     }
     push_keyset(&mut q, "dispute_id", "uuid", page)?;
     let mut conn = crate::db::acquire(pool).await?;
-    let rows: Vec<DisputeRow> =
-        timed("list_disputes", q.build_query_as().fetch_all(&mut *conn)).await?;
+    let rows: Vec<DisputeRow> = statement::run(
+        "SELECT",
+        "disputes",
+        q.build_query_as().fetch_all(&mut *conn),
+    )
+    .await?;
     let rows = rows
         .into_iter()
         .map(DisputeRecord::try_from)

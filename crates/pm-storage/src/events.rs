@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::metrics::timed;
+use crate::statement;
 use crate::StorageError;
 
 /// Which event table.
@@ -182,8 +182,12 @@ pub async fn list_events(
     }
     push_keyset(&mut q, "event_id", "uuid", page)?;
     let mut conn = crate::db::acquire(pool).await?;
-    let rows: Vec<EventRow> =
-        timed("list_events", q.build_query_as().fetch_all(&mut *conn)).await?;
+    let rows: Vec<EventRow> = statement::run(
+        "SELECT",
+        table.table(),
+        q.build_query_as().fetch_all(&mut *conn),
+    )
+    .await?;
     let rows = rows
         .into_iter()
         .map(EventRecord::try_from)

@@ -21,6 +21,7 @@ pub mod migrate;
 pub mod orders;
 pub mod partitions;
 pub mod roles;
+mod statement;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;

@@ -11,7 +11,6 @@
 //! wait. Pools are told apart by their application name, the name PostgreSQL shows for
 //! their sessions in `pg_stat_activity` (`pmctl-serve-api`, `pmctl-serve-api-reads`, …).
 
-use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -58,6 +57,7 @@ fn pool_name(pool: &PgPool) -> String {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
+    collection: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,7 +80,7 @@ static METERS: LazyLock<Meters> = LazyLock::new(|| Meters {
 
 /// Registers `db_pool_connections{pool,state}`, `db_pool_max_connections{pool}`,
 /// `db_pool_waiting{pool}`, `db_pool_acquire_duration_seconds{pool}` and
-/// `db_query_duration_seconds{operation}` (prefix them with the registry's prefix). The
+/// `db_query_duration_seconds{operation,collection}` (prefix them with the registry's prefix). The
 /// connection counts are read from `pools` at each scrape.
 pub fn register(registry: &mut Registry, pools: &[PgPool]) {
     registry.register(
@@ -95,7 +95,8 @@ pub fn register(registry: &mut Registry, pools: &[PgPool]) {
     );
     registry.register(
         "db_query_duration_seconds",
-        "Statement latency by operation (a statement's name, never its parameters)",
+        "Statement latency by operation (the SQL verb) and collection (the table), never by a \
+         parameter's value",
         METERS.queries.clone(),
     );
     registry.register_collector(Box::new(PoolCollector {
@@ -139,19 +140,14 @@ impl Drop for Waiting {
     }
 }
 
-/// Runs a statement, recording its latency under `operation`.
-pub(crate) async fn timed<T>(operation: &'static str, statement: impl Future<Output = T>) -> T {
-    let started = std::time::Instant::now();
-    let out = statement.await;
-    observe_query(operation, started.elapsed());
-    out
-}
-
-/// Records that a statement of `operation` took `elapsed`.
-pub(crate) fn observe_query(operation: &'static str, elapsed: Duration) {
+/// Records that a statement (see [`crate::statement::run`]) took `elapsed`.
+pub(crate) fn observe_query(operation: &'static str, collection: &'static str, elapsed: Duration) {
     METERS
         .queries
-        .get_or_create(&OperationLabels { operation })
+        .get_or_create(&OperationLabels {
+            operation,
+            collection,
+        })
         .observe(elapsed.as_secs_f64());
 }
 
@@ -316,7 +312,7 @@ mod tests {
             "{during}"
         );
         waiting.done();
-        observe_query("metrics_test_statement", Duration::from_millis(3));
+        observe_query("SELECT", "metrics_test", Duration::from_millis(3));
         let after = render(&registry);
         for line in [
             "pm_db_pool_waiting{pool=\"metrics-test\"} 0",
@@ -324,7 +320,7 @@ mod tests {
             "pm_db_pool_connections{pool=\"metrics-test\",state=\"idle\"} 0",
             "pm_db_pool_max_connections{pool=\"metrics-test\"} 3",
             "pm_db_pool_acquire_duration_seconds_count{pool=\"metrics-test\"} 1",
-            "pm_db_query_duration_seconds_count{operation=\"metrics_test_statement\"} 1",
+            "pm_db_query_duration_seconds_count{operation=\"SELECT\",collection=\"metrics_test\"} 1",
         ] {
             assert!(after.contains(line), "{line} missing from\n{after}");
         }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
-use crate::metrics::timed;
+use crate::statement;
 use crate::StorageError;
 
 /// An order as stored.
@@ -115,7 +115,7 @@ pub async fn list(
     push_keyset(&mut q, "order_id", "text", page)?;
     let mut conn = crate::db::acquire(pool).await?;
     let rows: Vec<OrderRow> =
-        timed("list_orders", q.build_query_as().fetch_all(&mut *conn)).await?;
+        statement::run("SELECT", "orders", q.build_query_as().fetch_all(&mut *conn)).await?;
     let rows = rows
         .into_iter()
         .map(OrderRecord::try_from)

@@ -7,6 +7,9 @@
 //! a concurrent second delivery of the same event blocks on that row until the first
 //! transaction ends, then sees the conflict and reports a duplicate — so 20 parallel
 //! deliveries make exactly one change and one event row.
+//!
+//! Every statement runs through [`crate::statement::run`], which gives it a span in the
+//! webhook's trace.
 
 use chrono::{DateTime, Utc};
 use pm_domain::dispute::{self, ChargebackChange, DisputeEffect, DisputeProgress};
@@ -18,6 +21,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::events::{insert_event, EventTable};
+use crate::statement;
 use crate::StorageError;
 
 /// When and under which id a webhook was accepted.
@@ -72,16 +76,17 @@ async fn first_delivery(
     provider_event_id: &str,
     at: DateTime<Utc>,
 ) -> Result<bool, StorageError> {
-    let inserted = sqlx::query(
+    let statement = sqlx::query(
         "INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(kind.as_str())
     .bind(provider_event_id)
     .bind(at)
-    .execute(conn)
-    .await?
-    .rows_affected();
+    .execute(conn);
+    let inserted = statement::run("INSERT", "processed_webhooks", statement)
+        .await?
+        .rows_affected();
     Ok(inserted == 1)
 }
 
@@ -99,7 +104,7 @@ pub async fn apply_order(
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
     let webhook = serde_json::to_string(w)?;
-    let effect: Option<String> = sqlx::query_scalar(APPLY_ORDER_SQL)
+    let statement = sqlx::query_scalar(APPLY_ORDER_SQL)
         .bind(w.provider_event_id.as_str())
         .bind(delivery.received_at)
         .bind(w.order_id.as_str())
@@ -109,8 +114,9 @@ pub async fn apply_order(
         .bind(w.updated_at)
         .bind(delivery.event_id.as_uuid())
         .bind(webhook)
-        .fetch_one(conn)
-        .await?;
+        .fetch_one(conn);
+    // One statement: the dedupe record, the order and its event (see APPLY_ORDER_SQL).
+    let effect: Option<String> = statement::run("INSERT", "orders", statement).await?;
     let Some(effect) = effect else {
         return Ok(OrderOutcome::Duplicate);
     };
@@ -205,13 +211,13 @@ async fn lock_dispute_of_order(
     conn: &mut PgConnection,
     order_id: &str,
 ) -> Result<Option<DisputeProgressRow>, StorageError> {
-    Ok(sqlx::query_as(
+    let statement = sqlx::query_as(
         "SELECT dispute_id, status, evidence_due_at, provider_updated_at, opened_at, closed_at
          FROM disputes WHERE order_id = $1 FOR UPDATE",
     )
     .bind(order_id)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(conn);
+    Ok(statement::run("SELECT", "disputes", statement).await?)
 }
 
 /// Applies a chargeback webhook inside the caller's transaction.
@@ -220,11 +226,10 @@ pub async fn apply_chargeback(
     w: &ChargebackWebhook,
     delivery: Delivery,
 ) -> Result<ChargebackOutcome, StorageError> {
-    let order_known: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1)")
-            .bind(w.order_id.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
+    let statement = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1)")
+        .bind(w.order_id.as_str())
+        .fetch_one(&mut *conn);
+    let order_known: bool = statement::run("SELECT", "orders", statement).await?;
     if !order_known {
         return Ok(ChargebackOutcome::OrderUnknown);
     }
@@ -249,7 +254,8 @@ pub async fn apply_chargeback(
     if current.is_none() {
         let (fresh, _) = dispute::apply(None, change);
         let dispute_id = DisputeId::generate();
-        let inserted = sqlx::query(
+        let currency = w.money.currency();
+        let statement = sqlx::query(
             "INSERT INTO disputes (dispute_id, order_id, user_id, status, reason, amount, currency,
                                    opened_at, evidence_due_at, closed_at, provider_updated_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -261,15 +267,16 @@ pub async fn apply_chargeback(
         .bind(fresh.status.as_str())
         .bind(&w.reason)
         .bind(w.money.amount().value())
-        .bind(w.money.currency().code())
+        .bind(currency.code())
         .bind(fresh.opened_at)
         .bind(fresh.evidence_due_at)
         .bind(fresh.closed_at)
         .bind(fresh.provider_updated_at)
         .bind(delivery.received_at)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        .execute(&mut *conn);
+        let inserted = statement::run("INSERT", "disputes", statement)
+            .await?
+            .rows_affected();
         if inserted == 1 {
             return record_chargeback(
                 conn,
@@ -287,7 +294,7 @@ pub async fn apply_chargeback(
         current.ok_or_else(|| StorageError::corrupt("disputes.order_id", w.order_id.as_str()))?;
     let (next, effect) = dispute::apply(Some(row.progress()?), change);
     if effect.changes_state() {
-        sqlx::query(
+        let statement = sqlx::query(
             "UPDATE disputes SET status = $2, evidence_due_at = $3, provider_updated_at = $4,
                                  opened_at = $5, closed_at = $6
              WHERE dispute_id = $1",
@@ -298,8 +305,8 @@ pub async fn apply_chargeback(
         .bind(next.provider_updated_at)
         .bind(next.opened_at)
         .bind(next.closed_at)
-        .execute(&mut *conn)
-        .await?;
+        .execute(&mut *conn);
+        statement::run("UPDATE", "disputes", statement).await?;
     }
     record_chargeback(conn, w, delivery, row.dispute_id, effect).await
 }
@@ -315,17 +322,18 @@ async fn record_chargeback(
         effect: effect.as_str(),
         webhook: w,
     })?;
-    insert_event(
+    let dispute_id_text = dispute_id.to_string();
+    let statement = insert_event(
         conn,
         EventTable::Dispute,
         delivery.event_id,
-        &dispute_id.to_string(),
+        &dispute_id_text,
         DisputeEventKind::for_chargeback(w.status).as_str(),
         Some(w.provider_event_id.as_str()),
         &data,
         delivery.received_at,
-    )
-    .await?;
+    );
+    statement::run("INSERT", "dispute_events", statement).await?;
     Ok(ChargebackOutcome::Applied {
         event_id: delivery.event_id,
         dispute_id: DisputeId::from_uuid(dispute_id),

@@ -1,4 +1,5 @@
-//! HTTP middleware: correlation id, per-route metrics and one log line per request.
+//! HTTP middleware: correlation id, the server span (W3C `traceparent` accepted),
+//! per-route metrics and one log line per request.
 //!
 //! Routes are measured by their template (`/orders/{order_id}`), never by the concrete
 //! path, so the number of time series stays bounded whatever the traffic.
@@ -100,8 +101,27 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
             .and_then(|v| v.to_str().ok()),
     );
     req.extensions_mut().insert(id.clone());
-    let span =
-        tracing::info_span!("request", correlation_id = %id, method = %method, route = %route);
+    // The server span of OpenTelemetry's HTTP conventions: named by the route template,
+    // a child of the caller's `traceparent` when one came.
+    let span_name = if route == "unmatched" {
+        method.clone()
+    } else {
+        format!("{method} {route}")
+    };
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %id,
+        method = %method,
+        route = %route,
+        otel.name = %span_name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::propagation::set_parent_from_http(&span, req.headers());
 
     let mut response = next.run(req).instrument(span.clone()).await;
 
@@ -109,6 +129,11 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
         response.headers_mut().insert(correlation::HEADER, value);
     }
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        // Server errors only: a 4xx is the client's failure, not the server span's.
+        span.record("otel.status_code", "error");
+    }
     let elapsed = started.elapsed();
     metrics
         .requests

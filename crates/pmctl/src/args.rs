@@ -30,11 +30,38 @@ pub(crate) struct LogArgs {
 }
 
 impl LogArgs {
-    pub(crate) fn init(&self) -> anyhow::Result<()> {
+    /// Installs logging, and span export when `traces` says where to. The guard exports
+    /// the spans still queued when it is dropped: keep it until the command finished.
+    pub(crate) fn init(
+        &self,
+        traces: &TraceArgs,
+        service: &str,
+    ) -> anyhow::Result<Option<pm_telemetry::traces::TracesGuard>> {
         let format: LogFormat = self.format.parse().map_err(anyhow::Error::msg)?;
-        pm_telemetry::init_logging(&self.filter, format)?;
-        Ok(())
+        let config =
+            pm_telemetry::traces::TracesConfig::from_env(traces.otlp_endpoint.as_deref(), service)?;
+        Ok(pm_telemetry::init_logging_and_traces(
+            &self.filter,
+            format,
+            config.as_ref(),
+        )?)
     }
+}
+
+/// Distributed tracing (global flag). The other standard variables are honoured too:
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL, wins), `OTEL_SERVICE_NAME`
+/// (default `pmctl-<subcommand>`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
+/// `OTEL_TRACES_SAMPLER_ARG`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TraceArgs {
+    /// OpenTelemetry collector to export spans to, over OTLP/HTTP with protobuf, e.g.
+    /// `http://127.0.0.1:4318` (spans go to `<url>/v1/traces`). Tracing is off without it.
+    #[arg(
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true
+    )]
+    otlp_endpoint: Option<String>,
 }
 
 /// The database connection.

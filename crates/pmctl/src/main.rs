@@ -29,6 +29,8 @@ pub(crate) const BUILD: pm_telemetry::metrics::BuildInfo = pm_telemetry::metrics
 struct Cli {
     #[command(flatten)]
     log: args::LogArgs,
+    #[command(flatten)]
+    traces: args::TraceArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,12 +69,38 @@ enum Command {
     Verify(commands::verify::Args),
 }
 
+impl Command {
+    /// The default `service.name` of the spans this subcommand exports.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Command::ApiKeys(_) => "pmctl-api-keys",
+            Command::Audit(_) => "pmctl-audit",
+            Command::Bench(_) => "pmctl-bench",
+            Command::Db(_) => "pmctl-db",
+            Command::Demo(_) => "pmctl-demo",
+            Command::Loadtest(_) => "pmctl-loadtest",
+            Command::Migrate(_) => "pmctl-migrate",
+            Command::PartitionMaintain(_) => "pmctl-partition-maintain",
+            Command::ServeApi(_) => "pmctl-serve-api",
+            Command::ServeIngest(_) => "pmctl-serve-ingest",
+            Command::ReconcileCaptures(_) => "pmctl-reconcile-captures",
+            Command::ReplayDlq(_) => "pmctl-replay-dlq",
+            Command::SimulateProvider(_) => "pmctl-simulate-provider",
+            Command::Verify(_) => "pmctl-verify",
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = cli.log.init() {
-        eprintln!("error: {e}");
-        return std::process::ExitCode::from(2);
-    }
+    // Dropped last, after the runtime stopped: exports the spans still queued (bounded).
+    let _traces = match cli.log.init(&cli.traces, cli.command.service_name()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -17,6 +17,7 @@ use pm_domain::webhook::WebhookKind;
 use pm_telemetry::CorrelationId;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument as _;
 
 use crate::sink::backoff::Backoff;
 use crate::sink::{Delivered, Forwarded, SinkError};
@@ -193,7 +194,7 @@ impl HttpSink {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.attempt(url, &body, correlation).await {
+            let failure = match self.attempt(url, &body, correlation, attempt).await {
                 Ok(answer) if is_auth_refusal(answer.status) => {
                     // Our own misconfiguration, not the provider's fault: answer 503 so the
                     // provider keeps retrying until the token is fixed (some providers give
@@ -222,16 +223,40 @@ impl HttpSink {
         }
     }
 
-    /// One POST; `Ok` for a final answer (2xx or 4xx), read in full.
+    /// One POST in a client span whose context the API continues; `Ok` for a final
+    /// answer (2xx or 4xx), read in full.
     async fn attempt(
         &self,
         url: &Url,
         body: &Bytes,
         correlation: &CorrelationId,
+        attempt: u32,
+    ) -> Result<Forwarded, ForwardError> {
+        use pm_telemetry::http_client;
+        let span = http_client::client_span("POST", Some(url.path()), url.as_str(), attempt);
+        let result = self
+            .post(url, body, correlation, http_client::trace_headers(&span))
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(answer) => http_client::record_status(&span, answer.status.as_u16()),
+            Err(ForwardError::Status(status)) => http_client::record_status(&span, status.as_u16()),
+            Err(e) => http_client::record_failure(&span, e),
+        }
+        result
+    }
+
+    async fn post(
+        &self,
+        url: &Url,
+        body: &Bytes,
+        correlation: &CorrelationId,
+        trace: header::HeaderMap,
     ) -> Result<Forwarded, ForwardError> {
         let response = self
             .client
             .post(url.clone())
+            .headers(trace)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::AUTHORIZATION, self.authorization.clone())
             .header(pm_telemetry::correlation::HEADER, correlation.as_str())

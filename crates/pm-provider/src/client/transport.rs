@@ -10,6 +10,7 @@ use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use super::backoff::Backoff;
 use super::error::ProviderError;
@@ -93,8 +94,17 @@ async fn send_json<Resp: DeserializeOwned>(
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
+        // One client span per attempt, its context in `traceparent`, so the provider's
+        // spans (and a retry's) hang off the caller's trace.
+        let span = pm_telemetry::http_client::client_span(
+            method.as_str(),
+            None,
+            call.url.as_str(),
+            attempt,
+        );
+        let request = request.headers(pm_telemetry::http_client::trace_headers(&span));
         let started = std::time::Instant::now();
-        let (result, outcome) = attempt_once(request).await;
+        let (result, outcome) = attempt_once(request, &span).instrument(span.clone()).await;
         if let (Some(metrics), Some(outcome)) = (call.metrics, outcome) {
             metrics.observe(call.operation, outcome, started.elapsed());
         }
@@ -128,9 +138,13 @@ async fn send_json<Resp: DeserializeOwned>(
 /// when nothing was sent).
 async fn attempt_once<Resp: DeserializeOwned>(
     request: reqwest::RequestBuilder,
+    span: &tracing::Span,
 ) -> (Attempt<Resp>, Option<AttemptOutcome>) {
     let response = match request.send().await {
-        Ok(response) => response,
+        Ok(response) => {
+            pm_telemetry::http_client::record_status(span, response.status().as_u16());
+            response
+        }
         Err(e) if e.is_builder() => {
             return (
                 Attempt::Finished(Err(ProviderError::InvalidRequest(describe(&e)))),
@@ -138,6 +152,7 @@ async fn attempt_once<Resp: DeserializeOwned>(
             )
         }
         Err(e) => {
+            pm_telemetry::http_client::record_failure(span, &describe(&e));
             let outcome = if e.is_timeout() {
                 AttemptOutcome::Timeout
             } else {

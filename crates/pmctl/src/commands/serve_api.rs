@@ -116,6 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let registry = root.sub_registry_with_prefix("pm");
     let metrics = ApiMetrics::register(registry);
     pm_storage::metrics::register(registry, &[pool.clone(), read_pool.clone()]);
+    pm_telemetry::traces::register_metrics(registry);
     let mut watchers = vec![watch_partitions(
         pool.clone(),
         pm_storage::metrics::PartitionGauges::register(registry),

@@ -92,7 +92,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (sink, producer) = sink(&args).await?;
     let sink_name = sink.name();
     let mut registry = pm_telemetry::metrics::service_registry(crate::BUILD);
-    let metrics = IngestMetrics::register(registry.sub_registry_with_prefix("pm"));
+    let pm = registry.sub_registry_with_prefix("pm");
+    let metrics = IngestMetrics::register(pm);
+    pm_telemetry::traces::register_metrics(pm);
     let state = IngestState::new(
         intake.config.clone(),
         sink,

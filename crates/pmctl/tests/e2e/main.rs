@@ -15,3 +15,4 @@ mod scenarios;
 mod secrets;
 mod tls;
 mod tls_pg;
+mod traces;

@@ -1,0 +1,260 @@
+//! Distributed tracing: one webhook through `serve-ingest` (kafka sink) and `serve-api`
+//! (kafka mode) is one trace across both processes, exported over OTLP/HTTP to a
+//! collector the test runs itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use pm_storage::testing::TestDatabase;
+use prost::Message as _;
+
+use crate::process::{eventually, order_json, Pmctl, SECRET};
+
+/// One span as the collector received it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    kind: i32,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    attributes: HashMap<String, String>,
+}
+
+impl Received {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+fn text(kv: &KeyValue) -> String {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A minimal OTLP/HTTP collector: decodes `ExportTraceServiceRequest`s into a list.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Collector {
+    async fn start(&self) -> String {
+        async fn export(State(c): State<Collector>, body: Bytes) -> Vec<u8> {
+            let request =
+                ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf trace export");
+            let mut spans = c.spans.lock().unwrap_or_else(|e| e.into_inner());
+            for resource_spans in request.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|kv| kv.key == "service.name")
+                    .map(text)
+                    .unwrap_or_default();
+                for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                    spans.push(Received {
+                        service: service.clone(),
+                        name: span.name.clone(),
+                        kind: span.kind,
+                        trace_id: hex::encode(&span.trace_id),
+                        span_id: hex::encode(&span.span_id),
+                        parent: hex::encode(&span.parent_span_id),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(kv)))
+                            .collect(),
+                    });
+                }
+            }
+            ExportTraceServiceResponse::default().encode_to_vec()
+        }
+        let app = Router::new()
+            .route("/v1/traces", post(export))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("collector listener");
+        let address = listener.local_addr().expect("collector address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    fn of_trace(&self, trace_id: &str) -> Vec<Received> {
+        self.spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+fn one<'a>(spans: &'a [Received], what: &str, test: impl Fn(&Received) -> bool) -> &'a Received {
+    let found: Vec<_> = spans.iter().filter(|s| test(s)).collect();
+    assert_eq!(found.len(), 1, "expected one {what} span in {spans:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn a_webhook_through_kafka_is_one_trace_across_ingest_and_api() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let db = TestDatabase::new().await;
+    let brokers = pm_kafka::testing::brokers();
+    let prefix = pm_kafka::testing::unique("e2e-trace");
+    let env = [
+        ("PM_DATABASE_URL", db.url.as_str()),
+        ("PM_WEBHOOK_SECRETS", SECRET),
+        ("PM_KAFKA_BROKERS", brokers.as_str()),
+        ("PM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ];
+    let ingest = Pmctl::start(&["serve-ingest", "--sink", "kafka"], &env).await;
+    let api = Pmctl::start(&["serve-api", "--mode", "kafka"], &env).await;
+    api.wait_for("/health/ready", 200).await;
+
+    // The provider's own trace: ingest's server span must continue it.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let body = order_json("trace-1", "trace-o1", "created", 0);
+    let t = chrono::Utc::now().timestamp();
+    let response = ingest
+        .http
+        .post(ingest.url("/webhooks/payments/orders"))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .header(
+            pm_domain::signature::HEADER,
+            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 202);
+
+    // Every span of the flow, as both processes export them (in batches, about a second).
+    // A span ends after its children and each process exports in the order spans end:
+    // once the server and consumer spans are in, so is everything under them.
+    eventually("the spans of both services", || async {
+        let spans = collector.of_trace(trace_id);
+        let has = |kind: SpanKind| spans.iter().any(|s| s.kind == kind as i32);
+        has(SpanKind::Server) && has(SpanKind::Producer) && has(SpanKind::Consumer)
+    })
+    .await;
+    let spans = collector.of_trace(trace_id);
+
+    let server = one(&spans, "ingest server", |s| {
+        s.service == "pmctl-serve-ingest" && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(server.name, "POST /webhooks/payments/orders");
+    assert_eq!(
+        server.parent, caller_span,
+        "continues the caller's traceparent"
+    );
+    assert_eq!(server.attribute("http.request.method"), Some("POST"));
+    assert_eq!(
+        server.attribute("http.route"),
+        Some("/webhooks/payments/orders")
+    );
+    assert_eq!(server.attribute("http.response.status_code"), Some("202"));
+
+    let verify = one(&spans, "signature", |s| s.name == "verify signature");
+    assert_eq!(verify.service, "pmctl-serve-ingest");
+    assert_eq!(verify.parent, server.span_id);
+
+    let topic = format!("{prefix}webhooks.orders");
+    let send = one(&spans, "producer", |s| s.kind == SpanKind::Producer as i32);
+    assert_eq!(send.service, "pmctl-serve-ingest");
+    assert_eq!(send.name, format!("send {topic}"));
+    assert_eq!(send.parent, server.span_id);
+    assert_eq!(send.attribute("messaging.system"), Some("kafka"));
+    assert_eq!(
+        send.attribute("messaging.destination.name"),
+        Some(topic.as_str())
+    );
+    assert!(
+        send.attribute("messaging.destination.partition.id")
+            .is_some(),
+        "{send:?}"
+    );
+    assert!(
+        send.attribute("messaging.kafka.offset").is_some(),
+        "{send:?}"
+    );
+
+    let process = one(&spans, "consumer", |s| s.kind == SpanKind::Consumer as i32);
+    assert_eq!(process.service, "pmctl-serve-api");
+    assert_eq!(process.name, format!("process {topic}"));
+    assert_eq!(
+        process.parent, send.span_id,
+        "the consumer continues the producer's span"
+    );
+    assert_eq!(
+        process.attribute("messaging.kafka.offset"),
+        send.attribute("messaging.kafka.offset")
+    );
+
+    let statements: Vec<_> = spans
+        .iter()
+        .filter(|s| s.attribute("db.system") == Some("postgresql"))
+        .collect();
+    assert!(!statements.is_empty());
+    for statement in statements {
+        assert_eq!(statement.service, "pmctl-serve-api");
+        assert_eq!(statement.parent, process.span_id, "{statement:?}");
+        assert_eq!(statement.kind, SpanKind::Client as i32);
+        assert!(statement.attribute("db.operation.name").is_some());
+        assert!(statement.attribute("db.collection.name").is_some());
+    }
+    assert!(spans.iter().all(|s| s.trace_id == trace_id));
+
+    // The collector answered every export: the counter is there, at zero.
+    let metrics = ingest
+        .http
+        .get(ingest.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("pm_otel_spans_dropped_total 0"),
+        "{metrics}"
+    );
+    drop((ingest, api));
+}
+
+#[test]
+fn grpc_export_is_refused_at_start_with_a_clear_message() {
+    let out = crate::process::run(
+        &["--otlp-endpoint", "http://127.0.0.1:4317", "migrate"],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", crate::process::text(&out));
+    let text = crate::process::text(&out);
+    assert!(
+        text.contains("\"grpc\" is not supported") && text.contains("http/protobuf"),
+        "{text}"
+    );
+}
