@@ -1,6 +1,6 @@
 //! Health, metrics, OpenAPI and correlation ids.
 
-use crate::app::TestApp;
+use crate::app::{order, TestApp};
 
 #[tokio::test]
 async fn health_metrics_and_openapi() {
@@ -76,4 +76,37 @@ async fn readiness_fails_when_the_database_is_gone() {
     let (status, ready) = app.get("/health/ready").await;
     assert_eq!(status, 503);
     assert_ne!(ready["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn a_webhook_the_database_cannot_take_is_a_503_and_an_apply_error() {
+    let app = TestApp::spawn().await;
+    let before = app.get_text("/metrics").await;
+    for kind in ["order", "chargeback"] {
+        for cause in ["unavailable", "internal"] {
+            let series =
+                format!(r#"pm_webhook_apply_errors_total{{kind="{kind}",cause="{cause}"}} 0"#);
+            assert!(before.contains(&series), "{series} missing from\n{before}");
+        }
+    }
+
+    app.db.pool.close().await;
+    let r = app
+        .order_webhook(&order(
+            "evt-down",
+            "ord-down",
+            "created",
+            "2026-01-01T00:00:00Z",
+        ))
+        .await;
+    assert_eq!(r.status(), 503);
+    let after = app.get_text("/metrics").await;
+    assert!(
+        after.contains(r#"pm_webhook_apply_errors_total{kind="order",cause="unavailable"} 1"#),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"pm_webhook_apply_errors_total{kind="order",cause="internal"} 0"#),
+        "{after}"
+    );
 }

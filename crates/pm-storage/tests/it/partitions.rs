@@ -152,3 +152,62 @@ async fn dedupe_ids_are_pruned_by_age_but_never_younger_than_35_days() {
             .expect("rows");
     assert_eq!(left, ["new", "recent"]);
 }
+
+#[tokio::test]
+async fn the_partition_gauges_show_premade_days_and_rows_in_the_default_partition() {
+    let db = TestDatabase::new().await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let gauges = pm_storage::metrics::PartitionGauges::register(&mut registry);
+    let render = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encodes");
+        text
+    };
+    let sample = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+    };
+    let now = pm_domain::time::now();
+    gauges.refresh(&db.pool, now).await.expect("refresh");
+    let fresh = render(&registry);
+    for table in partitions::PARTITIONED_TABLES {
+        let premade = sample(
+            &fresh,
+            &format!("partition_premade_days{{table=\"{table}\"}}"),
+        );
+        assert!(premade >= 3.0, "{table}: {premade} days premade");
+        assert_eq!(
+            sample(
+                &fresh,
+                &format!("partition_default_rows{{table=\"{table}\"}}")
+            ),
+            0.0
+        );
+    }
+
+    // A row far beyond the premade partitions lands in the default partition.
+    sqlx::query(
+        "INSERT INTO order_events (event_id, order_id, kind, data, created_at)
+         VALUES (gen_random_uuid(), 'o-future', 'hold_set', '{}', now() + interval '400 days')",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("insert");
+    gauges.refresh(&db.pool, now).await.expect("refresh");
+    let after = render(&registry);
+    assert_eq!(
+        sample(
+            &after,
+            "partition_default_rows{table=\"public.order_events\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "partition_default_rows{table=\"public.dispute_events\"}"
+        ),
+        0.0
+    );
+}

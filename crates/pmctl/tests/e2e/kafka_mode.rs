@@ -396,6 +396,10 @@ async fn a_database_outage_pauses_processing_without_dead_letters() {
             return false;
         };
         counter_total(&text, "pm_kafka_transient_errors_total") >= 3
+            && counter_total(
+                &text,
+                r#"pm_webhook_apply_errors_total{kind="order",cause="unavailable"}"#,
+            ) >= 3
     })
     .await;
     assert_eq!(kafka.dead_letters(&kafka.topics.orders), 0);
@@ -522,6 +526,25 @@ async fn a_missing_table_pauses_the_consumer_with_the_reason_instead_of_dead_let
     assert!(
         metrics.contains(r#"cause="schema""#),
         "the transient errors are counted with their cause"
+    );
+    assert!(
+        counter_total(
+            &metrics,
+            r#"pm_webhook_apply_errors_total{kind="order",cause="internal"}"#
+        ) >= 1,
+        "a missing table is not an outage but the service's fault: {metrics}"
+    );
+    // The stuck partition shows as the age of its waiting message, the DLQ as empty.
+    let oldest = metrics
+        .lines()
+        .filter(|l| l.starts_with("pm_kafka_oldest_unapplied_age_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    assert!(oldest > 0.0, "{metrics}");
+    let dlq = pm_kafka::Topics::dlq(&kafka.topics.orders);
+    assert!(
+        metrics.contains(&format!(r#"pm_kafka_dlq_depth{{topic="{dlq}"}} 0"#)),
+        "{metrics}"
     );
     assert_eq!(kafka.dead_letters(&kafka.topics.orders), 0);
 
