@@ -64,6 +64,13 @@ pub(crate) struct TraceArgs {
     otlp_endpoint: Option<String>,
 }
 
+impl TraceArgs {
+    /// The collector named by flag or `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub(crate) fn otlp_endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint.as_deref()
+    }
+}
+
 /// The database connection.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DatabaseArgs {

@@ -117,7 +117,7 @@ fn main() -> std::process::ExitCode {
             Command::Audit(a) => commands::audit::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
             Command::Db(a) => commands::db::run(a).await,
-            Command::Demo(a) => commands::demo::run(a).await,
+            Command::Demo(a) => commands::demo::run(a, cli.traces.otlp_endpoint()).await,
             Command::Loadtest(a) => commands::loadtest::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,

@@ -145,7 +145,8 @@ impl Service {
     }
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+/// `otlp_endpoint`: where this process (and so the services it starts) export their spans.
+pub(crate) async fn run(args: Args, otlp_endpoint: Option<&str>) -> anyhow::Result<()> {
     let started = Instant::now();
     let workdir = tempfile_dir()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -224,6 +225,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ("PM_API_URL", &api_url),
         ("PM_LOG", "info,sqlx=warn,librdkafka=warn"),
     ];
+    // The services inherit the OTEL_* variables; a collector named by flag is passed on.
+    if let Some(endpoint) = otlp_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+    }
     // `--kafka` alone: a cluster of the demo's own, removed when the demo ends.
     let kafka = match args.kafka.clone() {
         Some(given) => Some(
@@ -324,6 +329,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ]);
     }
     services.add_row(["ledger", &ledger_path.display().to_string()]);
+    services.add_row([
+        "metrics",
+        &format!(
+            "{}/metrics (with the API key below) and {}/metrics",
+            api.url, ingest.url
+        ),
+    ]);
+    services.add_row(["traces", &traces_hint(otlp_endpoint)]);
     println!("{services}");
     println!("migrations applied: {}", applied.len());
     println!("{}", simulate_provider::summary(&emitted));
@@ -365,6 +378,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         describe(&report, &emitted)
     );
     Ok(())
+}
+
+/// Where the run's spans went, or how to get them.
+fn traces_hint(otlp_endpoint: Option<&str>) -> String {
+    match otlp_endpoint {
+        Some(endpoint) => format!(
+            "exported to {endpoint}: look up service pmctl-serve-ingest; each webhook is one \
+             trace from ingest into the API and its statements, and the services' log lines \
+             carry its trace_id"
+        ),
+        None => "off; start a collector (e.g. Jaeger on :4318, see docs/tracing.md) and run \
+                 `pmctl --otlp-endpoint http://127.0.0.1:4318 demo`"
+            .to_owned(),
+    }
 }
 
 fn describe(report: &VerifyReport, emitted: &pm_sim::emitter::EmitReport) -> String {

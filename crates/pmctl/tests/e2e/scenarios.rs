@@ -245,6 +245,10 @@ async fn the_demo_runs_and_verifies() {
         t.contains("nothing lost, nothing doubled") && t.contains("embedded PostgreSQL"),
         "{t}"
     );
+    assert!(
+        t.contains("/metrics (with the API key below)") && t.contains("--otlp-endpoint"),
+        "the report says where the metrics are and how to see a trace: {t}"
+    );
 }
 
 #[tokio::test]

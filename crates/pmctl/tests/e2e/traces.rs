@@ -258,3 +258,58 @@ fn grpc_export_is_refused_at_start_with_a_clear_message() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_demo_hands_its_collector_to_the_services_it_starts() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(["--otlp-endpoint", &endpoint, "demo"])
+        .args([
+            "--api-port",
+            "0",
+            "--ingest-port",
+            "0",
+            "--provider-port",
+            "0",
+        ])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PM_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("run the demo");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("exported to {endpoint}")),
+        "the report says where the traces went: {report}"
+    );
+    assert!(report.contains("/metrics"), "{report}");
+
+    // The services flush their spans as they stop, before the demo ends: a webhook's trace
+    // has the spans of both.
+    let spans = collector
+        .spans
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let services_of = |trace: &str| {
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .map(|s| s.service.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        spans.iter().any(|s| {
+            let services = services_of(&s.trace_id);
+            services.contains("pmctl-serve-ingest") && services.contains("pmctl-serve-api")
+        }),
+        "no trace spans ingest and the API: {spans:#?}"
+    );
+}
