@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
-use crate::routes::{audit, disputes, ops, orders, webhooks};
+use crate::routes::{audit, disputes, ops, orders, profile, webhooks};
 
 /// The API description served at `/openapi.json`.
 #[derive(Debug, OpenApi)]
@@ -19,7 +19,7 @@ use crate::routes::{audit, disputes, ops, orders, webhooks};
         orders::hold, orders::capture, orders::order_captures,
         disputes::list_disputes, disputes::get_dispute, disputes::list_dispute_events,
         disputes::get_evidence, disputes::put_evidence, disputes::submit,
-        ops::live, ops::ready, ops::metrics, ops::openapi, audit::list_audit,
+        ops::live, ops::ready, ops::metrics, ops::openapi, audit::list_audit, profile::cpu_profile,
     ),
     components(schemas(
         dto::Order, dto::Dispute, dto::Event, dto::Hold, dto::Capture, dto::Evidence, dto::EvidenceFileDto,

@@ -70,6 +70,29 @@ impl Params {
             .transpose()
     }
 
+    /// At most one number, within `range`.
+    pub(crate) fn number_in<T>(
+        &mut self,
+        name: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, Problem>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        match self.one::<T>(name)? {
+            Some(v) if !range.contains(&v) => Err(Self::bad(
+                name,
+                format!(
+                    "must be from {} to {} (got {v})",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+            v => Ok(v),
+        }
+    }
+
     pub(crate) fn flag(&mut self, name: &str) -> Result<Option<bool>, Problem> {
         self.text(name)?
             .map(|v| match v.as_str() {

@@ -11,6 +11,7 @@ pub(crate) mod audit;
 pub(crate) mod disputes;
 pub(crate) mod ops;
 pub(crate) mod orders;
+pub(crate) mod profile;
 pub(crate) mod webhooks;
 
 /// Builds the API router, with `limits` on every route.
@@ -18,7 +19,7 @@ pub(crate) mod webhooks;
 /// Who may call what: provider webhooks are signed, `/internal/*` carries the service token,
 /// the health probes are open, and everything else needs an API key with a scope — `read`
 /// for reads (and `/metrics`, `/openapi.json`), `operate` for operator actions, `admin` for
-/// the audit trail.
+/// the audit trail and CPU profiles.
 pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
     let http_metrics = state.inner.metrics.http.clone();
     let guard = |scope| {
@@ -57,6 +58,7 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         .route_layer(guard(Scope::Operate));
     let admin = Router::new()
         .route("/audit", get(audit::list_audit))
+        .route("/debug/pprof/profile", get(profile::cpu_profile))
         .route_layer(guard(Scope::Admin));
     let routes = Router::new()
         .route("/webhooks/payments/orders", post(webhooks::order_webhook))

@@ -31,6 +31,8 @@ pub struct ApiConfig {
     pub capture_stale_after: Duration,
     /// How operator API keys are checked.
     pub auth: crate::auth::AuthSettings,
+    /// `GET /debug/pprof/profile` (scope `admin`) takes CPU profiles.
+    pub pprof: bool,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -47,6 +49,7 @@ impl fmt::Debug for ApiConfig {
             )
             .field("capture_stale_after", &self.capture_stale_after)
             .field("auth", &self.auth)
+            .field("pprof", &self.pprof)
             .finish()
     }
 }

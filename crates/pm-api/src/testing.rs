@@ -26,6 +26,7 @@ pub struct TestApi {
     capture_stale_after: Duration,
     limits: Limits,
     read_pool: Option<PgPool>,
+    pprof: bool,
 }
 
 /// A test API that stops (like a killed process) when dropped.
@@ -97,6 +98,7 @@ impl TestApi {
             capture_stale_after: Duration::from_secs(30),
             limits: Limits::default(),
             read_pool: None,
+            pprof: false,
         }
     }
 
@@ -118,6 +120,12 @@ impl TestApi {
 
     pub fn internal_token(mut self, token: &str) -> Self {
         self.internal_token = Some(token.to_owned());
+        self
+    }
+
+    /// Allows CPU profiles (`serve-api --pprof`).
+    pub fn pprof(mut self) -> Self {
+        self.pprof = true;
         self
     }
 
@@ -155,6 +163,7 @@ impl TestApi {
             internal_needs_client_certificate: false,
             capture_stale_after: self.capture_stale_after,
             auth: crate::auth::AuthSettings::default(),
+            pprof: self.pprof,
         };
         let now = pm_domain::time::now();
         let name = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

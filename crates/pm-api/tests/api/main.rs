@@ -11,5 +11,6 @@ mod hostile;
 mod operations;
 mod orders;
 mod overload;
+mod profile;
 mod reads;
 mod webhooks;

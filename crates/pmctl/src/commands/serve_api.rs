@@ -77,6 +77,11 @@ pub(crate) struct Args {
     /// handler, a database that refuses writes) makes /health/ready fail.
     #[arg(long, env = "PM_KAFKA_STALL_TIMEOUT", default_value = "60s", value_parser = duration)]
     kafka_stall_timeout: Duration,
+    /// Allow CPU profiles on demand: `GET /debug/pprof/profile?seconds=10` (scope `admin`)
+    /// answers a flame graph of where the service spent its time (see docs/benchmarks.md).
+    /// Off by default; sampling costs a little CPU only while a profile is taken.
+    #[arg(long, env = "PM_PPROF")]
+    pprof: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -111,6 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         internal_needs_client_certificate: args.tls_client_ca.is_some(),
         capture_stale_after: args.captures.stale_after,
         auth: pm_api::auth::AuthSettings::default(),
+        pprof: args.pprof,
     };
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
     let registry = root.sub_registry_with_prefix("pm");
