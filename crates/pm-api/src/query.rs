@@ -7,6 +7,10 @@ use chrono::{DateTime, Utc};
 use pm_domain::pagination::{PageError, PageRequest, Sort};
 use pm_http::Problem;
 
+/// Most ids one list request may filter on: the filter is one `= ANY(…)` over an index, and
+/// a caller with more pages through the list instead.
+pub(crate) const MAX_IDS: usize = 100;
+
 /// The parameters of one request, consumed as they are read.
 pub(crate) struct Params(Vec<(String, String)>);
 
@@ -68,6 +72,38 @@ impl Params {
         self.text(name)?
             .map(|v| pm_domain::time::parse_rfc3339(&v).map_err(|e| Self::bad(name, e)))
             .transpose()
+    }
+
+    /// Ids to filter on, given as a repeatable `single` parameter (`order_id=a&order_id=b`)
+    /// and/or a comma-separated `plural` one (`order_ids=a,b`, the original API's
+    /// spelling); each parsed with `parse`, duplicates dropped, at most [`MAX_IDS`].
+    pub(crate) fn ids<T: PartialEq>(
+        &mut self,
+        single: &str,
+        plural: &str,
+        parse: impl Fn(&str) -> Result<T, Problem>,
+    ) -> Result<Vec<T>, Problem> {
+        let mut raw = self.all::<String>(single)?;
+        for list in self.all::<String>(plural)? {
+            raw.extend(list.split(',').map(str::to_owned));
+        }
+        let mut ids = Vec::with_capacity(raw.len());
+        for id in raw {
+            if id.is_empty() {
+                return Err(Self::bad(single, "an id must not be empty"));
+            }
+            let id = parse(&id)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if ids.len() > MAX_IDS {
+            return Err(Self::bad(
+                single,
+                format!("at most {MAX_IDS} ids at once (got {})", ids.len()),
+            ));
+        }
+        Ok(ids)
     }
 
     /// At most one number, within `range`.

@@ -6,7 +6,7 @@ use pm_domain::dispute::DisputeStatus;
 use pm_domain::event::DisputeEventKind;
 use pm_domain::evidence::{Evidence, EvidenceFile};
 use pm_domain::pagination::{Page, PageRequest};
-use pm_domain::{Amount, Currency, DisputeId, EventId, Money, UserId};
+use pm_domain::{Amount, Currency, DisputeId, EventId, Money, OrderId, UserId};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, QueryBuilder};
 use uuid::Uuid;
@@ -85,10 +85,13 @@ impl TryFrom<DisputeRow> for DisputeRecord {
 /// Filters of `GET /disputes`.
 #[derive(Debug, Clone, Default)]
 pub struct DisputeFilter {
+    /// Any of these disputes; empty means all.
+    pub dispute_ids: Vec<DisputeId>,
+    /// Disputes of any of these orders; empty means all.
+    pub order_ids: Vec<OrderId>,
     /// Any of these statuses; empty means all.
     pub statuses: Vec<DisputeStatus>,
     pub reason: Option<String>,
-    pub order_id: Option<String>,
 }
 
 async fn fetch(
@@ -125,8 +128,13 @@ pub async fn list(
     if let Some(reason) = &filter.reason {
         q.push(" AND reason = ").push_bind(reason.clone());
     }
-    if let Some(order_id) = &filter.order_id {
-        q.push(" AND order_id = ").push_bind(order_id.clone());
+    if !filter.dispute_ids.is_empty() {
+        let ids: Vec<uuid::Uuid> = filter.dispute_ids.iter().map(|d| d.as_uuid()).collect();
+        q.push(" AND dispute_id = ANY(").push_bind(ids).push(")");
+    }
+    if !filter.order_ids.is_empty() {
+        let ids: Vec<&str> = filter.order_ids.iter().map(OrderId::as_str).collect();
+        q.push(" AND order_id = ANY(").push_bind(ids).push(")");
     }
     push_keyset(&mut q, "dispute_id", "uuid", page)?;
     let mut conn = crate::db::acquire(pool).await?;

@@ -53,8 +53,8 @@ pub struct EventRecord {
 /// Filters of an event list.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
-    /// Only events of this order id / dispute id.
-    pub aggregate_id: Option<String>,
+    /// Only events of these order ids / dispute ids; empty means all.
+    pub aggregate_ids: Vec<String>,
     /// Only these kinds (any of them); empty means all.
     pub kinds: Vec<String>,
     /// `created_at >= time_from`.
@@ -164,10 +164,10 @@ pub async fn list_events(
          FROM {} WHERE true",
         table.table()
     ));
-    if let Some(id) = &filter.aggregate_id {
-        q.push(format_args!(" AND {column} = "))
-            .push_bind(id.clone())
-            .push(format_args!("::{cast}"));
+    if !filter.aggregate_ids.is_empty() {
+        q.push(format_args!(" AND {column} = ANY("))
+            .push_bind(filter.aggregate_ids.clone())
+            .push(format_args!("::{cast}[])"));
     }
     if !filter.kinds.is_empty() {
         q.push(" AND kind = ANY(")

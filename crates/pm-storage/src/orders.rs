@@ -70,6 +70,8 @@ impl TryFrom<OrderRow> for OrderRecord {
 /// Filters of `GET /orders`.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
+    /// Any of these orders; empty means all.
+    pub order_ids: Vec<OrderId>,
     /// Any of these statuses; empty means all.
     pub statuses: Vec<OrderStatus>,
     pub user_id: Option<UserId>,
@@ -96,6 +98,10 @@ pub async fn list(
     page: &PageRequest,
 ) -> Result<Page<OrderRecord>, StorageError> {
     let mut q = QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE true"));
+    if !filter.order_ids.is_empty() {
+        let ids: Vec<&str> = filter.order_ids.iter().map(OrderId::as_str).collect();
+        q.push(" AND order_id = ANY(").push_bind(ids).push(")");
+    }
     if !filter.statuses.is_empty() {
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         q.push(" AND status = ANY(").push_bind(statuses).push(")");

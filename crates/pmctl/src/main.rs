@@ -1,10 +1,11 @@
 //! `pmctl`: the one binary of Payment Manager. Each subcommand is a module of
 //! [`commands`]; this is the only place that wires the crates together.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod args;
 mod commands;
+mod exit;
 mod secrets;
 mod server;
 mod signals;
@@ -43,6 +44,8 @@ enum Command {
     Audit(commands::audit::Args),
     /// Benchmarks into bench-results/: the partitioning experiment, the machine's baselines.
     Bench(commands::bench::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::docs::CompletionsArgs),
     /// Database administration: `db bootstrap` creates the least-privilege roles.
     Db(commands::db::Args),
     /// Run everything on this machine and show it working: database, API, ingest, provider
@@ -51,10 +54,14 @@ enum Command {
     /// Drive scenario webhooks at fixed arrival rates (open model) and report latency from the
     /// intended send time, throughput, drops, lag and correctness into bench-results/.
     Loadtest(commands::loadtest::Args),
+    /// Print the manual page (roff), or write one per command with --out-dir.
+    Man(commands::docs::ManArgs),
     /// Apply the SQL migrations (idempotent; safe in CI and at every deploy).
     Migrate(commands::migrate::Args),
     /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
     PartitionMaintain(commands::partition_maintain::Args),
+    /// Send one signed webhook (order or chargeback) and print the answer.
+    Send(commands::send::Args),
     /// Serve the core API (webhooks, reads, operator actions) on port 3000.
     ServeApi(commands::serve_api::Args),
     /// Serve the public webhook gateway on port 3001: verify, validate, hand on to Kafka or the API.
@@ -76,11 +83,14 @@ impl Command {
             Command::ApiKeys(_) => "pmctl-api-keys",
             Command::Audit(_) => "pmctl-audit",
             Command::Bench(_) => "pmctl-bench",
+            Command::Completions(_) => "pmctl-completions",
             Command::Db(_) => "pmctl-db",
             Command::Demo(_) => "pmctl-demo",
             Command::Loadtest(_) => "pmctl-loadtest",
+            Command::Man(_) => "pmctl-man",
             Command::Migrate(_) => "pmctl-migrate",
             Command::PartitionMaintain(_) => "pmctl-partition-maintain",
+            Command::Send(_) => "pmctl-send",
             Command::ServeApi(_) => "pmctl-serve-api",
             Command::ServeIngest(_) => "pmctl-serve-ingest",
             Command::ReconcileCaptures(_) => "pmctl-reconcile-captures",
@@ -98,7 +108,7 @@ fn main() -> std::process::ExitCode {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return std::process::ExitCode::from(2);
+            return std::process::ExitCode::from(exit::USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -116,11 +126,14 @@ fn main() -> std::process::ExitCode {
             Command::ApiKeys(a) => commands::api_keys::run(a).await,
             Command::Audit(a) => commands::audit::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
+            Command::Completions(a) => commands::docs::completions(&a, Cli::command()),
             Command::Db(a) => commands::db::run(a).await,
             Command::Demo(a) => commands::demo::run(a, cli.traces.otlp_endpoint()).await,
             Command::Loadtest(a) => commands::loadtest::run(a).await,
+            Command::Man(a) => commands::docs::man(&a, Cli::command()),
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
+            Command::Send(a) => commands::send::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(a).await,
             Command::ServeIngest(a) => commands::serve_ingest::run(a).await,
             Command::ReconcileCaptures(a) => commands::reconcile_captures::run(a).await,
@@ -132,12 +145,9 @@ fn main() -> std::process::ExitCode {
     // Blocking work still running (a Kafka client closing against an unreachable broker)
     // must not keep the process alive after the command finished.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // Libraries quote what they reject, secrets included: scrubbed like the logs.
-            eprintln!("error: {}", pm_telemetry::redact::scrub(&format!("{e:#}")));
-            std::process::ExitCode::FAILURE
-        }
+    if let Err(e) = &result {
+        // Libraries quote what they reject, secrets included: scrubbed like the logs.
+        eprintln!("error: {}", pm_telemetry::redact::scrub(&format!("{e:#}")));
     }
+    exit::code(&result)
 }

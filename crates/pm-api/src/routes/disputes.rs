@@ -17,7 +17,7 @@ use pm_storage::disputes::{self, DisputeFilter, EvidenceOutcome, SubmissionPlan}
 use pm_storage::events::{self, EventTable};
 use pm_telemetry::CorrelationId;
 
-use super::orders::event_filter;
+use super::orders::{event_filter, order_id};
 use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
 use crate::dto::{Dispute, Event, Evidence, List, Submission};
@@ -36,7 +36,11 @@ fn unknown_dispute(id: DisputeId) -> Problem {
 #[utoipa::path(get, path = "/disputes", tag = "disputes",
     params(
         ("status" = Option<Vec<crate::dto::requests::names::DisputeStatus>>, Query, description = "open | under_review | submitted | won | lost | closed | canceled; repeatable"),
-        ("reason" = Option<String>, Query), ("order_id" = Option<String>, Query),
+        ("reason" = Option<String>, Query),
+        ("dispute_id" = Option<Vec<String>>, Query, description = "only these disputes (UUIDs); repeatable (at most 100)"),
+        ("dispute_ids" = Option<String>, Query, description = "the same, comma-separated"),
+        ("order_id" = Option<Vec<String>>, Query, description = "only disputes of these orders; repeatable (at most 100)"),
+        ("order_ids" = Option<String>, Query, description = "the same, comma-separated"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc | desc (default desc)"),
         ("cursor" = Option<String>, Query),
     ),
@@ -47,9 +51,10 @@ pub(crate) async fn list_disputes(
 ) -> ApiResult<Json<List<Dispute>>> {
     let mut p = Params::new(q.as_deref());
     let filter = DisputeFilter {
+        dispute_ids: p.ids("dispute_id", "dispute_ids", dispute_id)?,
+        order_ids: p.ids("order_id", "order_ids", order_id)?,
         statuses: p.all::<DisputeStatus>("status")?,
         reason: p.text("reason")?,
-        order_id: p.text("order_id")?,
     };
     let page = p.page(Sort::Desc)?;
     p.finish()?;
@@ -73,7 +78,8 @@ pub(crate) async fn get_dispute(
 
 #[utoipa::path(get, path = "/disputes/events", tag = "disputes",
     params(
-        ("dispute_id" = Option<String>, Query, format = Uuid),
+        ("dispute_id" = Option<Vec<String>>, Query, description = "only events of these disputes (UUIDs); repeatable (at most 100)"),
+        ("dispute_ids" = Option<String>, Query, description = "the same, comma-separated"),
         ("kind" = Option<Vec<crate::dto::requests::names::DisputeEventKind>>, Query, description = "event kind; repeatable"),
         ("time_from" = Option<String>, Query, format = DateTime), ("time_to" = Option<String>, Query, format = DateTime),
         ("sort" = Option<crate::dto::requests::names::Sort>, Query, description = "asc (default) | desc"),
@@ -85,11 +91,11 @@ pub(crate) async fn list_dispute_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Event>>> {
     let mut p = Params::new(q.as_deref());
-    let dispute = p
-        .text("dispute_id")?
-        .map(|id| dispute_id(&id))
-        .transpose()?;
-    let filter = event_filter::<DisputeEventKind>(&mut p, dispute.map(|d| d.to_string()))?;
+    let disputes = p.ids("dispute_id", "dispute_ids", dispute_id)?;
+    let filter = event_filter::<DisputeEventKind>(
+        &mut p,
+        disputes.iter().map(ToString::to_string).collect(),
+    )?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
     let result = events::list_events(app.read_pool(), EventTable::Dispute, &filter, &page).await?;

@@ -27,7 +27,7 @@ use crate::error::ApiResult;
 use crate::query::{check_window, Params};
 use crate::state::AppState;
 
-fn order_id(raw: &str) -> Result<OrderId, Problem> {
+pub(super) fn order_id(raw: &str) -> Result<OrderId, Problem> {
     OrderId::parse(raw).map_err(|e| Problem::bad_request(format!("order_id {e}")))
 }
 
@@ -37,6 +37,8 @@ fn unknown_order(id: &OrderId) -> Problem {
 
 #[utoipa::path(get, path = "/orders", tag = "orders",
     params(
+        ("order_id" = Option<Vec<String>>, Query, description = "only these orders; repeatable (at most 100)"),
+        ("order_ids" = Option<String>, Query, description = "the same, comma-separated"),
         ("status" = Option<Vec<crate::dto::requests::names::OrderStatus>>, Query, description = "created | updated | success | failed; repeatable"),
         ("user_id" = Option<String>, Query, format = Uuid),
         ("on_hold" = Option<bool>, Query),
@@ -53,6 +55,7 @@ pub(crate) async fn list_orders(
 ) -> ApiResult<Json<List<Order>>> {
     let mut p = Params::new(q.as_deref());
     let filter = OrderFilter {
+        order_ids: p.ids("order_id", "order_ids", order_id)?,
         statuses: p.all::<OrderStatus>("status")?,
         user_id: p.one::<UserId>("user_id")?,
         on_hold: p.flag("on_hold")?,
@@ -87,14 +90,14 @@ pub(crate) async fn get_order(
 /// The filters shared by both event routes.
 pub(crate) fn event_filter<K>(
     p: &mut Params,
-    aggregate_id: Option<String>,
+    aggregate_ids: Vec<String>,
 ) -> Result<EventFilter, Problem>
 where
     K: std::str::FromStr + std::fmt::Display,
     K::Err: std::fmt::Display,
 {
     let filter = EventFilter {
-        aggregate_id,
+        aggregate_ids,
         kinds: p
             .all::<K>("kind")?
             .iter()
@@ -109,7 +112,8 @@ where
 
 #[utoipa::path(get, path = "/orders/events", tag = "orders",
     params(
-        ("order_id" = Option<String>, Query),
+        ("order_id" = Option<Vec<String>>, Query, description = "only events of these orders; repeatable (at most 100)"),
+        ("order_ids" = Option<String>, Query, description = "the same, comma-separated"),
         ("kind" = Option<Vec<crate::dto::requests::names::OrderEventKind>>, Query, description = "event kind; repeatable"),
         ("time_from" = Option<String>, Query, format = DateTime, description = "inclusive"),
         ("time_to" = Option<String>, Query, format = DateTime, description = "exclusive"),
@@ -122,8 +126,9 @@ pub(crate) async fn list_order_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Event>>> {
     let mut p = Params::new(q.as_deref());
-    let order = p.text("order_id")?.map(|id| order_id(&id)).transpose()?;
-    let filter = event_filter::<OrderEventKind>(&mut p, order.map(String::from))?;
+    let orders = p.ids("order_id", "order_ids", order_id)?;
+    let filter =
+        event_filter::<OrderEventKind>(&mut p, orders.into_iter().map(String::from).collect())?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
     let result = events::list_events(app.read_pool(), EventTable::Order, &filter, &page).await?;
@@ -141,7 +146,7 @@ pub(crate) async fn order_events(
 ) -> ApiResult<Json<List<Event>>> {
     let id = order_id(&id)?;
     let mut p = Params::new(q.as_deref());
-    let filter = event_filter::<OrderEventKind>(&mut p, Some(id.to_string()))?;
+    let filter = event_filter::<OrderEventKind>(&mut p, vec![id.to_string()])?;
     let page = p.page(Sort::Asc)?;
     p.finish()?;
     if orders::get(app.read_pool(), &id).await?.is_none() {

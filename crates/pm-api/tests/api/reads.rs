@@ -112,3 +112,75 @@ async fn dispute_filters() {
     let (_, other_reason) = app.get("/disputes?reason=duplicate").await;
     assert_eq!(other_reason["items"].as_array().map(Vec::len), Some(0));
 }
+
+/// The ids of a list response's items under `key`, sorted.
+fn ids(list: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut ids: Vec<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i[key].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn lists_filter_on_several_ids_in_either_spelling() {
+    let app = TestApp::spawn().await;
+    let a = app.open_dispute("ord-a").await;
+    let b = app.open_dispute("ord-b").await;
+    app.open_dispute("ord-c").await;
+
+    for query in [
+        "/orders?order_id=ord-a&order_id=ord-c",
+        "/orders?order_ids=ord-a,ord-c",
+        "/orders?order_id=ord-a&order_ids=ord-c,ord-a",
+    ] {
+        let (status, list) = app.get(query).await;
+        assert_eq!(status, 200, "{query}: {list}");
+        assert_eq!(ids(&list, "order_id"), ["ord-a", "ord-c"], "{query}");
+    }
+    let (_, list) = app.get("/disputes?order_ids=ord-b,ord-c").await;
+    assert_eq!(ids(&list, "order_id"), ["ord-b", "ord-c"]);
+    let (_, list) = app
+        .get(&format!("/disputes?dispute_id={a}&dispute_id={b}"))
+        .await;
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(ids(&list, "dispute_id"), expected);
+    let (_, events) = app.get("/orders/events?order_ids=ord-a,ord-b").await;
+    let mut orders: Vec<String> = ids(&events, "order_id");
+    orders.dedup();
+    assert_eq!(orders, ["ord-a", "ord-b"]);
+    let (_, events) = app.get(&format!("/disputes/events?dispute_ids={a}")).await;
+    assert!(
+        events["items"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty() && e.iter().all(|e| e["dispute_id"] == a.as_str())),
+        "{events}"
+    );
+
+    // Bad ids are named; too many is refused rather than truncated.
+    let (status, problem) = app.get("/disputes?dispute_ids=not-a-uuid").await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("dispute_id")),
+        "{problem}"
+    );
+    let (status, _) = app.get("/orders?order_ids=ord-a,,ord-b").await;
+    assert_eq!(status, 400);
+    let many: Vec<String> = (0..101).map(|i| format!("o{i}")).collect();
+    let (status, problem) = app
+        .get(&format!("/orders?order_ids={}", many.join(",")))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at most 100")),
+        "{problem}"
+    );
+}

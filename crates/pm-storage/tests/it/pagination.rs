@@ -173,7 +173,7 @@ async fn events_page_in_time_order_with_kind_and_window_filters() {
 
     let now = pm_domain::time::now();
     let filter = EventFilter {
-        aggregate_id: Some("o03".to_owned()),
+        aggregate_ids: vec!["o03".to_owned()],
         kinds: vec!["webhook_received".to_owned()],
         time_from: Some(now - chrono::Duration::hours(1)),
         time_to: Some(now + chrono::Duration::hours(1)),

@@ -372,12 +372,12 @@ pub(crate) async fn run(args: Args, otlp_endpoint: Option<&str>) -> anyhow::Resu
     if let Some(k) = kafka {
         k.release().await;
     }
-    anyhow::ensure!(
-        ok,
-        "the demo run did not verify: {}",
-        describe(&report, &emitted)
-    );
-    Ok(())
+    crate::exit::check(ok, || {
+        format!(
+            "the demo run did not verify: {}",
+            describe(&report, &emitted)
+        )
+    })
 }
 
 /// Where the run's spans went, or how to get them.

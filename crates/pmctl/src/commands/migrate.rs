@@ -4,7 +4,8 @@ use comfy_table::Table;
 
 use crate::args::DatabaseArgs;
 
-/// Apply pending migrations (or, with --dry-run, list them).
+/// Apply pending migrations (or, with --dry-run, list them; with --check, also exit with 3
+/// when one is pending).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -12,13 +13,17 @@ pub(crate) struct Args {
     /// List the migrations and which are pending, and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Like --dry-run, and exit with 3 when a migration is pending (for CI and deploy
+    /// scripts: "is this database's schema current?").
+    #[arg(long, conflicts_with = "dry_run")]
+    check: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let pool = args.db.pool("pmctl-migrate")?;
     let status = pm_storage::migrate::status(&pool).await?;
     let pending = status.iter().filter(|m| !m.applied).count();
-    if args.dry_run {
+    if args.dry_run || args.check {
         let mut table = Table::new();
         table.set_header(["version", "description", "state"]);
         for m in &status {
@@ -29,11 +34,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             ]);
         }
         println!("{table}");
-        println!("{pending} pending migration(s); nothing was changed (--dry-run)");
+        let flag = if args.check { "--check" } else { "--dry-run" };
+        println!("{pending} pending migration(s); nothing was changed ({flag})");
         if pending > 0 {
             pm_storage::migrate::require_partman(&pool).await?;
         }
-        return Ok(());
+        return crate::exit::check(!args.check || pending == 0, || {
+            format!("{pending} migration(s) pending: run `pmctl migrate`")
+        });
     }
     let applied = pm_storage::migrate::run(&pool).await?;
     if let Some(roles) = pm_storage::roles::refresh_grants(&pool).await? {

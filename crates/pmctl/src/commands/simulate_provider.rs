@@ -231,8 +231,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             println!("action failed: {a}");
         }
         if args.exit_when_done {
-            anyhow::ensure!(report.ok(), "the provider did not get the expected answers");
-            return Ok(());
+            return crate::exit::check(report.ok(), || {
+                "the provider did not get the expected answers".to_owned()
+            });
         }
     }
     shutdown.cancelled().await;

@@ -11,7 +11,7 @@ use crate::args::ApiArgs;
 
 /// Compare a simulator ledger with what the API serves: orders and disputes by expected vs
 /// actual status, events expected vs stored, duplicates suppressed, missing, unexpected.
-/// Exits non-zero on any mismatch.
+/// Exits with 3 on any mismatch (1 when it cannot compare at all).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The ledger written by `pmctl simulate-provider` (or `pmctl demo`).
@@ -36,12 +36,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print_report(&report);
     }
-    anyhow::ensure!(
-        report.ok(),
-        "{} mismatch(es) between the ledger and the database",
-        report.mismatches()
-    );
-    Ok(())
+    crate::exit::check(report.ok(), || {
+        format!(
+            "{} mismatch(es) between the ledger and the database",
+            report.mismatches()
+        )
+    })
 }
 
 pub(crate) fn print_report(r: &VerifyReport) {

@@ -24,6 +24,14 @@ async fn empty_database(db: &TestDatabase, name: &str) -> String {
 async fn migrate_lists_then_applies_then_has_nothing_to_do() {
     let db = TestDatabase::new().await;
     let url = empty_database(&db, &format!("{}_fresh", db.name)).await;
+    let check = pmctl(&["migrate", "--check"], &url);
+    assert_eq!(
+        check.status.code(),
+        Some(3),
+        "pending migrations fail the check: {}",
+        text(&check)
+    );
+    assert!(text(&check).contains("pending"), "{}", text(&check));
     let dry = pmctl(&["migrate", "--dry-run"], &url);
     assert!(dry.status.success(), "{}", text(&dry));
     assert!(
@@ -44,6 +52,111 @@ async fn migrate_lists_then_applies_then_has_nothing_to_do() {
         "{}",
         text(&again)
     );
+    let check = pmctl(&["migrate", "--check"], &url);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let unreachable = pmctl(
+        &["migrate", "--check"],
+        "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
+    );
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "an error is not a failed check: {}",
+        text(&unreachable)
+    );
+    let usage = pmctl(&["migrate", "--check", "--dry-run"], &url);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+}
+
+#[tokio::test]
+async fn send_delivers_one_signed_webhook_and_its_exit_code_says_how_it_went() {
+    let db = TestDatabase::new().await;
+    let api = crate::process::Pmctl::start(
+        &["serve-api"],
+        &[
+            ("PM_DATABASE_URL", db.url.as_str()),
+            ("PM_WEBHOOK_SECRETS", crate::process::SECRET),
+        ],
+    )
+    .await;
+    let target = api.url("");
+    let send = |args: &[&str]| {
+        run(
+            &[&["send"], args, &["--target", &target]].concat(),
+            &[("PM_WEBHOOK_SECRETS", crate::process::SECRET)],
+        )
+    };
+    let order = ["order", "--order-id", "cli-o1", "--event-id", "cli-e1"];
+    let first = send(&[&order[..], &["--status", "success"]].concat());
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(text(&first).contains("HTTP 202"), "{}", text(&first));
+    let again = send(&[&order[..], &["--status", "success"]].concat());
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("duplicate"), "{}", text(&again));
+
+    let chargeback = send(&[
+        "chargeback",
+        "--order-id",
+        "cli-o1",
+        "--amount",
+        "100.50",
+        "--currency",
+        "EUR",
+    ]);
+    assert_eq!(chargeback.status.code(), Some(0), "{}", text(&chargeback));
+    let (exact,): (bool,) = sqlx::query_as(
+        "SELECT amount = 100.50 AND currency = 'EUR' FROM disputes WHERE order_id = 'cli-o1'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("the dispute");
+    assert!(exact, "the dispute holds 100.50 EUR");
+
+    let unknown = send(&["chargeback", "--order-id", "cli-nobody"]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(3),
+        "a refusal is exit code 3: {}",
+        text(&unknown)
+    );
+    assert!(text(&unknown).contains("404"), "{}", text(&unknown));
+    let wrong_secret = run(
+        &[
+            "send",
+            "order",
+            "--target",
+            &target,
+            "--webhook-secret",
+            "not-it",
+        ],
+        &[],
+    );
+    assert_eq!(
+        wrong_secret.status.code(),
+        Some(3),
+        "{}",
+        text(&wrong_secret)
+    );
+    let invalid = send(&["order", "--status", "shipped"]);
+    assert_eq!(invalid.status.code(), Some(2), "{}", text(&invalid));
+    assert!(text(&invalid).contains("status"), "{}", text(&invalid));
+}
+
+#[tokio::test]
+async fn completions_and_manual_pages_come_from_the_parser() {
+    let bash = run(&["completions", "bash"], &[]);
+    assert_eq!(bash.status.code(), Some(0), "{}", text(&bash));
+    assert!(text(&bash).contains("serve-api") && text(&bash).contains("--webhook-secret"));
+    let dir = tempfile::tempdir().expect("dir");
+    let dir_arg = dir.path().to_str().expect("utf-8").to_owned();
+    let man = run(&["man", "--out-dir", &dir_arg], &[]);
+    assert_eq!(man.status.code(), Some(0), "{}", text(&man));
+    let page =
+        std::fs::read_to_string(dir.path().join("pmctl-migrate.1")).expect("a page per command");
+    assert!(page.contains(r"\-\-check"), "{page}");
+    assert!(dir.path().join("pmctl-api-keys-create.1").exists());
+    let unknown = run(&["completions", "tcsh"], &[]);
+    assert_eq!(unknown.status.code(), Some(2));
 }
 
 #[tokio::test]

@@ -201,7 +201,7 @@ async fn verify_catches_a_broken_run() {
         ],
         &api.key,
     );
-    assert!(!broken.status.success());
+    assert_eq!(broken.status.code(), Some(3), "a mismatch is exit code 3");
     let report: serde_json::Value = serde_json::from_slice(&broken.stdout).expect("json report");
     assert_eq!(
         report["missing"].as_array().map(Vec::len),
@@ -217,7 +217,7 @@ async fn verify_catches_a_broken_run() {
         &["verify", "--ledger", &ledger_arg, "--api-url", &api_url],
         &api.key,
     );
-    assert!(!broken.status.success());
+    assert_eq!(broken.status.code(), Some(3));
     assert!(
         text_of(&broken).contains("MISMATCH"),
         "{}",
