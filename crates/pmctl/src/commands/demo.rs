@@ -434,9 +434,7 @@ fn print_next_steps(api: &str, ingest: &str, secret: &str, key_name: &str, key: 
     println!("  curl -s {auth} {api}/metrics | grep pm_webhooks_processed");
     println!("  curl -s {auth} {api}/openapi.json | head -c 300");
     println!("  # a signed webhook through ingest:");
-    println!("  body='{{\"provider_event_id\":\"try-1\",\"order_id\":\"try-order\",\"user_id\":\"0b6f5c3e-8d1a-4c7e-9a51-2f0e1b2c3d4e\",\"status\":\"created\",\"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\"}}'");
-    println!("  t=$(date +%s); sig=$(printf '%s' \"$t.$body\" | openssl dgst -sha256 -hmac {secret} -hex | sed 's/^.*= //')");
-    println!("  curl -s -X POST {ingest}/webhooks/payments/orders -H 'Content-Type: application/json' -H \"Webhook-Signature: t=$t,v1=$sig\" -d \"$body\"");
+    println!("  pmctl send order --status success --target {ingest} --webhook-secret {secret}");
 }
 
 /// A directory of this run's own for logs and the ledger.
