@@ -2,7 +2,8 @@
 //!
 //! Everything here is data and decisions: typed ids, exact money, order and dispute
 //! statuses with their state machines, webhook payloads with validation that reports
-//! every field error, event kinds, webhook signatures and pagination cursors.
+//! every field error, event kinds, webhook signatures, pagination cursors, and the one
+//! retry schedule of every client ([`retry`]).
 //!
 //! This crate performs no I/O. It must never depend on tokio, sqlx, rdkafka, axum or
 //! reqwest: the storage, API, ingest and Kafka adapters depend on it, never the reverse,
@@ -19,6 +20,7 @@ mod json_fields;
 pub mod money;
 pub mod order;
 pub mod pagination;
+pub mod retry;
 pub mod signature;
 pub mod time;
 pub mod validation;

@@ -9,7 +9,6 @@ use pm_telemetry::CorrelationId;
 
 use crate::webhook::AcceptedWebhook;
 
-mod backoff;
 pub(crate) mod http;
 pub(crate) mod kafka;
 

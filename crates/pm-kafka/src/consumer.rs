@@ -220,15 +220,6 @@ impl ConsumerSettings {
     }
 }
 
-/// Exponential backoff with ±25 % jitter: `initial × 2^(attempt-1)`, capped.
-pub fn backoff(initial: Duration, attempt: u32, cap: Duration) -> Duration {
-    let base = initial
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
-        .min(cap);
-    let jitter = rand::random_range(0.75..1.25);
-    base.mul_f64(jitter)
-}
-
 /// Runs one consumer until `shutdown` is cancelled, then drains, commits and leaves the
 /// group. `health` follows it for `/health/ready`.
 pub async fn run<H: Handler>(
@@ -380,24 +371,4 @@ fn receive<H: Handler>(
     let offsets = assignment.revoke_all();
     assignment::commit_drained(&shared.consumer, &shared.settings.topic, &offsets);
     // Dropping the last handle (here, or in a worker that is just ending) leaves the group.
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_stays_capped() {
-        let initial = Duration::from_millis(100);
-        for attempt in 1..6u32 {
-            let d = backoff(initial, attempt, Duration::from_secs(10));
-            let base = 100.0 * 2f64.powi(attempt as i32 - 1);
-            let ms = d.as_secs_f64() * 1000.0;
-            assert!(
-                ms >= base * 0.75 - 1.0 && ms <= base * 1.25 + 1.0,
-                "attempt {attempt}: {ms}"
-            );
-        }
-        assert!(backoff(initial, 60, Duration::from_secs(1)) <= Duration::from_millis(1250));
-    }
 }

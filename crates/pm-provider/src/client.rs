@@ -5,7 +5,6 @@
 //! whether asking again is safe. Asking again is safe only because every call carries an
 //! idempotency key: the provider treats a repeated key as the same operation.
 
-mod backoff;
 mod config;
 mod error;
 mod metrics;
@@ -19,7 +18,7 @@ use crate::wire::{
     CaptureRequest, CaptureResponse, RepresentmentRequest, RepresentmentResponse, CAPTURES_PATH,
     CAPTURE_NOT_FOUND, CAPTURE_PATH, REPRESENTMENT_PATH,
 };
-use backoff::Backoff;
+use pm_domain::retry::Backoff;
 use transport::{Call, RetryPolicy};
 
 pub use config::{ConfigError, ProviderConfig};

@@ -9,6 +9,7 @@
 //! Merchant actions (store evidence, submit) go to the API after their delivery was
 //! accepted.
 
+use pm_domain::retry::Backoff;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -198,12 +199,7 @@ async fn wait_true(rx: &watch::Sender<bool>) {
 
 impl Run<'_> {
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .cfg
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
-        base.min(self.cfg.max_backoff)
-            .mul_f64(rand::random_range(0.8..1.2))
+        Backoff::new(self.cfg.initial_backoff, self.cfg.max_backoff).delay(attempt)
     }
 
     async fn deliver(&self, i: usize, d: &Delivery, started: Instant) {

@@ -577,8 +577,13 @@ impl CaptureArgs {
     /// over a capture whose first call is still running (harmless, the key is the same)
     /// and the reconciliation could give up on a request still on its way.
     pub(crate) fn check_against(&self, provider: &ProviderArgs) {
-        let longest = provider.provider_timeout * provider.provider_attempts
-            + pm_provider::ProviderConfig::default().max_backoff * provider.provider_attempts;
+        let defaults = pm_provider::ProviderConfig::default();
+        let backoff =
+            pm_domain::retry::Backoff::new(defaults.initial_backoff, defaults.max_backoff);
+        let waits: Duration = (1..provider.provider_attempts)
+            .map(|retry| backoff.longest(retry))
+            .sum();
+        let longest = provider.provider_timeout * provider.provider_attempts + waits;
         if self.stale_after <= longest {
             tracing::warn!(
                 stale_after = ?self.stale_after,

@@ -19,9 +19,9 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument as _;
 
-use crate::sink::backoff::Backoff;
 use crate::sink::{Delivered, Forwarded, SinkError};
 use crate::webhook::AcceptedWebhook;
+use pm_domain::retry::Backoff;
 
 /// How the HTTP sink reaches the API.
 #[derive(Debug, Clone)]
@@ -34,7 +34,8 @@ pub struct HttpSinkConfig {
     pub max_attempts: u32,
     /// Delay after the first failed attempt; it doubles after each further failure.
     pub initial_backoff: Duration,
-    /// Longest delay between two attempts.
+    /// Cap of the doubling delay between two attempts (jitter adds up to half of it on
+    /// top: [`pm_domain::retry::Backoff`]).
     pub max_backoff: Duration,
     /// Timeout of one attempt, from connecting to reading the whole answer.
     pub request_timeout: Duration,
@@ -174,10 +175,7 @@ impl HttpSink {
             ready_url: endpoint(&config.api_url, "/health/ready")?,
             authorization,
             attempts: config.max_attempts.max(1),
-            backoff: Backoff {
-                initial: config.initial_backoff,
-                max: config.max_backoff,
-            },
+            backoff: Backoff::new(config.initial_backoff, config.max_backoff),
         })
     }
 

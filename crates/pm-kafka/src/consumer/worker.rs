@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::assignment::{Context, Flow};
 use super::health::ConsumerHealth;
-use super::{backoff, ConsumerSettings, Handler, Outcome, Received, Transient};
+use pm_domain::retry::Backoff;
+
+use super::{ConsumerSettings, Handler, Outcome, Received, Transient};
 use crate::dlq::{DeadLetterInfo, ErrorClass};
 use crate::headers;
 use crate::metrics::{CauseLabels, ConsumerMetrics, OutcomeLabels, TopicLabels};
@@ -217,11 +219,10 @@ impl<H: Handler> Partition<'_, H> {
                 }
             }
             attempt += 1;
-            self.pause(backoff(
-                Duration::from_millis(100),
-                attempt,
-                shared.settings.max_backoff,
-            ))
+            self.pause(
+                Backoff::new(Duration::from_millis(100), shared.settings.max_backoff)
+                    .delay(attempt),
+            )
             .await?;
         }
     }
@@ -268,12 +269,8 @@ impl<H: Handler> Partition<'_, H> {
         let settings = &self.shared.settings;
         let mut attempts = 1;
         while attempts < settings.retry_attempts {
-            self.pause(backoff(
-                settings.retry_backoff,
-                attempts,
-                settings.max_backoff,
-            ))
-            .await?;
+            self.pause(Backoff::new(settings.retry_backoff, settings.max_backoff).delay(attempts))
+                .await?;
             attempts += 1;
             match self
                 .apply_until_not_transient(std::slice::from_ref(message))
@@ -354,11 +351,10 @@ impl<H: Handler> Partition<'_, H> {
                     };
                     shared.metrics.dlq_failures.get_or_create(&labels).inc();
                     tracing::error!(topic = %dlq_topic, error = %e, attempt, "cannot publish a dead letter; the offset stays until it is stored");
-                    self.pause(backoff(
-                        Duration::from_millis(200),
-                        attempt,
-                        shared.settings.max_backoff,
-                    ))
+                    self.pause(
+                        Backoff::new(Duration::from_millis(200), shared.settings.max_backoff)
+                            .delay(attempt),
+                    )
                     .await?;
                 }
             }

@@ -12,10 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument as _;
 
-use super::backoff::Backoff;
 use super::error::ProviderError;
 use super::metrics::{AttemptOutcome, ProviderMetrics};
 use crate::wire::{ErrorBody, CORRELATION_ID_HEADER, IDEMPOTENCY_KEY_HEADER};
+use pm_domain::retry::Backoff;
 
 /// Most characters of a provider's body copied into an error message: enough to diagnose,
 /// not enough to flood logs with an HTML error page.
@@ -118,7 +118,7 @@ async fn send_json<Resp: DeserializeOwned>(
                 last_error,
             });
         }
-        let delay = policy.backoff.delay(attempt, &mut rand::rng());
+        let delay = policy.backoff.delay(attempt);
         // The idempotency key is left out on purpose: it is what lets anyone replay the call.
         tracing::warn!(
             operation = call.operation,

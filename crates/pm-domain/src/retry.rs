@@ -1,4 +1,7 @@
-//! How long to wait before each retry: exponential, capped, with jitter.
+//! How long to wait before each retry of a call to another system: exponential, capped,
+//! with jitter. The one schedule of every retrying client — provider calls, ingest's
+//! forwarding to the API, the Kafka consumers' transient failures, the provider
+//! simulator's deliveries — so they all back off by the same rule.
 
 use std::time::Duration;
 
@@ -7,19 +10,19 @@ use rand::Rng;
 /// The retry delay schedule. `retry` numbers start at 1: the wait after the first failed
 /// attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+    pub fn new(initial: Duration, max: Duration) -> Self {
         Backoff { initial, max }
     }
 
     /// The delay before retry `retry` without jitter: `initial · 2^(retry-1)`, capped at `max`.
     /// Saturates instead of overflowing, so any retry number is safe.
-    pub(crate) fn base_delay(&self, retry: u32) -> Duration {
+    pub fn base_delay(&self, retry: u32) -> Duration {
         let doubled = 2u32
             .checked_pow(retry.saturating_sub(1))
             .and_then(|factor| self.initial.checked_mul(factor));
@@ -37,10 +40,22 @@ impl Backoff {
     /// The jitter spreads out the retries of many callers that failed at the same moment (a
     /// provider restart), so they do not all hit the recovering provider in lockstep. It is
     /// added on top rather than taken off so that the configured backoff stays a minimum.
-    pub(crate) fn delay<R: Rng + ?Sized>(&self, retry: u32, rng: &mut R) -> Duration {
+    pub fn delay_with<R: Rng + ?Sized>(&self, retry: u32, rng: &mut R) -> Duration {
         let base = self.base_delay(retry);
         let half_nanos = u64::try_from(base.as_nanos() / 2).unwrap_or(u64::MAX);
         base.saturating_add(Duration::from_nanos(rng.random_range(0..=half_nanos)))
+    }
+
+    /// [`Backoff::delay_with`] the thread's random generator.
+    pub fn delay(&self, retry: u32) -> Duration {
+        self.delay_with(retry, &mut rand::rng())
+    }
+
+    /// The longest wait before retry `retry` (its base delay and the whole jitter): what a
+    /// caller budgeting its retries must assume.
+    pub fn longest(&self, retry: u32) -> Duration {
+        let base = self.base_delay(retry);
+        base.saturating_add(base / 2)
     }
 }
 
@@ -81,7 +96,7 @@ mod tests {
         for retry in 1..=5 {
             let base = backoff.base_delay(retry);
             for _ in 0..200 {
-                let delay = backoff.delay(retry, &mut rng);
+                let delay = backoff.delay_with(retry, &mut rng);
                 assert!(
                     delay >= base && delay <= base + base / 2,
                     "{delay:?} for {base:?}"
@@ -97,7 +112,7 @@ mod tests {
     fn zero_backoff_means_no_wait() {
         let backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
         assert_eq!(
-            backoff.delay(3, &mut StdRng::seed_from_u64(1)),
+            backoff.delay_with(3, &mut StdRng::seed_from_u64(1)),
             Duration::ZERO
         );
     }
