@@ -77,22 +77,29 @@ impl Params {
     /// Ids to filter on, given as a repeatable `single` parameter (`order_id=a&order_id=b`)
     /// and/or a comma-separated `plural` one (`order_ids=a,b`, the original API's
     /// spelling); each parsed with `parse`, duplicates dropped, at most [`MAX_IDS`].
-    pub(crate) fn ids<T: PartialEq>(
+    pub(crate) fn ids<T: PartialEq, E: std::fmt::Display>(
         &mut self,
         single: &str,
         plural: &str,
-        parse: impl Fn(&str) -> Result<T, Problem>,
+        parse: impl Fn(&str) -> Result<T, E>,
     ) -> Result<Vec<T>, Problem> {
-        let mut raw = self.all::<String>(single)?;
+        let mut raw: Vec<(&str, String)> = self
+            .all::<String>(single)?
+            .into_iter()
+            .map(|id| (single, id))
+            .collect();
         for list in self.all::<String>(plural)? {
-            raw.extend(list.split(',').map(str::to_owned));
+            raw.extend(list.split(',').map(|id| (plural, id.to_owned())));
         }
         let mut ids = Vec::with_capacity(raw.len());
-        for id in raw {
+        for (name, id) in raw {
             if id.is_empty() {
-                return Err(Self::bad(single, "an id must not be empty"));
+                return Err(Self::bad(name, "an id must not be empty"));
             }
-            let id = parse(&id)?;
+            if id.chars().any(char::is_control) {
+                return Err(Self::bad(name, "must not contain control characters"));
+            }
+            let id = parse(&id).map_err(|e| Self::bad(name, e))?;
             if !ids.contains(&id) {
                 ids.push(id);
             }

@@ -86,7 +86,7 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         .apply(routes)
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
-            pm_telemetry::http::track,
+            pm_http::telemetry::track,
         ))
         .with_state(state)
 }

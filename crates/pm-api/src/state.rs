@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pm_http::intake::IntakeConfig;
+use pm_http::telemetry::HttpMetrics;
 use pm_provider::ProviderClient;
 use pm_storage::PgPool;
-use pm_telemetry::http::HttpMetrics;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -7,11 +7,14 @@
 //!   signature on the raw bytes (401), JSON (400), fields (422).
 //!
 //! - [`limits`]: load shedding, request and body timeouts, for every listener.
+//! - [`telemetry`]: the middleware every route runs in — correlation id, the server span,
+//!   per-route metrics and one log line per request.
 //!
 //! Errors are mapped to HTTP here, at the edge, and nowhere deeper.
 
 pub mod intake;
 pub mod limits;
 pub mod problem;
+pub mod telemetry;
 
 pub use problem::Problem;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pm_domain::webhook::WebhookKind;
-use pm_telemetry::http::HttpMetrics;
+use pm_http::telemetry::HttpMetrics;
 use pm_telemetry::metrics::{Registry, LATENCY_BUCKETS};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -52,24 +52,6 @@ impl fmt::Debug for CorrelationId {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CorrelationId {
-    type Rejection = std::convert::Infallible;
-
-    /// The id the middleware assigned, or (outside the middleware) one from the header.
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<CorrelationId>()
-            .cloned()
-            .unwrap_or_else(|| {
-                CorrelationId::from_header(parts.headers.get(HEADER).and_then(|v| v.to_str().ok()))
-            }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! context; the URL recorded is the one the service was configured with plus its path,
 //! which carries no secrets (credentials go in headers).
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 
 /// The span of one attempt: named `"{method} {template}"` (just the method when the
 /// path has no template), with `http.request.resend_count` from the second attempt on.

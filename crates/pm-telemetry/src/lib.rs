@@ -1,14 +1,15 @@
 //! Telemetry shared by every `pmctl` subcommand: log initialisation (text or JSON),
-//! Prometheus metrics, HTTP middleware that assigns a correlation id to each request
-//! and measures it per route template, and distributed tracing ([`traces`]: OTLP export;
+//! Prometheus metrics, correlation ids, distributed tracing ([`traces`]: OTLP export;
 //! [`propagation`]: W3C trace context over HTTP and Kafka headers), and CPU profiles on
 //! demand ([`profiling`]).
+//!
+//! It is no web framework's: the HTTP middleware built on it lives in
+//! `pm_http::telemetry`, so the Kafka adapter and the CLI do not compile one.
 //!
 //! It knows nothing of the domain or the database; services register their own metrics
 //! in the [`metrics::Registry`] they are given.
 
 pub mod correlation;
-pub mod http;
 pub mod http_client;
 pub mod logging;
 pub mod metrics;

@@ -9,7 +9,7 @@ use pm_domain::dispute::DisputeStatus;
 use pm_domain::event::DisputeEventKind;
 use pm_domain::evidence::Evidence as EvidenceInput;
 use pm_domain::pagination::Sort;
-use pm_domain::DisputeId;
+use pm_domain::{DisputeId, OrderId};
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
 use pm_provider::ProviderError;
@@ -17,7 +17,7 @@ use pm_storage::disputes::{self, DisputeFilter, EvidenceOutcome, SubmissionPlan}
 use pm_storage::events::{self, EventTable};
 use pm_telemetry::CorrelationId;
 
-use super::orders::{event_filter, order_id};
+use super::orders::event_filter;
 use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
 use crate::dto::{Dispute, Event, Evidence, List, Submission};
@@ -51,8 +51,8 @@ pub(crate) async fn list_disputes(
 ) -> ApiResult<Json<List<Dispute>>> {
     let mut p = Params::new(q.as_deref());
     let filter = DisputeFilter {
-        dispute_ids: p.ids("dispute_id", "dispute_ids", dispute_id)?,
-        order_ids: p.ids("order_id", "order_ids", order_id)?,
+        dispute_ids: p.ids("dispute_id", "dispute_ids", DisputeId::parse)?,
+        order_ids: p.ids("order_id", "order_ids", |id: &str| OrderId::parse(id))?,
         statuses: p.all::<DisputeStatus>("status")?,
         reason: p.text("reason")?,
     };
@@ -91,7 +91,7 @@ pub(crate) async fn list_dispute_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Event>>> {
     let mut p = Params::new(q.as_deref());
-    let disputes = p.ids("dispute_id", "dispute_ids", dispute_id)?;
+    let disputes = p.ids("dispute_id", "dispute_ids", DisputeId::parse)?;
     let filter = event_filter::<DisputeEventKind>(
         &mut p,
         disputes.iter().map(ToString::to_string).collect(),
@@ -129,7 +129,7 @@ pub(crate) async fn put_evidence(
     State(app): State<AppState>,
     PathParam(id): PathParam,
     Extension(operator): Extension<Operator>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Evidence>> {
@@ -168,7 +168,7 @@ pub(crate) async fn submit(
     State(app): State<AppState>,
     PathParam(id): PathParam,
     Extension(operator): Extension<Operator>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
 ) -> ApiResult<Response> {
     let id = dispute_id(&id)?;
     let (dispute, evidence) = match disputes::plan_submission(app.pool(), id).await? {

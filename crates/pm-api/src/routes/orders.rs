@@ -27,7 +27,7 @@ use crate::error::ApiResult;
 use crate::query::{check_window, Params};
 use crate::state::AppState;
 
-pub(super) fn order_id(raw: &str) -> Result<OrderId, Problem> {
+fn order_id(raw: &str) -> Result<OrderId, Problem> {
     OrderId::parse(raw).map_err(|e| Problem::bad_request(format!("order_id {e}")))
 }
 
@@ -55,7 +55,7 @@ pub(crate) async fn list_orders(
 ) -> ApiResult<Json<List<Order>>> {
     let mut p = Params::new(q.as_deref());
     let filter = OrderFilter {
-        order_ids: p.ids("order_id", "order_ids", order_id)?,
+        order_ids: p.ids("order_id", "order_ids", |id: &str| OrderId::parse(id))?,
         statuses: p.all::<OrderStatus>("status")?,
         user_id: p.one::<UserId>("user_id")?,
         on_hold: p.flag("on_hold")?,
@@ -126,7 +126,7 @@ pub(crate) async fn list_order_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Event>>> {
     let mut p = Params::new(q.as_deref());
-    let orders = p.ids("order_id", "order_ids", order_id)?;
+    let orders = p.ids("order_id", "order_ids", |id: &str| OrderId::parse(id))?;
     let filter =
         event_filter::<OrderEventKind>(&mut p, orders.into_iter().map(String::from).collect())?;
     let page = p.page(Sort::Asc)?;
@@ -164,7 +164,7 @@ pub(crate) async fn hold(
     State(app): State<AppState>,
     PathParam(id): PathParam,
     Extension(operator): Extension<Operator>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Hold>> {
@@ -231,7 +231,7 @@ pub(crate) async fn capture(
     State(app): State<AppState>,
     PathParam(id): PathParam,
     Extension(operator): Extension<Operator>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::Utc;
 use pm_domain::webhook::WebhookKind;
 use pm_domain::{EventId, InputError};
@@ -34,7 +34,7 @@ struct Ack {
 
 pub(crate) async fn order_webhook(
     State(state): State<IngestState>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -43,7 +43,7 @@ pub(crate) async fn order_webhook(
 
 pub(crate) async fn chargeback_webhook(
     State(state): State<IngestState>,
-    correlation: CorrelationId,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

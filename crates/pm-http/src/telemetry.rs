@@ -16,8 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::Instrument;
 
-use crate::correlation::{self, CorrelationId};
-use crate::metrics::{Registry, LATENCY_BUCKETS};
+use pm_telemetry::correlation::{self, CorrelationId};
+use pm_telemetry::metrics::{Registry, LATENCY_BUCKETS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -121,7 +121,7 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
         url.path = %req.uri().path(),
         http.response.status_code = tracing::field::Empty,
     );
-    crate::propagation::set_parent_from_http(&span, req.headers());
+    pm_telemetry::propagation::set_parent_from_http(&span, req.headers());
 
     let mut response = next.run(req).instrument(span.clone()).await;
 
@@ -163,22 +163,27 @@ pub async fn track(State(metrics): State<HttpMetrics>, mut req: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::SharedRegistry;
     use axum::body::Body;
     use axum::routing::get;
     use axum::Router;
+    use pm_telemetry::metrics::SharedRegistry;
     use tower::ServiceExt;
 
     #[tokio::test]
     async fn requests_are_counted_per_route_template_and_echo_the_correlation_id() {
         let mut registry = Registry::default();
         let metrics = HttpMetrics::register(&mut registry);
-        let app = Router::new()
-            .route(
-                "/orders/{id}",
-                get(|id: CorrelationId| async move { id.to_string() }),
-            )
-            .layer(axum::middleware::from_fn_with_state(metrics, track));
+        let app =
+            Router::new()
+                .route(
+                    "/orders/{id}",
+                    get(
+                        |axum::Extension(id): axum::Extension<CorrelationId>| async move {
+                            id.to_string()
+                        },
+                    ),
+                )
+                .layer(axum::middleware::from_fn_with_state(metrics, track));
         let request = Request::builder()
             .uri("/orders/42")
             .header("X-Correlation-ID", "abc-1")
