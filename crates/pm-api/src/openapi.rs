@@ -22,7 +22,7 @@ use crate::routes::{audit, disputes, ops, orders, profile, webhooks};
         ops::live, ops::ready, ops::metrics, ops::openapi, audit::list_audit, profile::cpu_profile,
     ),
     components(schemas(
-        dto::Order, dto::Dispute, dto::Event, dto::Hold, dto::Capture, dto::Evidence, dto::EvidenceFileDto,
+        dto::Order, dto::Dispute, dto::Event, dto::Hold, dto::Capture, dto::Evidence, dto::EvidenceFile,
         dto::Submission, dto::WebhookAck, dto::Health, dto::AuditEntry, pm_http::Problem,
         dto::requests::HoldRequest, dto::requests::CaptureRequest, dto::requests::EvidenceRequest,
         dto::requests::EvidenceFileRequest, dto::requests::OrderWebhookRequest,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
-use serde::Deserialize;
+use pm_api_types::{Event, List};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -92,16 +92,6 @@ struct Pending {
     polls: u32,
     /// When the last poll that did not see it was sent.
     last_miss: Option<Instant>,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    items: Vec<Row>,
-}
-
-#[derive(Deserialize)]
-struct Row {
-    provider_event_id: Option<String>,
 }
 
 /// Polls until `rx` is closed and every sample was seen, or until `stop` is cancelled.
@@ -234,7 +224,7 @@ async fn visible(http: &reqwest::Client, url: &str, s: &LagSample) -> Result<boo
     if !r.status().is_success() {
         return Err(());
     }
-    let page: Page = r.json().await.map_err(|_| ())?;
+    let page: List<Event> = r.json().await.map_err(|_| ())?;
     Ok(page
         .items
         .iter()

@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use pm_api_types::{Dispute, Event, List, Order};
 use pm_scenario::Ledger;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::api::ApiAccess;
 
@@ -80,36 +79,6 @@ pub enum VerifyError {
     Decode { url: String, error: String },
 }
 
-#[derive(Deserialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct OrderRow {
-    order_id: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct DisputeRow {
-    dispute_id: String,
-    order_id: String,
-    status: String,
-    amount: Box<RawValue>,
-    currency: String,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct EventRow {
-    #[serde(alias = "dispute_id")]
-    order_id: Option<String>,
-    kind: String,
-    provider_event_id: Option<String>,
-}
-
 /// Reads every page of a list route.
 async fn all<T: DeserializeOwned>(
     http: &reqwest::Client,
@@ -134,7 +103,7 @@ async fn all<T: DeserializeOwned>(
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        let page: Page<T> = serde_json::from_slice(&body).map_err(|e| VerifyError::Decode {
+        let page: List<T> = serde_json::from_slice(&body).map_err(|e| VerifyError::Decode {
             url: url.to_owned(),
             error: e.to_string(),
         })?;
@@ -167,21 +136,21 @@ const WEBHOOK_DISPUTE_KINDS: [&str; 3] = ["webhook_opened", "webhook_updated", "
 pub async fn verify(api: &ApiAccess, ledger: &Ledger) -> Result<VerifyReport, VerifyError> {
     let http = api.client_builder().build()?;
     let base = api.url();
-    let orders: Vec<OrderRow> = all(&http, &format!("{base}/orders"), &[]).await?;
-    let disputes: Vec<DisputeRow> = all(&http, &format!("{base}/disputes"), &[]).await?;
-    let order_events: Vec<EventRow> = all(
+    let orders: Vec<Order> = all(&http, &format!("{base}/orders"), &[]).await?;
+    let disputes: Vec<Dispute> = all(&http, &format!("{base}/disputes"), &[]).await?;
+    let order_events: Vec<Event> = all(
         &http,
         &format!("{base}/orders/events"),
         &[("kind", "webhook_received")],
     )
     .await?;
-    let dispute_events: Vec<EventRow> = all(&http, &format!("{base}/disputes/events"), &[]).await?;
+    let dispute_events: Vec<Event> = all(&http, &format!("{base}/disputes/events"), &[]).await?;
 
     let order_status: HashMap<&str, &str> = orders
         .iter()
         .map(|o| (o.order_id.as_str(), o.status.as_str()))
         .collect();
-    let dispute_of: HashMap<&str, &DisputeRow> =
+    let dispute_of: HashMap<&str, &Dispute> =
         disputes.iter().map(|d| (d.order_id.as_str(), d)).collect();
     let mut report = VerifyReport {
         duplicates_delivered: ledger.counts.duplicates,
@@ -233,17 +202,17 @@ pub async fn verify(api: &ApiAccess, ledger: &Ledger) -> Result<VerifyReport, Ve
     // Unknown webhook ids on the scenario's own orders.
     let ours: std::collections::HashSet<&str> =
         ledger.orders.iter().map(|o| o.order_id.as_str()).collect();
-    let our_disputes: std::collections::HashSet<&str> = ledger
+    let our_disputes: std::collections::HashSet<String> = ledger
         .disputes
         .iter()
         .filter_map(|d| {
             dispute_of
                 .get(d.order_id.as_str())
-                .map(|r| r.dispute_id.as_str())
+                .map(|r| r.dispute_id.to_string())
         })
         .collect();
     for e in &order_events {
-        let owned = e.order_id.as_deref().is_some_and(|o| ours.contains(o));
+        let owned = ours.contains(e.aggregate.id());
         if let Some(id) = e
             .provider_event_id
             .as_deref()
@@ -256,9 +225,10 @@ pub async fn verify(api: &ApiAccess, ledger: &Ledger) -> Result<VerifyReport, Ve
     // Dispute details and evidence.
     let mut evidence: HashMap<&str, (bool, bool)> = HashMap::new();
     for e in &dispute_events {
-        let Some(d) = e.order_id.as_deref().filter(|d| our_disputes.contains(d)) else {
+        let d = e.aggregate.id();
+        if !our_disputes.contains(d) {
             continue;
-        };
+        }
         let flags = evidence.entry(d).or_default();
         match e.kind.as_str() {
             "evidence_added" => flags.0 = true,
@@ -298,7 +268,7 @@ pub async fn verify(api: &ApiAccess, ledger: &Ledger) -> Result<VerifyReport, Ve
             wrong.push(format!("reason {} (expected {})", row.reason, d.reason));
         }
         let (added, submitted) = evidence
-            .get(row.dispute_id.as_str())
+            .get(row.dispute_id.to_string().as_str())
             .copied()
             .unwrap_or_default();
         if (added, submitted) != (d.evidence_added, d.evidence_submitted) {

@@ -5,7 +5,7 @@ use axum::Json;
 use pm_domain::pagination::Sort;
 use pm_storage::audit::{self, AuditFilter};
 
-use crate::dto::{AuditEntry, List};
+use crate::dto::{self, AuditEntry, List};
 use crate::error::ApiResult;
 use crate::query::{check_window, Params};
 use crate::state::AppState;
@@ -49,5 +49,5 @@ pub(crate) async fn list_audit(
     p.finish()?;
     check_window(filter.time_from, filter.time_to, ("time_from", "time_to"))?;
     let result = audit::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(List::from_page(result, AuditEntry::from)))
+    Ok(Json(dto::list(result, dto::audit_entry)))
 }

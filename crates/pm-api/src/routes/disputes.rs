@@ -20,7 +20,7 @@ use pm_telemetry::CorrelationId;
 use super::orders::event_filter;
 use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
-use crate::dto::{Dispute, Event, Evidence, List, Submission};
+use crate::dto::{self, Dispute, Event, Evidence, List, Submission};
 use crate::error::ApiResult;
 use crate::query::Params;
 use crate::state::AppState;
@@ -59,7 +59,7 @@ pub(crate) async fn list_disputes(
     let page = p.page(Sort::Desc)?;
     p.finish()?;
     let result = disputes::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(List::from_page(result, Dispute::from)))
+    Ok(Json(dto::list(result, dto::dispute)))
 }
 
 #[utoipa::path(get, path = "/disputes/{dispute_id}", tag = "disputes",
@@ -73,7 +73,7 @@ pub(crate) async fn get_dispute(
     let d = disputes::get(app.read_pool(), id)
         .await?
         .ok_or_else(|| unknown_dispute(id))?;
-    Ok(Json(d.into()))
+    Ok(Json(dto::dispute(d)))
 }
 
 #[utoipa::path(get, path = "/disputes/events", tag = "disputes",
@@ -99,7 +99,7 @@ pub(crate) async fn list_dispute_events(
     let page = p.page(Sort::Asc)?;
     p.finish()?;
     let result = events::list_events(app.read_pool(), EventTable::Dispute, &filter, &page).await?;
-    Ok(Json(List::from_page(result, Event::dispute)))
+    Ok(Json(dto::list(result, dto::dispute_event)))
 }
 
 #[utoipa::path(get, path = "/disputes/{dispute_id}/evidence", tag = "disputes",
@@ -111,7 +111,7 @@ pub(crate) async fn get_evidence(
 ) -> ApiResult<Json<Evidence>> {
     let id = dispute_id(&id)?;
     match disputes::get_evidence(app.read_pool(), id).await? {
-        Some(e) => Ok(Json(e.into())),
+        Some(e) => Ok(Json(dto::evidence(e))),
         None if disputes::get(app.read_pool(), id).await?.is_some() => {
             Err(Problem::not_found(format!("dispute {id} has no evidence yet")).into())
         }
@@ -145,7 +145,7 @@ pub(crate) async fn put_evidence(
         &operator.actor(&correlation),
         pm_domain::time::now(),
     ).await? {
-        EvidenceOutcome::Stored(e) => Ok(Json(e.into())),
+        EvidenceOutcome::Stored(e) => Ok(Json(dto::evidence(e))),
         EvidenceOutcome::NotFound => Err(unknown_dispute(id).into()),
         EvidenceOutcome::NotAccepted(status) => Err(Problem::conflict(
             "dispute-not-editable",

@@ -15,7 +15,7 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Health)))]
 pub(crate) async fn live() -> Json<Health> {
     Json(Health {
-        status: "ok",
+        status: "ok".to_owned(),
         checks: BTreeMap::new(),
     })
 }
@@ -27,7 +27,7 @@ pub(crate) async fn ready(State(app): State<AppState>) -> Response {
     let db = tokio::time::timeout(Duration::from_secs(2), pm_storage::db::ping(app.pool())).await;
     let mut ok = matches!(db, Ok(Ok(())));
     checks.insert(
-        "database",
+        "database".to_owned(),
         match db {
             Ok(Ok(())) => "ok".to_owned(),
             Ok(Err(e)) => e.to_string(),
@@ -37,7 +37,10 @@ pub(crate) async fn ready(State(app): State<AppState>) -> Response {
     for (name, check) in &app.inner.readiness {
         let result = check().await;
         ok &= result.is_ok();
-        checks.insert(name, result.err().unwrap_or_else(|| "ok".to_owned()));
+        checks.insert(
+            (*name).to_owned(),
+            result.err().unwrap_or_else(|| "ok".to_owned()),
+        );
     }
     let status = if ok {
         StatusCode::OK
@@ -47,7 +50,7 @@ pub(crate) async fn ready(State(app): State<AppState>) -> Response {
     (
         status,
         Json(Health {
-            status: if ok { "ok" } else { "unavailable" },
+            status: if ok { "ok" } else { "unavailable" }.to_owned(),
             checks,
         }),
     )

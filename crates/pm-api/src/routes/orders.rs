@@ -22,7 +22,7 @@ use pm_telemetry::CorrelationId;
 use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
 use crate::captures::Answer;
-use crate::dto::{Capture, Event, Hold, List, Order};
+use crate::dto::{self, Capture, Event, Hold, List, Order};
 use crate::error::ApiResult;
 use crate::query::{check_window, Params};
 use crate::state::AppState;
@@ -70,7 +70,7 @@ pub(crate) async fn list_orders(
         ("created_from", "created_to"),
     )?;
     let result = orders::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(List::from_page(result, Order::from)))
+    Ok(Json(dto::list(result, dto::order)))
 }
 
 #[utoipa::path(get, path = "/orders/{order_id}", tag = "orders",
@@ -84,7 +84,7 @@ pub(crate) async fn get_order(
     let order = orders::get(app.read_pool(), &id)
         .await?
         .ok_or_else(|| unknown_order(&id))?;
-    Ok(Json(order.into()))
+    Ok(Json(dto::order(order)))
 }
 
 /// The filters shared by both event routes.
@@ -132,7 +132,7 @@ pub(crate) async fn list_order_events(
     let page = p.page(Sort::Asc)?;
     p.finish()?;
     let result = events::list_events(app.read_pool(), EventTable::Order, &filter, &page).await?;
-    Ok(Json(List::from_page(result, Event::order)))
+    Ok(Json(dto::list(result, dto::order_event)))
 }
 
 #[utoipa::path(get, path = "/orders/{order_id}/events", tag = "orders",
@@ -153,7 +153,7 @@ pub(crate) async fn order_events(
         return Err(unknown_order(&id).into());
     }
     let result = events::list_events(app.read_pool(), EventTable::Order, &filter, &page).await?;
-    Ok(Json(List::from_page(result, Event::order)))
+    Ok(Json(dto::list(result, dto::order_event)))
 }
 
 #[utoipa::path(post, path = "/orders/{order_id}/hold", tag = "orders",
@@ -174,13 +174,13 @@ pub(crate) async fn hold(
     let order = orders::set_hold(app.pool(), &id, change, &actor, pm_domain::time::now())
         .await?
         .ok_or_else(|| unknown_order(&id))?;
-    Ok(Json(order.into()))
+    Ok(Json(dto::hold(order)))
 }
 
 /// A settled capture: 200 with the capture, or 502 with the provider's reason.
 fn capture_response(c: &captures::CaptureRecord) -> Response {
     match c.status {
-        CaptureStatus::Success => (StatusCode::OK, Json(Capture::from(c))).into_response(),
+        CaptureStatus::Success => (StatusCode::OK, Json(dto::capture(c))).into_response(),
         CaptureStatus::Pending | CaptureStatus::Unknown => outcome_unknown(
             c.last_error.as_deref().unwrap_or("no answer yet"),
             &c.idempotency_key,
@@ -385,5 +385,5 @@ pub(crate) async fn order_captures(
         return Err(unknown_order(&id).into());
     }
     let list = captures::of_order(app.read_pool(), &id).await?;
-    Ok(Json(list.iter().map(Capture::from).collect()))
+    Ok(Json(list.iter().map(dto::capture).collect()))
 }

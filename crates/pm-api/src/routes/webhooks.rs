@@ -21,9 +21,9 @@ use crate::state::AppState;
 
 fn accepted(event_id: pm_domain::EventId, effect: &'static str) -> Response {
     let ack = WebhookAck {
-        status: "accepted",
+        status: "accepted".to_owned(),
         event_id: Some(event_id.as_uuid()),
-        effect: Some(effect),
+        effect: Some(effect.to_owned()),
     };
     (StatusCode::ACCEPTED, Json(ack)).into_response()
 }
@@ -32,7 +32,7 @@ fn duplicate() -> Response {
     (
         StatusCode::OK,
         Json(WebhookAck {
-            status: "duplicate",
+            status: "duplicate".to_owned(),
             event_id: None,
             effect: None,
         }),

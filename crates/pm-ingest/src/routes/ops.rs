@@ -6,21 +6,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use pm_api_types::Health;
 
 use crate::state::IngestState;
-
-/// `{status, checks}`, the same shape as the API's health documents.
-#[derive(Debug, Serialize)]
-pub(crate) struct Health {
-    status: &'static str,
-    checks: BTreeMap<&'static str, String>,
-}
 
 /// The process is up (no dependency is checked: a restart would not fix them).
 pub(crate) async fn live() -> Json<Health> {
     Json(Health {
-        status: "ok",
+        status: "ok".to_owned(),
         checks: BTreeMap::new(),
     })
 }
@@ -31,14 +24,17 @@ pub(crate) async fn ready(State(state): State<IngestState>) -> Response {
     let (name, result) = state.sink().ready().await;
     let ok = result.is_ok();
     let mut checks = BTreeMap::new();
-    checks.insert(name, result.err().unwrap_or_else(|| "ok".to_owned()));
+    checks.insert(
+        name.to_owned(),
+        result.err().unwrap_or_else(|| "ok".to_owned()),
+    );
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let health = Health {
-        status: if ok { "ok" } else { "unavailable" },
+        status: if ok { "ok" } else { "unavailable" }.to_owned(),
         checks,
     };
     (status, Json(health)).into_response()

@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
+use pm_api_types::WebhookAck;
 use pm_domain::webhook::WebhookKind;
-use pm_domain::{EventId, InputError};
+use pm_domain::InputError;
 use pm_http::intake::webhook_problem;
 use pm_http::Problem;
 use pm_telemetry::CorrelationId;
-use serde::Serialize;
 
 use crate::metrics::{Outcome, Reason};
 use crate::sink::{Delivered, SinkError};
@@ -23,14 +23,6 @@ use crate::webhook::{AcceptedWebhook, ParseError};
 
 /// Seconds a provider is asked to wait before delivering again after a 503.
 const RETRY_AFTER_SECS: u32 = 2;
-
-/// The answer to an accepted (202) or known duplicate (200) webhook.
-#[derive(Debug, Serialize)]
-struct Ack {
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_id: Option<EventId>,
-}
 
 pub(crate) async fn order_webhook(
     State(state): State<IngestState>,
@@ -107,17 +99,19 @@ async fn ingest(
     match result {
         Ok(Delivered::Stored { event_id }) => {
             metrics.outcome(kind, Outcome::Accepted);
-            let ack = Ack {
-                status: "accepted",
-                event_id: Some(event_id),
+            let ack = WebhookAck {
+                status: "accepted".to_owned(),
+                event_id: Some(event_id.as_uuid()),
+                effect: None,
             };
             (StatusCode::ACCEPTED, Json(ack)).into_response()
         }
         Ok(Delivered::Duplicate) => {
             metrics.outcome(kind, Outcome::Duplicate);
-            let ack = Ack {
-                status: "duplicate",
+            let ack = WebhookAck {
+                status: "duplicate".to_owned(),
                 event_id: None,
+                effect: None,
             };
             (StatusCode::OK, Json(ack)).into_response()
         }
