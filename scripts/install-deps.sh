@@ -17,7 +17,8 @@
 # Python 3 with venv is needed too (all): scripts/schemathesis.sh installs schemathesis from
 # PyPI into a virtualenv of its own. So is Prometheus (all): the observability tests check
 # deploy/prometheus with its promtool and scrape the services with its server, which they
-# start themselves; the package's own service is never started.
+# start themselves; the package's own service is never started. And systemd-analyze, man,
+# openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx.
 set -euo pipefail
 what=${1:-all}
 
@@ -73,6 +74,18 @@ fi
 
 if [ "$what" = all ] && { ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; }; then
     need_quiet+=(prometheus)
+fi
+
+# The deployment tests (crates/pmctl/tests/e2e/deploy.rs, all): systemd-analyze and man check
+# the units (never started), openssl s_client probes the TLS of an nginx the tests start
+# themselves on loopback; nginx's own service never runs.
+if [ "$what" = all ]; then
+    command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+    command -v man >/dev/null 2>&1 || need+=(man-db)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+        need_quiet+=(nginx-light)
+    fi
 fi
 
 if [ $((${#need[@]} + ${#need_quiet[@]})) -gt 0 ]; then

@@ -4,6 +4,7 @@
 mod auth;
 mod captures;
 mod cli;
+mod deploy;
 mod ingest;
 mod kafka_faults;
 mod kafka_mode;
