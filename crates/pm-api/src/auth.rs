@@ -13,6 +13,10 @@
 //! - An address that presents more than [`AuthSettings::max_failures`] bad keys within
 //!   [`AuthSettings::failure_window`] gets `429` with `Retry-After` until the window ends,
 //!   whatever it presents (a valid key included): guessing is throttled, and logged.
+//!   Behind a reverse proxy every connection comes from the proxy: list it in
+//!   [`AuthSettings::trusted_proxies`] and the address it reports (`X-Forwarded-For`'s last
+//!   entry, else `X-Real-IP`) is the one counted. From any other peer those headers are
+//!   ignored, so a client cannot dodge the count by inventing addresses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,13 +36,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How keys are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
     /// How long a looked-up key is trusted before it is read again (revocation delay).
     pub cache_ttl: Duration,
     /// Bad keys one address may present within `failure_window` before it is throttled.
     pub max_failures: u32,
     pub failure_window: Duration,
+    /// Reverse proxies (their addresses as the API sees them) whose report of the client's
+    /// address is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for AuthSettings {
@@ -47,6 +54,7 @@ impl Default for AuthSettings {
             cache_ttl: Duration::from_secs(2),
             max_failures: 20,
             failure_window: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -192,13 +200,29 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The address a request is counted under: the peer's, or, when the peer is a trusted
+/// proxy, the client address the proxy reports — the last `X-Forwarded-For` entry (the one
+/// the proxy itself added; earlier ones are the client's to invent), else `X-Real-IP`.
+fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("x-forwarded-for")
+        .and_then(|list| list.rsplit(',').next())
+        .or_else(|| header("x-real-ip"))
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 /// Lets the request through when it carries an active key with the guard's scope.
 pub(crate) async fn require(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let keyring = &guard.app.inner.keyring;
-    let ip = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let ip = client_address(peer, req.headers(), &keyring.settings.trusted_proxies);
     if let Some(retry) = keyring.throttled(ip) {
         let mut p = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -237,4 +261,37 @@ pub(crate) async fn require(State(guard): State<Guard>, mut req: Request, next: 
         key_id: key.key_id.to_string(),
     });
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_trusted_proxy_says_who_the_client_is() {
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "10.0.0.1, 203.0.113.7".parse().expect("value"),
+        );
+        headers.insert("x-real-ip", "203.0.113.99".parse().expect("value"));
+        let trusted = [proxy];
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.7".parse::<IpAddr>().expect("ip"),
+            "the proxy's own entry is the last one"
+        );
+        assert_eq!(client_address(stranger, &headers, &trusted), stranger);
+        assert_eq!(client_address(proxy, &headers, &[]), proxy);
+
+        headers.remove("x-forwarded-for");
+        assert_eq!(
+            client_address(proxy, &headers, &trusted),
+            "203.0.113.99".parse::<IpAddr>().expect("ip")
+        );
+        headers.insert("x-real-ip", "not an address".parse().expect("value"));
+        assert_eq!(client_address(proxy, &headers, &trusted), proxy);
+    }
 }

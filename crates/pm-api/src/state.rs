@@ -213,7 +213,7 @@ impl AppState {
         registry: SharedRegistry,
         readiness: Vec<(&'static str, Readiness)>,
     ) -> Self {
-        let keyring = crate::auth::Keyring::new(config.auth);
+        let keyring = crate::auth::Keyring::new(config.auth.clone());
         let state = AppState {
             inner: Arc::new(Inner {
                 pool,

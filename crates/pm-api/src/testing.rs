@@ -27,6 +27,7 @@ pub struct TestApi {
     limits: Limits,
     read_pool: Option<PgPool>,
     pprof: bool,
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// A test API that stops (like a killed process) when dropped.
@@ -99,6 +100,7 @@ impl TestApi {
             limits: Limits::default(),
             read_pool: None,
             pprof: false,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -120,6 +122,12 @@ impl TestApi {
 
     pub fn internal_token(mut self, token: &str) -> Self {
         self.internal_token = Some(token.to_owned());
+        self
+    }
+
+    /// Believes the client address a proxy at `ip` reports (`serve-api --trusted-proxy`).
+    pub fn trusted_proxy(mut self, ip: std::net::IpAddr) -> Self {
+        self.trusted_proxies.push(ip);
         self
     }
 
@@ -162,7 +170,10 @@ impl TestApi {
             internal_token: self.internal_token.map(Into::into),
             internal_needs_client_certificate: false,
             capture_stale_after: self.capture_stale_after,
-            auth: crate::auth::AuthSettings::default(),
+            auth: crate::auth::AuthSettings {
+                trusted_proxies: self.trusted_proxies.clone(),
+                ..crate::auth::AuthSettings::default()
+            },
             pprof: self.pprof,
         };
         let now = pm_domain::time::now();

@@ -217,3 +217,35 @@ async fn an_address_that_keeps_guessing_is_throttled() {
     let p: Value = r.json().await.expect("problem");
     assert_eq!(p["type"], "/problems/too-many-failures");
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_guessing_client_is_throttled_not_the_proxy() {
+    let db = TestDatabase::new().await;
+    let api = TestApi::new(SECRET)
+        .trusted_proxy("127.0.0.1".parse().expect("ip"))
+        .spawn(db.pool.clone())
+        .await;
+    let url = format!("{}/orders", api.base);
+    let from = |client: &str, key: &str| {
+        reqwest::Client::new()
+            .get(&url)
+            .header("authorization", format!("Bearer {key}"))
+            // What the proxy reports last is believed; what the client put before it is not.
+            .header("x-forwarded-for", format!("10.9.9.9, {client}"))
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..22 {
+        let guess = pm_domain::api_key::NewKey::generate().token;
+        let r = from("203.0.113.7", &guess).send().await.expect("request");
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[21], 429, "{statuses:?}");
+    let other = from("203.0.113.8", &api.key).send().await.expect("request");
+    assert_eq!(
+        other.status(),
+        200,
+        "another client of the same proxy still gets in"
+    );
+    let guesser = from("203.0.113.7", &api.key).send().await.expect("request");
+    assert_eq!(guesser.status(), 429);
+}

@@ -77,6 +77,16 @@ pub(crate) struct Args {
     /// handler, a database that refuses writes) makes /health/ready fail.
     #[arg(long, env = "PM_KAFKA_STALL_TIMEOUT", default_value = "60s", value_parser = duration)]
     kafka_stall_timeout: Duration,
+    /// A reverse proxy in front of the API (e.g. `127.0.0.1` for nginx on the same host):
+    /// for its connections the client address it reports (`X-Forwarded-For`, `X-Real-IP`)
+    /// is the one throttled after repeated bad API keys. Repeat the flag (or comma-separate
+    /// the variable) for several; without it every caller is its connection's address.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Allow CPU profiles on demand: `GET /debug/pprof/profile?seconds=10` (scope `admin`)
     /// answers a flame graph of where the service spent its time (see docs/benchmarks.md).
     /// Off by default; sampling costs a little CPU only while a profile is taken.
@@ -115,7 +125,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         internal_token: args.internal_token.token()?,
         internal_needs_client_certificate: args.tls_client_ca.is_some(),
         capture_stale_after: args.captures.stale_after,
-        auth: pm_api::auth::AuthSettings::default(),
+        auth: pm_api::auth::AuthSettings {
+            trusted_proxies: args.trusted_proxies.clone(),
+            ..pm_api::auth::AuthSettings::default()
+        },
         pprof: args.pprof,
     };
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
