@@ -28,6 +28,10 @@ const SECRET: &[u8] = b"whsec_baseline";
 const BODIES: usize = 256;
 /// Each ramp step offers this much more than the last.
 const RAMP_FACTOR: f64 = 1.5;
+/// Full-length runs tried, each 10 % below the last, after the ramp's best rate failed its own.
+const CONFIRMATION_RETRIES: usize = 3;
+const CONFIRMATION_STEP_DOWN: f64 = 0.9;
+
 /// Halvings of the gap between the last sustained and the first failed rate.
 const REFINEMENTS: u32 = 2;
 
@@ -48,6 +52,8 @@ pub struct BaselineOptions {
     pub max_rate: f64,
     /// The command line, recorded in the report.
     pub command_line: String,
+    /// The source revision of the binary, recorded in the report.
+    pub revision: String,
 }
 
 impl Default for BaselineOptions {
@@ -60,6 +66,7 @@ impl Default for BaselineOptions {
             start_rate: 1_000.0,
             max_rate: 200_000.0,
             command_line: String::new(),
+            revision: String::new(),
         }
     }
 }
@@ -81,9 +88,10 @@ pub struct HttpBaseline {
     pub p99_limit_ms: f64,
     /// The ramp, in the order run.
     pub steps: Vec<RateStep>,
-    /// The highest offered rate that was sustained (0 if even the first was not).
+    /// The highest offered rate a full-length run (`duration`) sustained: the ramp's best,
+    /// stepped down until its confirmation held (0 if none did).
     pub max_sustainable_rps: f64,
-    /// A longer run (`duration`) at that rate.
+    /// The full-length run at that rate (the last one tried, when none held).
     pub confirmation: RateStep,
 }
 
@@ -98,11 +106,12 @@ pub async fn run(
     let machine = match database_url {
         Some(url) => {
             let pool = pm_storage::connect(url, &pm_storage::PoolOptions::default())?;
-            let facts = MachineFacts::collect(Some(&pool), &opts.command_line).await?;
+            let facts =
+                MachineFacts::collect(Some(&pool), &opts.command_line, &opts.revision).await?;
             pool.close().await;
             facts
         }
-        None => MachineFacts::collect(None, &opts.command_line).await?,
+        None => MachineFacts::collect(None, &opts.command_line, &opts.revision).await?,
     };
     let http = http(opts, progress).await?;
     let postgres = match database_url {
@@ -188,8 +197,28 @@ pub async fn http(
         }
         good = Some(lo);
     }
-    let max_sustainable_rps = good.unwrap_or(0.0);
-    let confirmation = step(good.unwrap_or(opts.start_rate), opts.duration).await?;
+    // Sustained means a full-length run sustained it: short ramp steps flatter a rate that
+    // a longer run cannot hold, so an unconfirmed rate is stepped down and tried again.
+    let mut candidate = good.unwrap_or(opts.start_rate);
+    let mut confirmation = step(candidate, opts.duration).await?;
+    for _ in 0..CONFIRMATION_RETRIES {
+        if confirmation.sustained || good.is_none() {
+            break;
+        }
+        progress(&format!(
+            "HTTP: {candidate:.0} requests/s not sustained for {:?}; trying {:.0}",
+            opts.duration,
+            candidate * CONFIRMATION_STEP_DOWN
+        ));
+        steps.push(confirmation);
+        candidate *= CONFIRMATION_STEP_DOWN;
+        confirmation = step(candidate, opts.duration).await?;
+    }
+    let max_sustainable_rps = if confirmation.sustained {
+        candidate
+    } else {
+        0.0
+    };
     server.stop().await;
     Ok(HttpBaseline {
         connections: opts.connections,

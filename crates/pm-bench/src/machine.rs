@@ -36,7 +36,8 @@ pub struct MachineFacts {
     pub pg_partman_version: Option<String>,
     /// Selected server settings (see the source for which), by name.
     pub postgres_settings: BTreeMap<String, String>,
-    /// `git rev-parse --short HEAD` of the working directory, when it is a repository.
+    /// The source revision the binary was built from (`-dirty` when the tree had
+    /// uncommitted changes), as the caller gives it.
     pub git_revision: Option<String>,
     /// The command line that produced the report.
     pub command_line: String,
@@ -45,14 +46,18 @@ pub struct MachineFacts {
 impl MachineFacts {
     /// Collects the facts; database facts only when a pool is given. Only database errors
     /// fail: the other facts are best effort and absent when unreadable.
-    pub async fn collect(pool: Option<&PgPool>, command_line: &str) -> Result<Self, BenchError> {
+    pub async fn collect(
+        pool: Option<&PgPool>,
+        command_line: &str,
+        revision: &str,
+    ) -> Result<Self, BenchError> {
         let mut facts = MachineFacts {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             memory_bytes: memory_bytes(),
             postgres_version: None,
             pg_partman_version: None,
             postgres_settings: BTreeMap::new(),
-            git_revision: git_revision(),
+            git_revision: (!revision.is_empty()).then(|| revision.to_owned()),
             command_line: command_line.to_owned(),
         };
         if let Some(pool) = pool {
@@ -110,16 +115,6 @@ fn parse_meminfo(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
-}
-
-fn git_revision() -> Option<String> {
-    let output = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let rev = String::from_utf8(output.stdout).ok()?.trim().to_owned();
-    (output.status.success() && !rev.is_empty()).then_some(rev)
 }
 
 #[cfg(test)]

@@ -88,6 +88,8 @@ pub struct PartitioningOptions {
     pub keep: bool,
     /// The command line, recorded in the report.
     pub command_line: String,
+    /// The source revision of the binary, recorded in the report.
+    pub revision: String,
 }
 
 impl Default for PartitioningOptions {
@@ -101,6 +103,7 @@ impl Default for PartitioningOptions {
             page_size: 1_000,
             keep: false,
             command_line: String::new(),
+            revision: String::new(),
         }
     }
 }
@@ -349,7 +352,7 @@ pub async fn run(
         .execute(&mut *conn)
         .await?;
     let partman = schema::ensure_partman(&mut conn).await?;
-    let machine = MachineFacts::collect(Some(pool), &opts.command_line).await?;
+    let machine = MachineFacts::collect(Some(pool), &opts.command_line, &opts.revision).await?;
     schema::drop_all(&mut conn, &partman).await?;
     schema::create(&mut conn, &partman, period_start).await?;
 

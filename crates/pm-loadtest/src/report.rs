@@ -26,7 +26,7 @@ pub use baseline::{find_baseline, Baseline};
 pub use chart::svg_chart;
 pub use compare::{compare, Comparison, ComparisonRow};
 pub use files::{read_report, write_reports, Written};
-pub use machine::{git_revision, process_cpu_time, Machine};
+pub use machine::{process_cpu_time, Machine};
 pub use markdown::markdown;
 pub use table::{baseline_table, summary_table};
 
@@ -48,7 +48,7 @@ pub struct RunReport {
     pub finished_at: String,
     /// The command line, secrets replaced by `***`.
     pub command_line: Vec<String>,
-    /// `git rev-parse --short HEAD` where the run was made, when available.
+    /// The source revision the binary was built from (`-dirty` from an uncommitted tree).
     pub git_revision: Option<String>,
     /// The machine that generated the load.
     pub machine: Machine,

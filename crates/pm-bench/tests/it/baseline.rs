@@ -46,6 +46,7 @@ async fn a_tiny_baseline_measures_positive_rates_and_writes_its_report() {
         start_rate: 100.0,
         max_rate: 160.0,
         command_line: "pmctl bench baseline".into(),
+        revision: "abc123-dirty".into(),
     };
     let lines = std::sync::Mutex::new(Vec::new());
     let report = baseline::run(Some(&db.url), &opts, &|line| {
@@ -60,6 +61,15 @@ async fn a_tiny_baseline_measures_positive_rates_and_writes_its_report() {
         report.http.max_sustainable_rps > 0.0,
         "{:?}",
         report.http.steps
+    );
+    assert!(
+        report.http.confirmation.sustained,
+        "the rate reported is one a full-length run sustained"
+    );
+    assert_eq!(
+        report.machine.git_revision.as_deref(),
+        Some("abc123-dirty"),
+        "the report records the binary's revision, dirty mark included"
     );
     assert!(report.http.confirmation.achieved_rps > 0.0);
     assert!(report.http.confirmation.ok > 0);

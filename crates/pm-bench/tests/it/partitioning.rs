@@ -14,6 +14,7 @@ fn tiny() -> PartitioningOptions {
         page_size: 1_000,
         keep: true,
         command_line: "pmctl bench partitioning --rows 20000 --days 6".into(),
+        revision: "abc123".into(),
     }
 }
 

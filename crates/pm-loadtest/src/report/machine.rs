@@ -84,18 +84,6 @@ fn cpu_time(stat: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
-/// `git rev-parse --short HEAD` in the current directory, when git and a repository are
-/// there.
-pub fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (out.status.success() && !rev.is_empty()).then_some(rev)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

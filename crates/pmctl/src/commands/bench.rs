@@ -182,6 +182,7 @@ async fn run_partitioning(args: PartitioningArgs) -> anyhow::Result<()> {
         page_size: args.page_size,
         keep: args.keep,
         command_line: command_line(),
+        revision: crate::BUILD.revision.to_owned(),
     };
     let bar = progress_bar();
     let result = partitioning::run(&pool, &opts, &|p| {
@@ -237,6 +238,7 @@ async fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
         step_duration: args.step_duration,
         p99_limit: args.p99_limit,
         command_line: command_line(),
+        revision: crate::BUILD.revision.to_owned(),
         ..BaselineOptions::default()
     };
     let quiet = args.json;

@@ -266,7 +266,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         started_at,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command_line: crate::secrets::redacted_command_line(),
-        git_revision: report::git_revision(),
+        git_revision: Some(crate::BUILD.revision.to_owned()),
         machine: Machine::this(),
         scenario: info,
         target: args.target.clone(),

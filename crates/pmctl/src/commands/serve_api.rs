@@ -62,8 +62,9 @@ pub(crate) struct Args {
     kafka_batch_size: usize,
     /// Kafka mode: attempts for a retryable message (e.g. a chargeback before its order)
     /// before it goes to the DLQ.
-    /// The default (8, at least 22 s in all, jitter adding up to half) outlasts a crashed member's session timeout, so a
-    /// chargeback whose order waits on a partition being handed over is not dead-lettered.
+    /// The default (8: at least 22 s in all, jitter adding up to half) outlasts a crashed
+    /// member's session timeout, so a chargeback whose order waits on a partition being
+    /// handed over is not dead-lettered.
     #[arg(long, env = "PM_KAFKA_RETRY_ATTEMPTS", default_value_t = 8)]
     kafka_retry_attempts: u32,
     /// Kafka mode: first backoff between those attempts (doubling, with jitter).

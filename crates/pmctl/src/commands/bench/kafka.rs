@@ -77,6 +77,8 @@ struct CoreUse {
 struct Report {
     started_at: chrono::DateTime<chrono::Utc>,
     command_line: String,
+    /// The source revision of the binary (`-dirty` from an uncommitted tree).
+    revision: String,
     kafka: String,
     cores: usize,
     runs: Vec<Run>,
@@ -103,6 +105,7 @@ pub(super) async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
     let report = Report {
         started_at,
         command_line: command_line(),
+        revision: crate::BUILD.revision.to_owned(),
         kafka: kafka.describe(),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         runs,
@@ -340,10 +343,10 @@ impl CpuSample {
 
 fn markdown(r: &Report) -> String {
     let mut out = format!(
-        "# Kafka consumer apply rate on a backlog\n\n{} · {} cores · `{}`\n\n\
+        "# Kafka consumer apply rate on a backlog\n\n{} · {} cores · revision {} · `{}`\n\n\
          | partitions | batch size | messages | applied/s | total s | serve-api cores | PostgreSQL cores | Kafka cores |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        r.kafka, r.cores, r.command_line
+        r.kafka, r.cores, r.revision, r.command_line
     );
     for run in &r.runs {
         out.push_str(&format!(
