@@ -61,8 +61,13 @@ if ! grep -q "running until" "$work/demo.log"; then
     exit 1
 fi
 api="$(grep -m1 '^| API ' "$work/demo.log" | grep -o 'http://127\.0\.0\.1:[0-9]*')"
-# The demo prints how to sign a webhook; its secret lets the hooks sign generated ones.
-secret="$(grep -o -m1 'hmac [^ ]*' "$work/demo.log" | cut -d' ' -f2)"
+# The demo prints how to send a signed webhook; its secret lets the hooks sign generated ones.
+secret="$(grep -o -m1 -e '--webhook-secret [^ ]*' "$work/demo.log" | cut -d' ' -f2)"
+if [ -z "$secret" ]; then
+    cat "$work/demo.log"
+    echo "schemathesis: the demo did not print its webhook secret (--webhook-secret …)" >&2
+    exit 1
+fi
 # And its API key (every scope), so the operator routes are fuzzed past authentication.
 key="$(grep -o -m1 'PM_API_KEY=[^ ]*' "$work/demo.log" | cut -d= -f2)"
 echo "schemathesis $SCHEMATHESIS_VERSION against $api/openapi.json, $examples examples per operation"
