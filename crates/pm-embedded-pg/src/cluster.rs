@@ -357,7 +357,16 @@ impl EmbeddedCluster {
         address_taken(&String::from_utf8_lossy(&bytes), &self.addresses)
     }
 
-    fn log_tail(&self) -> String {
+    /// The server's exit status if it has exited since it became ready (`None`: it still runs,
+    /// or it was stopped through [`Self::stop`]).
+    pub fn exit_status(&self) -> Option<i32> {
+        self.watchdog
+            .as_ref()
+            .and_then(Watchdog::server_exit_status)
+    }
+
+    /// The last lines of the server's log: what to quote when a client cannot reach it.
+    pub fn log_tail(&self) -> String {
         match std::fs::read(&self.log_path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);

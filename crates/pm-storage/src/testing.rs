@@ -25,7 +25,7 @@ struct Server {
     admin_url: String,
     template: String,
     /// Keeps the embedded cluster (if any) running for the life of the process.
-    _embedded: Option<std::sync::Mutex<pm_embedded_pg::EmbeddedCluster>>,
+    embedded: Option<std::sync::Mutex<pm_embedded_pg::EmbeddedCluster>>,
 }
 
 static SERVER: OnceCell<Result<Server, String>> = OnceCell::const_new();
@@ -47,7 +47,7 @@ impl TestDatabase {
     pub async fn new() -> TestDatabase {
         match Self::try_new().await {
             Ok(db) => db,
-            Err(e) => panic!("no test database: {e}"),
+            Err(e) => panic!("no test database: {e}{}", embedded_state()),
         }
     }
 
@@ -83,7 +83,7 @@ impl TestDatabase {
             },
         )
         .map_err(|e| e.to_string())?;
-        let drop_on_exit = server._embedded.is_none().then(|| server.admin_url.clone());
+        let drop_on_exit = server.embedded.is_none().then(|| server.admin_url.clone());
         Ok(TestDatabase {
             pool,
             url,
@@ -123,6 +123,31 @@ impl Drop for TestDatabase {
     }
 }
 
+/// What the embedded cluster (if this process runs one) is doing, for a failure message: a
+/// server that died says so here, with its own last words.
+fn embedded_state() -> String {
+    let Some(Ok(server)) = SERVER.get() else {
+        return String::new();
+    };
+    let Some(cluster) = &server.embedded else {
+        return String::new();
+    };
+    let cluster = match cluster.lock() {
+        Ok(cluster) => cluster,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let state = match cluster.exit_status() {
+        Some(status) => format!("exited with status {status}"),
+        None => "still running".to_owned(),
+    };
+    format!(
+        "\nthe embedded server on port {} is {state}; its log ({}) ends with:\n{}",
+        cluster.port(),
+        cluster.log_path().display(),
+        cluster.log_tail()
+    )
+}
+
 async fn init_server() -> Result<Server, String> {
     let (admin_url, embedded) = match std::env::var(ADMIN_URL_VAR) {
         Ok(url) if !url.is_empty() => (url, None),
@@ -144,7 +169,7 @@ async fn init_server() -> Result<Server, String> {
     Ok(Server {
         admin_url,
         template,
-        _embedded: embedded,
+        embedded,
     })
 }
 
