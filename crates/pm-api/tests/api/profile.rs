@@ -64,16 +64,19 @@ async fn an_admin_gets_a_flame_graph_or_folded_stacks_one_profile_at_a_time() {
     let r = reader.get(url("?seconds=1")).send().await.expect("request");
     assert_eq!(r.status(), 403, "profiles need scope admin");
 
-    // While one profile runs, a second is refused.
-    let first = tokio::spawn({
-        let (admin, url) = (admin.clone(), url("?seconds=2&format=folded"));
-        async move { admin.get(url).send().await.expect("request") }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // While a profile runs — the API runs in this process, so one taken here is its — a
+    // second is refused.
+    let running = pm_telemetry::profiling::CpuProfiler::start(99).expect("profiler");
     let (status, detail) =
         problem(admin.get(url("?seconds=1")).send().await.expect("request")).await;
     assert_eq!(status, 409, "{detail}");
-    let first = first.await.expect("task");
+    drop(running);
+
+    let first = admin
+        .get(url("?seconds=1&format=folded"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(first.status(), 200);
     assert!(first.headers()["content-type"]
         .to_str()
