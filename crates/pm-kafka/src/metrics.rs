@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use pm_telemetry::metrics::{Registry, LATENCY_BUCKETS};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use pm_telemetry::metrics::{Registry, ScrapeGauge, LATENCY_BUCKETS};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,7 +114,13 @@ impl ConsumerMetrics {
             "Dead letters not yet replayed, by DLQ topic (what a resumed `pmctl replay-dlq` would read)",
             m.dlq_depth.clone(),
         );
-        registry.register_collector(Box::new(m.oldest.clone()));
+        let oldest = m.oldest.clone();
+        ScrapeGauge::register(
+            registry,
+            "kafka_oldest_unapplied_age_seconds",
+            "Age of the oldest message received and not yet applied, by partition (0 when none waits)",
+            move || oldest.ages(Utc::now()),
+        );
         m
     }
 
@@ -177,21 +182,6 @@ impl OldestUnapplied {
                 })
                 .collect()
         })
-    }
-}
-
-impl Collector for OldestUnapplied {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "kafka_oldest_unapplied_age_seconds",
-            "Age of the oldest message received and not yet applied, by partition (0 when none waits)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (labels, age) in self.ages(Utc::now()) {
-            ConstGauge::new(age).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
     }
 }
 

@@ -14,10 +14,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use pm_telemetry::metrics::ScrapeGauge;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
@@ -99,9 +99,43 @@ pub fn register(registry: &mut Registry, pools: &[PgPool]) {
          parameter's value",
         METERS.queries.clone(),
     );
-    registry.register_collector(Box::new(PoolCollector {
-        pools: pools.to_vec(),
-    }));
+    let in_pools = pools.to_vec();
+    ScrapeGauge::register(
+        registry,
+        "db_pool_connections",
+        "Connections open in the pool, by state (in_use, idle)",
+        move || {
+            in_pools
+                .iter()
+                .flat_map(|pool| {
+                    let (size, idle) = (pool.size(), pool.num_idle() as u32);
+                    let name = pool_name(pool);
+                    [("in_use", size.saturating_sub(idle)), ("idle", idle)].map(|(state, n)| {
+                        let labels = StateLabels {
+                            pool: name.clone(),
+                            state,
+                        };
+                        (labels, f64::from(n))
+                    })
+                })
+                .collect()
+        },
+    );
+    let sized = pools.to_vec();
+    ScrapeGauge::register(
+        registry,
+        "db_pool_max_connections",
+        "The most connections the pool opens",
+        move || {
+            sized
+                .iter()
+                .map(|pool| {
+                    let max = pool.options().get_max_connections();
+                    (PoolLabels::of(pool), f64::from(max))
+                })
+                .collect()
+        },
+    );
 }
 
 /// Counts a caller waiting for a connection of `pool` until dropped (also when the wait
@@ -218,48 +252,6 @@ fn premade_days(
     until.map_or(0.0, |until| {
         ((until - now).num_seconds() as f64 / 86_400.0).max(0.0)
     })
-}
-
-/// Reads the pools' sizes at scrape time.
-#[derive(Debug)]
-struct PoolCollector {
-    pools: Vec<PgPool>,
-}
-
-impl Collector for PoolCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        {
-            let mut in_pools = encoder.encode_descriptor(
-                "db_pool_connections",
-                "Connections open in the pool, by state (in_use, idle)",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for pool in &self.pools {
-                let name = pool_name(pool);
-                let (size, idle) = (pool.size(), pool.num_idle() as u32);
-                for (state, n) in [("in_use", size.saturating_sub(idle)), ("idle", idle)] {
-                    let labels = StateLabels {
-                        pool: name.clone(),
-                        state,
-                    };
-                    ConstGauge::new(i64::from(n)).encode(in_pools.encode_family(&labels)?)?;
-                }
-            }
-        }
-        let mut max = encoder.encode_descriptor(
-            "db_pool_max_connections",
-            "The most connections the pool opens",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for pool in &self.pools {
-            let labels = PoolLabels::of(pool);
-            ConstGauge::new(i64::from(pool.options().get_max_connections()))
-                .encode(max.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,64 @@ impl SharedRegistry {
     }
 }
 
+/// A gauge family whose values are read when Prometheus scrapes, not kept up to date by the
+/// code they describe: the sizes of connection pools, the age of the oldest waiting message.
+/// `read` returns one value per label set; a label set it leaves out is simply not exported.
+pub struct ScrapeGauge<L, F> {
+    name: &'static str,
+    help: &'static str,
+    read: F,
+    labels: std::marker::PhantomData<fn() -> L>,
+}
+
+impl<L, F> ScrapeGauge<L, F>
+where
+    L: EncodeLabelSet + Send + Sync + 'static,
+    F: Fn() -> Vec<(L, f64)> + Send + Sync + 'static,
+{
+    /// Registers the family `name` (under the registry's prefix) in `registry`.
+    pub fn register(registry: &mut Registry, name: &'static str, help: &'static str, read: F) {
+        registry.register_collector(Box::new(Self {
+            name,
+            help,
+            read,
+            labels: std::marker::PhantomData,
+        }));
+    }
+}
+
+impl<L, F> std::fmt::Debug for ScrapeGauge<L, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScrapeGauge")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L, F> prometheus_client::collector::Collector for ScrapeGauge<L, F>
+where
+    L: EncodeLabelSet + Send + Sync + 'static,
+    F: Fn() -> Vec<(L, f64)> + Send + Sync + 'static,
+{
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        let mut family = encoder.encode_descriptor(
+            self.name,
+            self.help,
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (labels, value) in (self.read)() {
+            prometheus_client::metrics::gauge::ConstGauge::new(value)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The content type of [`SharedRegistry::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
