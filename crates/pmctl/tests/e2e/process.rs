@@ -27,6 +27,32 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run pmctl")
 }
 
+/// Runs `pmctl <global> demo <args>` to its end, its services on ports the kernel picks and
+/// never with a database URL or a trace collector of the test process's own environment.
+/// Asynchronous, so that what the test serves in-process (a collector) keeps being served.
+pub async fn demo(global: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pmctl"))
+        .args(global)
+        .arg("demo")
+        .args([
+            "--api-port",
+            "0",
+            "--ingest-port",
+            "0",
+            "--provider-port",
+            "0",
+        ])
+        .args(args)
+        .env_remove("PM_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the demo")
+}
+
 /// stdout and stderr of a finished `pmctl`, for assertions and their messages.
 pub fn text(o: &Output) -> String {
     format!(

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use pm_storage::testing::TestDatabase;
 
-use crate::process::{eventually, free_port, run, text, Pmctl, SECRET};
+use crate::process::{demo, eventually, free_port, run, text, Pmctl, SECRET};
 
 const TOKEN: &str = "e2e-token";
 
@@ -18,14 +18,11 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 /// Runs `pmctl <args>` to its end, sending `key` (PM_API_KEY) where it calls the API.
+/// Warnings only, and none of librdkafka's.
+const QUIET: (&str, &str) = ("PM_LOG", "warn,librdkafka=off,rdkafka=off");
+
 fn pmctl(args: &[&str], key: &str) -> Output {
-    run(
-        args,
-        &[
-            ("PM_API_KEY", key),
-            ("PM_LOG", "warn,librdkafka=off,rdkafka=off"),
-        ],
-    )
+    run(args, &[("PM_API_KEY", key), QUIET])
 }
 
 /// Plays `name` against `target` with the provider simulator on `provider_port`, then
@@ -227,18 +224,7 @@ async fn verify_catches_a_broken_run() {
 
 #[tokio::test]
 async fn the_demo_runs_and_verifies() {
-    let out = pmctl(
-        &[
-            "demo",
-            "--api-port",
-            "0",
-            "--ingest-port",
-            "0",
-            "--provider-port",
-            "0",
-        ],
-        "",
-    );
+    let out = demo(&[], &[], &[QUIET]).await;
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(
@@ -254,19 +240,7 @@ async fn the_demo_runs_and_verifies() {
 #[tokio::test]
 async fn the_demo_starts_apache_kafka_and_runs_through_it() {
     // `--kafka` without brokers: the demo starts (and removes) a cluster of its own.
-    let out = pmctl(
-        &[
-            "demo",
-            "--kafka",
-            "--api-port",
-            "0",
-            "--ingest-port",
-            "0",
-            "--provider-port",
-            "0",
-        ],
-        "",
-    );
+    let out = demo(&[], &["--kafka"], &[QUIET]).await;
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("DLQ: 0 message(s)"), "{t}");

@@ -263,22 +263,7 @@ fn grpc_export_is_refused_at_start_with_a_clear_message() {
 async fn the_demo_hands_its_collector_to_the_services_it_starts() {
     let collector = Collector::default();
     let endpoint = collector.start().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pmctl"))
-        .args(["--otlp-endpoint", &endpoint, "demo"])
-        .args([
-            "--api-port",
-            "0",
-            "--ingest-port",
-            "0",
-            "--provider-port",
-            "0",
-        ])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("PM_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .expect("run the demo");
+    let out = crate::process::demo(&["--otlp-endpoint", &endpoint], &[], &[]).await;
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
