@@ -15,6 +15,16 @@ use crate::StorageError;
 /// The partitioned tables this project owns.
 pub const PARTITIONED_TABLES: [&str; 2] = ["public.order_events", "public.dispute_events"];
 
+/// The index each partitioned table's closed partitions are clustered on (see
+/// [`cluster_closed`]): `(kind, created_at)`, the order reports by kind and time read in.
+pub const CLUSTER_INDEXES: [(&str, &str); 2] = [
+    ("public.order_events", "public.order_events_kind_idx"),
+    ("public.dispute_events", "public.dispute_events_kind_idx"),
+];
+
+/// How long clustering a partition waits for its lock before leaving it to the next run.
+pub const DEFAULT_CLUSTER_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Providers retry webhooks for up to 30 days; deduplication must remember longer.
 pub const MIN_DEDUPE_KEEP: Duration = Duration::from_secs(35 * 24 * 3600);
 
@@ -42,11 +52,37 @@ pub struct TableReport {
     pub dropped: Vec<String>,
 }
 
+/// One closed partition and what clustering did (or, in a dry run, would do) to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusteredPartition {
+    pub table: String,
+    pub partition: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub outcome: ClusterOutcome,
+}
+
+/// What happened to a closed partition that was not clustered yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ClusterOutcome {
+    /// Rewritten in `(kind, created_at)` order; `rows` and `pages` as `ANALYZE` counted them
+    /// afterwards, `millis` how long the `CLUSTER` took (its wait for the lock included).
+    Clustered { rows: i64, pages: i64, millis: u64 },
+    /// Its lock was not granted within the lock timeout (a long reader held it); the next
+    /// run tries again.
+    Busy,
+    /// A dry run: it would have been clustered.
+    Pending,
+}
+
 /// What a maintenance run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaintenanceReport {
     pub pg_partman_version: String,
     pub tables: Vec<TableReport>,
+    /// Closed partitions clustered by this run (`--cluster-closed`), oldest first.
+    pub clustered: Vec<ClusteredPartition>,
     /// Rows removed from the deduplication table.
     pub dedupe_pruned: u64,
     /// Rows left in it.
@@ -62,6 +98,9 @@ pub struct MaintainOptions {
     pub dedupe_keep: Duration,
     /// Report only; change nothing.
     pub dry_run: bool,
+    /// Cluster the partitions whose day is over (see [`cluster_closed`]), waiting at most
+    /// this long for each one's lock; `None` leaves them as they are.
+    pub cluster_closed: Option<Duration>,
 }
 
 /// Why maintenance refused to run.
@@ -190,9 +229,27 @@ pub async fn maintain(
     let dedupe_rows = sqlx::query_scalar("SELECT count(*) FROM processed_webhooks")
         .fetch_one(&mut *conn)
         .await?;
+    let mut clustered = Vec::new();
+    if let Some(lock_timeout) = opts.cluster_closed {
+        let closed_before = Utc::now();
+        for (table, index) in CLUSTER_INDEXES {
+            clustered.extend(
+                cluster_closed(
+                    &mut conn,
+                    table,
+                    index,
+                    closed_before,
+                    lock_timeout,
+                    opts.dry_run,
+                )
+                .await?,
+            );
+        }
+    }
     Ok(MaintenanceReport {
         pg_partman_version: version,
         tables,
+        clustered,
         dedupe_pruned,
         dedupe_rows,
     })
@@ -245,6 +302,126 @@ async fn run_table_maintenance(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Clusters the partitions of `table` whose range ended by `closed_before` and that are not
+/// clustered yet on their partition of `parent_index`, one at a time, oldest first.
+///
+/// Why: rows arrive in time order with every kind interleaved, so a report that reads one
+/// kind over a few days touches a heap page for nearly every row it returns. `CLUSTER`
+/// rewrites a partition in index order, after which those rows sit on a few contiguous pages.
+/// It is worth doing once a day is over: no more rows arrive in that partition, so the order
+/// lasts.
+///
+/// The cost: `CLUSTER` holds an `ACCESS EXCLUSIVE` lock on the partition while it rewrites it,
+/// so reads of that one day wait meanwhile (other days, and every write of today, do not).
+/// The lock time is bounded by one day's size, and the wait for the lock by `lock_timeout`: a
+/// partition whose lock is not granted in time is reported [`ClusterOutcome::Busy`] and left
+/// to the next run, instead of queueing every later reader behind us.
+///
+/// Done once: PostgreSQL records the index a table was clustered on (`pg_index.
+/// indisclustered`), which is how a later run knows to skip the partition, with no state of
+/// our own to keep in step with partitions pg_partman creates and drops.
+pub async fn cluster_closed(
+    conn: &mut PgConnection,
+    table: &str,
+    parent_index: &str,
+    closed_before: DateTime<Utc>,
+    lock_timeout: Duration,
+    dry_run: bool,
+) -> Result<Vec<ClusteredPartition>, StorageError> {
+    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, c.relname), pg_get_expr(c.relpartbound, c.oid),
+                format('%I', ci.relname), x.indisclustered
+         FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_index x ON x.indrelid = c.oid
+         JOIN pg_inherits xi ON xi.inhrelid = x.indexrelid AND xi.inhparent = $2::regclass
+         JOIN pg_class ci ON ci.oid = x.indexrelid
+         WHERE i.inhparent = $1::regclass",
+    )
+    .bind(table)
+    .bind(parent_index)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut closed: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, _, _, clustered)| !clustered)
+        .filter_map(|(partition, bound, index, _)| {
+            let (from, to) = parse_bound(&bound)?;
+            (to <= closed_before).then_some((from, to, partition, index))
+        })
+        .collect();
+    closed.sort();
+
+    let mut out = Vec::with_capacity(closed.len());
+    for (from, to, partition, index) in closed {
+        let outcome = if dry_run {
+            ClusterOutcome::Pending
+        } else {
+            cluster_one(conn, &partition, &index, lock_timeout).await?
+        };
+        if let ClusterOutcome::Clustered { rows, millis, .. } = &outcome {
+            tracing::info!(%partition, rows, millis, "clustered a closed partition");
+        }
+        out.push(ClusteredPartition {
+            table: table.to_owned(),
+            partition,
+            from: Some(from),
+            to: Some(to),
+            outcome,
+        });
+    }
+    Ok(out)
+}
+
+/// `CLUSTER` and `ANALYZE` of one partition (names already quoted; the index's unqualified,
+/// as `CLUSTER … USING` wants it: an index lives in its table's schema), its lock wait bounded.
+async fn cluster_one(
+    conn: &mut PgConnection,
+    partition: &str,
+    index: &str,
+    lock_timeout: Duration,
+) -> Result<ClusterOutcome, StorageError> {
+    let started = std::time::Instant::now();
+    // Set for this transaction only, so the connection goes back to its pool unchanged. The
+    // pool's statement timeout guards requests; a rewrite takes as long as the day is big.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)",
+    )
+    .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
+    .execute(&mut *tx)
+    .await?;
+    let clustered = sqlx::raw_sql(&format!("CLUSTER {partition} USING {index}"))
+        .execute(&mut *tx)
+        .await;
+    match clustered {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            tx.rollback().await?;
+            tracing::warn!(%partition, ?lock_timeout, "partition busy; it will be clustered by a later run");
+            return Ok(ClusterOutcome::Busy);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // The rewrite left the planner's statistics describing the old order.
+    sqlx::raw_sql(&format!("ANALYZE {partition}"))
+        .execute(&mut *conn)
+        .await?;
+    let (rows, pages): (f32, i32) =
+        sqlx::query_as("SELECT reltuples, relpages FROM pg_class WHERE oid = $1::regclass")
+            .bind(partition)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(ClusterOutcome::Clustered {
+        rows: rows.max(0.0) as i64,
+        pages: i64::from(pages),
+        millis,
+    })
 }
 
 /// Deletes processed webhook ids older than `cutoff`, in batches so no single

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use pm_storage::partitions::{self, MaintainError, MaintainOptions};
+use pm_storage::partitions::{
+    self, ClusterOutcome, ClusteredPartition, MaintainError, MaintainOptions,
+};
 use pm_storage::testing::TestDatabase;
 
 use crate::fixtures::count;
@@ -14,6 +16,7 @@ fn opts(retention: Option<Duration>) -> MaintainOptions {
         retention,
         dedupe_keep: 35 * DAY,
         dry_run: false,
+        cluster_closed: None,
     }
 }
 
@@ -210,4 +213,136 @@ async fn the_partition_gauges_show_premade_days_and_rows_in_the_default_partitio
         ),
         0.0
     );
+}
+
+/// Yesterday's and today's dispute event partitions, with `rows` events of interleaved kinds
+/// in each, inserted in time order as webhooks would.
+async fn seed_interleaved(db: &TestDatabase, rows: i32) -> (String, String) {
+    sqlx::query(
+        "INSERT INTO dispute_events (event_id, dispute_id, kind, data, created_at)
+         SELECT gen_random_uuid(), gen_random_uuid(),
+                (ARRAY['webhook_opened', 'evidence_added', 'webhook_updated'])[1 + n % 3],
+                '{}'::jsonb, day + n * interval '1 second'
+         FROM generate_series(1, $1) AS n,
+              unnest(ARRAY[date_trunc('day', now()) - interval '1 day', date_trunc('day', now())]) AS day",
+    )
+    .bind(rows)
+    .execute(&db.pool)
+    .await
+    .expect("seed");
+    let partition = |at| partitions::partition_for(&db.pool, "public.dispute_events", at);
+    let now = chrono::Utc::now();
+    let yesterday = partition(now - chrono::Duration::days(1))
+        .await
+        .expect("lookup")
+        .expect("yesterday's partition");
+    let today = partition(now)
+        .await
+        .expect("lookup")
+        .expect("today's partition");
+    (yesterday, today)
+}
+
+/// The kinds of `partition`'s rows in their physical order.
+async fn kinds_on_disk(db: &TestDatabase, partition: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!("SELECT kind FROM {partition} ORDER BY ctid"))
+        .fetch_all(&db.pool)
+        .await
+        .expect("kinds")
+}
+
+fn named<'a>(report: &'a [ClusteredPartition], partition: &str) -> Option<&'a ClusterOutcome> {
+    report
+        .iter()
+        .find(|c| c.partition == format!("public.{partition}"))
+        .map(|c| &c.outcome)
+}
+
+#[tokio::test]
+async fn closed_days_are_clustered_by_kind_once_and_a_busy_one_is_left_for_the_next_run() {
+    let db = TestDatabase::new().await;
+    let (yesterday, today) = seed_interleaved(&db, 300).await;
+    let cluster = |timeout_ms, dry_run| MaintainOptions {
+        cluster_closed: Some(Duration::from_millis(timeout_ms)),
+        dry_run,
+        ..opts(None)
+    };
+
+    // A dry run names the closed days of both tables, and not today.
+    let dry = partitions::maintain(&db.pool, &cluster(5_000, true))
+        .await
+        .expect("dry run")
+        .clustered;
+    assert_eq!(named(&dry, &yesterday), Some(&ClusterOutcome::Pending));
+    assert_eq!(named(&dry, &today), None, "today is not over");
+    assert!(dry.iter().any(|c| c.table == "public.order_events"));
+    assert!(dry.iter().all(|c| c.to <= Some(chrono::Utc::now())));
+    let mut on_disk = kinds_on_disk(&db, &yesterday).await;
+    assert!(
+        !on_disk.is_sorted(),
+        "interleaved before, and a dry run changes nothing"
+    );
+
+    // A report reading yesterday holds its lock: that partition is left for later, and the
+    // others are clustered meanwhile.
+    let mut reader = db.pool.begin().await.expect("reader");
+    sqlx::query(&format!("SELECT count(*) FROM {yesterday}"))
+        .execute(&mut *reader)
+        .await
+        .expect("read");
+    let first = partitions::maintain(&db.pool, &cluster(200, false))
+        .await
+        .expect("cluster")
+        .clustered;
+    assert_eq!(named(&first, &yesterday), Some(&ClusterOutcome::Busy));
+    assert!(first
+        .iter()
+        .filter(|c| !c.partition.ends_with(&yesterday))
+        .all(|c| matches!(c.outcome, ClusterOutcome::Clustered { .. })));
+    reader.rollback().await.expect("end the report");
+
+    let second = partitions::maintain(&db.pool, &cluster(5_000, false))
+        .await
+        .expect("cluster")
+        .clustered;
+    assert_eq!(second.len(), 1, "only the busy one was left: {second:?}");
+    assert!(
+        matches!(named(&second, &yesterday), Some(ClusterOutcome::Clustered { rows: 300, pages, .. }) if *pages > 0),
+        "{second:?}"
+    );
+    on_disk = kinds_on_disk(&db, &yesterday).await;
+    assert!(on_disk.is_sorted(), "rows now lie in kind order");
+    assert_eq!(on_disk.len(), 300);
+    assert!(
+        !kinds_on_disk(&db, &today).await.is_sorted(),
+        "today untouched"
+    );
+
+    let third = partitions::maintain(&db.pool, &cluster(5_000, false))
+        .await
+        .expect("cluster")
+        .clustered;
+    assert!(third.is_empty(), "each day is clustered once: {third:?}");
+}
+
+#[tokio::test]
+async fn the_migration_adds_the_lost_fraud_reports_covering_index() {
+    let db = TestDatabase::new().await;
+    let definition: String = sqlx::query_scalar(
+        "SELECT pg_get_indexdef('disputes_status_reason_covering_idx'::regclass)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("the migration made the index");
+    assert!(
+        definition.contains("(status, reason) INCLUDE (dispute_id, amount, currency)"),
+        "{definition}"
+    );
+    let valid: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'disputes_status_reason_covering_idx'::regclass",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("index");
+    assert!(valid, "built completely, although concurrently");
 }

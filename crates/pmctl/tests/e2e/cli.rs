@@ -167,6 +167,57 @@ async fn partition_maintain_reports_as_json() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["tables"].as_array().map(Vec::len), Some(2));
     assert_eq!(report["tables"][0]["default_rows"], 0);
+    assert_eq!(
+        report["clustered"],
+        serde_json::json!([]),
+        "only when asked"
+    );
+
+    let dry = pmctl(
+        &[
+            "partition-maintain",
+            "--cluster-closed",
+            "--dry-run",
+            "--json",
+        ],
+        &db.url,
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON report");
+    let pending = report["clustered"]
+        .as_array()
+        .expect("clustered partitions");
+    assert!(
+        !pending.is_empty(),
+        "the premade days before today are over"
+    );
+    assert!(
+        pending.iter().all(|p| p["outcome"]["state"] == "pending"),
+        "{pending:?}"
+    );
+    let table = pmctl(&["partition-maintain", "--cluster-closed"], &db.url);
+    assert!(table.status.success(), "{}", text(&table));
+    assert!(
+        text(&table).contains("clustered on (kind, created_at)"),
+        "{}",
+        text(&table)
+    );
+    let again = pmctl(
+        &["partition-maintain", "--cluster-closed", "--json"],
+        &db.url,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON report");
+    assert_eq!(report["clustered"], serde_json::json!([]), "each day once");
+    let unbounded = pmctl(
+        &["partition-maintain", "--cluster-lock-timeout", "1s"],
+        &db.url,
+    );
+    assert_eq!(
+        unbounded.status.code(),
+        Some(2),
+        "the timeout needs --cluster-closed"
+    );
+
     let refused = pmctl(&["partition-maintain", "--dedupe-keep", "7d"], &db.url);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("35 days"), "{}", text(&refused));
