@@ -26,6 +26,10 @@ pub enum BenchError {
     /// would make the partitioned layout's plans unrepresentative.
     #[error("{rows} rows landed in the default partition of the partitioned layout")]
     RowsInDefaultPartition { rows: i64 },
+    /// A partition of the clustered layout could not be clustered, so that layout would not
+    /// be what it claims to be.
+    #[error("{partition} of the clustered layout was not clustered ({outcome})")]
+    NotClustered { partition: String, outcome: String },
     /// `EXPLAIN (FORMAT JSON)` returned something this crate does not understand.
     #[error("unexpected EXPLAIN output: {0}")]
     Explain(String),

@@ -11,6 +11,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use pm_storage::partitions::ClusterOutcome;
+
 use super::schema::{self, DATA_SCHEMA};
 use super::{Layout, Progress, Stage};
 use crate::BenchError;
@@ -49,6 +51,8 @@ const PLAN_CHUNK: usize = 100_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     pub(crate) evidence_added_rows: i64,
+    /// How long clustering each day's partition took (its lock held), in milliseconds.
+    pub(crate) cluster_ms: Vec<u64>,
 }
 
 /// `hashint8extended` is the hash PostgreSQL uses for hash partitioning, so it is stable
@@ -86,6 +90,7 @@ pub(crate) async fn load(
     conn: &mut PgConnection,
     counts: &[u8],
     period_start: DateTime<Utc>,
+    period_end: DateTime<Utc>,
     days: u32,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Loaded, BenchError> {
@@ -100,19 +105,22 @@ pub(crate) async fn load(
     plan(conn, counts).await?;
     disputes(conn, counts.len() as u64, period_start, period_us, progress).await?;
     events(conn, counts, period_start, period_us, progress).await?;
-    for layout in [Layout::Indexed, Layout::Partitioned] {
+    for layout in Layout::ALL.into_iter().filter(|l| *l != Layout::Plain) {
         copy(conn, layout, progress).await?;
     }
-    let default_rows: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {}.dispute_events_default",
-        Layout::Partitioned.schema()
-    ))
-    .fetch_one(&mut *conn)
-    .await?;
-    if default_rows > 0 {
-        return Err(BenchError::RowsInDefaultPartition { rows: default_rows });
+    for layout in Layout::ALL.into_iter().filter(|l| l.is_partitioned()) {
+        let default_rows: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {}.dispute_events_default",
+            layout.schema()
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        if default_rows > 0 {
+            return Err(BenchError::RowsInDefaultPartition { rows: default_rows });
+        }
     }
     indexes(conn, progress).await?;
+    let cluster_ms = cluster(conn, period_end, progress).await?;
     vacuum(conn, progress).await?;
     sqlx::raw_sql(&format!(
         "DROP TABLE {DATA_SCHEMA}.generator; \
@@ -128,6 +136,7 @@ pub(crate) async fn load(
     .await?;
     Ok(Loaded {
         evidence_added_rows,
+        cluster_ms,
     })
 }
 
@@ -320,6 +329,51 @@ async fn indexes(
         });
     }
     Ok(())
+}
+
+/// Clusters the clustered layout's partitions of the generated days — all closed, the data
+/// ends where today begins — with the very code `pmctl partition-maintain --cluster-closed`
+/// runs.
+async fn cluster(
+    conn: &mut PgConnection,
+    period_end: DateTime<Utc>,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<Vec<u64>, BenchError> {
+    let table = Layout::Clustered.table();
+    let index = format!("{}.{}", Layout::Clustered.schema(), schema::KIND_INDEX);
+    progress(Progress {
+        stage: Stage::Cluster,
+        done: 0,
+        total: 1,
+    });
+    // Nothing else uses the benchmark's schemas: a lock wait would be a bug, not a busy day.
+    let clustered = pm_storage::partitions::cluster_closed(
+        conn,
+        &table,
+        &index,
+        period_end,
+        std::time::Duration::from_secs(60),
+        false,
+    )
+    .await?;
+    let mut millis = Vec::with_capacity(clustered.len());
+    for c in clustered {
+        match c.outcome {
+            ClusterOutcome::Clustered { millis: ms, .. } => millis.push(ms),
+            other => {
+                return Err(BenchError::NotClustered {
+                    partition: c.partition,
+                    outcome: format!("{other:?}"),
+                })
+            }
+        }
+    }
+    progress(Progress {
+        stage: Stage::Cluster,
+        done: 1,
+        total: 1,
+    });
+    Ok(millis)
 }
 
 /// `VACUUM (ANALYZE)` sets the visibility map (so index-only scans are possible everywhere

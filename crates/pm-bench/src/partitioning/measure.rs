@@ -72,7 +72,7 @@ pub(crate) async fn all(
                     layout,
                     &runs,
                     plan,
-                    if layout == Layout::Partitioned {
+                    if layout.is_partitioned() {
                         partitions_total
                     } else {
                         1
@@ -160,7 +160,7 @@ fn summarise(
         events_pages: median_u64(&events_pages),
         partitions_scanned: scanned.len(),
         partitions_total,
-        pruned: layout == Layout::Partitioned && scanned.len() < partitions_total,
+        pruned: layout.is_partitioned() && scanned.len() < partitions_total,
         scanned,
         plan_shape: last.shape.clone(),
         plan,

@@ -81,30 +81,32 @@ async fn installed_partman(conn: &mut PgConnection) -> Result<Option<Partman>, B
 /// configuration and template table for the partitioned layout, which live outside them and
 /// would otherwise make `run_maintenance()` trip over a parent that no longer exists.
 pub(crate) async fn drop_all(conn: &mut PgConnection, partman: &Partman) -> Result<(), BenchError> {
-    let parent = Layout::Partitioned.table();
-    let template: Option<Option<String>> = sqlx::query_scalar(&format!(
-        "SELECT template_table::text FROM {}.part_config WHERE parent_table = $1",
-        quote_ident(&partman.schema)
-    ))
-    .bind(&parent)
-    .fetch_optional(&mut *conn)
-    .await?;
-    sqlx::query(&format!(
-        "DELETE FROM {}.part_config WHERE parent_table = $1",
-        quote_ident(&partman.schema)
-    ))
-    .bind(&parent)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(template) = template.flatten() {
-        let qualified = template
-            .split('.')
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(".");
-        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {qualified}"))
-            .execute(&mut *conn)
-            .await?;
+    for layout in Layout::ALL.into_iter().filter(|l| l.is_partitioned()) {
+        let parent = layout.table();
+        let template: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT template_table::text FROM {}.part_config WHERE parent_table = $1",
+            quote_ident(&partman.schema)
+        ))
+        .bind(&parent)
+        .fetch_optional(&mut *conn)
+        .await?;
+        sqlx::query(&format!(
+            "DELETE FROM {}.part_config WHERE parent_table = $1",
+            quote_ident(&partman.schema)
+        ))
+        .bind(&parent)
+        .execute(&mut *conn)
+        .await?;
+        if let Some(template) = template.flatten() {
+            let qualified = template
+                .split('.')
+                .map(quote_ident)
+                .collect::<Vec<_>>()
+                .join(".");
+            sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {qualified}"))
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     let schemas = Layout::ALL
         .iter()
@@ -153,7 +155,7 @@ pub(crate) async fn create(
          );"
     );
     for layout in Layout::ALL {
-        let partition = if layout == Layout::Partitioned {
+        let partition = if layout.is_partitioned() {
             " PARTITION BY RANGE (created_at)"
         } else {
             ""
@@ -185,17 +187,24 @@ pub(crate) async fn create(
             quote_ident(&partman.schema)
         )
     };
-    sqlx::query(&call)
-        .bind(Layout::Partitioned.table())
-        .bind(&start)
-        .execute(&mut *conn)
-        .await?;
+    for layout in Layout::ALL.into_iter().filter(|l| l.is_partitioned()) {
+        sqlx::query(&call)
+            .bind(layout.table())
+            .bind(&start)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
+/// The name of the `(kind, created_at)` index, in each layout's schema as in the real one
+/// (`public.dispute_events_kind_idx`): the clustered layout's partitions are clustered on it.
+pub(crate) const KIND_INDEX: &str = "dispute_events_kind_idx";
+
 /// The indexes of each layout, as in the real schema: the primary key and the per-dispute
-/// index everywhere, the `(kind, created_at)` index everywhere but the plain layout. `None`
-/// marks the shared disputes table.
+/// index everywhere, the `(kind, created_at)` index everywhere but the plain layout; the
+/// disputes have the real schema's indexes, the covering one of the lost-fraud report
+/// included. `None` marks the shared disputes table.
 pub(crate) fn index_statements() -> Vec<(Option<Layout>, String)> {
     let mut out = vec![(
         None,
@@ -203,7 +212,10 @@ pub(crate) fn index_statements() -> Vec<(Option<Layout>, String)> {
             "ALTER TABLE {DATA_SCHEMA}.disputes ADD PRIMARY KEY (dispute_id);
              CREATE UNIQUE INDEX ON {DATA_SCHEMA}.disputes (order_id);
              CREATE INDEX ON {DATA_SCHEMA}.disputes (created_at, dispute_id);
-             CREATE INDEX ON {DATA_SCHEMA}.disputes (status, created_at, dispute_id);"
+             CREATE INDEX ON {DATA_SCHEMA}.disputes (status, created_at, dispute_id);
+             -- As migrations/20261206000008_disputes_covering_index.sql.
+             CREATE INDEX ON {DATA_SCHEMA}.disputes (status, reason)
+                 INCLUDE (dispute_id, amount, currency);"
         ),
     )];
     for layout in Layout::ALL {
@@ -219,7 +231,7 @@ pub(crate) fn index_statements() -> Vec<(Option<Layout>, String)> {
         if layout != Layout::Plain {
             out.push((
                 Some(layout),
-                format!("CREATE INDEX ON {table} (kind, created_at)"),
+                format!("CREATE INDEX {KIND_INDEX} ON {table} (kind, created_at)"),
             ));
         }
     }
@@ -252,5 +264,6 @@ mod tests {
         assert!(!kind_index(Layout::Plain));
         assert!(kind_index(Layout::Indexed));
         assert!(kind_index(Layout::Partitioned));
+        assert!(kind_index(Layout::Clustered));
     }
 }

@@ -16,6 +16,7 @@ fn color(layout: Layout) -> RGBColor {
         Layout::Plain => RGBColor(0x9e, 0x9e, 0x9e),
         Layout::Indexed => RGBColor(0x1f, 0x77, 0xb4),
         Layout::Partitioned => RGBColor(0x2c, 0xa0, 0x2c),
+        Layout::Clustered => RGBColor(0xd6, 0x27, 0x28),
     }
 }
 
