@@ -239,7 +239,8 @@ fn pages_explained(out: &mut String, r: &PartitioningReport, q: &crate::partitio
             .map(|s| r.setup.rows as f64 / s.heap_pages as f64);
         let density = match (l.candidate_rows, rows_per_page) {
             (Some(candidates), Some(per_page)) if candidates > 0 => format!(
-                "; {} candidate rows, {:.2} pages each — packed {:.0} to a page they would fill {}",
+                "; the scans found {} candidate rows on those pages ({:.2} pages per row), which \
+                 packed {:.0} to a page would fill {}",
                 fmt_count(candidates),
                 l.events_pages as f64 / candidates as f64,
                 per_page,
@@ -248,18 +249,19 @@ fn pages_explained(out: &mut String, r: &PartitioningReport, q: &crate::partitio
             _ => String::new(),
         };
         let why = match l.layout {
-            Layout::Plain => "no index on kind: every page of the table is read",
+            Layout::Plain => "No index on kind: every page of the table is read",
             Layout::Indexed => {
-                "the kind index finds the rows, but they are scattered over the whole heap \
-                 (rows arrive in time order, every kind interleaved): about a page per row"
+                "The kind index finds the window's rows, but the heap keeps them among every \
+                 other kind and day, so nearly every page read holds one or two of them"
             }
             Layout::Partitioned => {
-                "only the window's partitions are searched, but inside each the kinds are \
-                 interleaved as before: still about a page per row"
+                "Only the window's partitions are searched, but inside each the kinds are \
+                 interleaved as they arrived, so every page read holds a few of the rows sought \
+                 among the others"
             }
             Layout::Clustered => {
-                "only the window's partitions, and in each the rows of one kind lie together: \
-                 the pages hold little else"
+                "Only the window's partitions, and in each the rows of one kind lie together: \
+                 the pages read hold little else"
             }
         };
         let _ = writeln!(

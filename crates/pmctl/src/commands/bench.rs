@@ -35,9 +35,11 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
     /// The original partitioning experiment, extended: `dispute_events` unpartitioned without
-    /// the (kind, created_at) index, with it, and in daily pg_partman partitions; the original
-    /// 5-day query and others, measured with EXPLAIN (ANALYZE, BUFFERS). Creates and drops
-    /// the schemas bench_plain, bench_indexed, bench_partitioned and bench_data.
+    /// the (kind, created_at) index, with it, in daily pg_partman partitions, and in daily
+    /// partitions clustered by kind as `partition-maintain --cluster-closed` leaves them; the
+    /// original 5-day query and others, measured with EXPLAIN (ANALYZE, BUFFERS). Creates and
+    /// drops the schemas bench_plain, bench_indexed, bench_partitioned, bench_clustered and
+    /// bench_data.
     Partitioning(PartitioningArgs),
     /// The machine's limits: a bare HTTP server that only verifies and parses webhooks
     /// (ramped until it no longer keeps up), and PostgreSQL's single-row commit rate.
