@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use pm_bench::baseline::{self, BaselineOptions};
-use pm_bench::partitioning::{self, PartitioningOptions};
-use pm_bench::report;
 use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
+use pm_lab::baseline::{self, BaselineOptions};
+use pm_lab::partitioning::{self, PartitioningOptions};
+use pm_lab::report;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::ConnectOptions;
 

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use pm_loadtest::check::CheckConfig;
-use pm_loadtest::engine::EngineConfig;
-use pm_loadtest::knee::{self, SloCriteria};
-use pm_loadtest::lag::LagConfig;
-use pm_loadtest::report::{self, Baseline, Knee, Machine, RunReport, ScenarioInfo, Settings};
-use pm_loadtest::sweep::{self, SweepConfig, VerifyConfig};
-use pm_loadtest::traffic::{TrafficOptions, TrafficSource};
+use pm_lab::loadtest::check::CheckConfig;
+use pm_lab::loadtest::engine::EngineConfig;
+use pm_lab::loadtest::knee::{self, SloCriteria};
+use pm_lab::loadtest::lag::LagConfig;
+use pm_lab::loadtest::report::{self, Baseline, Knee, Machine, RunReport, ScenarioInfo, Settings};
+use pm_lab::loadtest::sweep::{self, SweepConfig, VerifyConfig};
+use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
 use pm_scenario::Scenario;
 
 use crate::args::{duration, ApiArgs, WebhookSecretArgs};

@@ -111,7 +111,7 @@ pub(super) async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
         runs,
     };
     std::fs::create_dir_all(&args.out)?;
-    let slug = pm_bench::report::timestamp_slug(started_at);
+    let slug = pm_lab::report::timestamp_slug(started_at);
     let json = args.out.join(format!("kafka-{slug}.json"));
     let md = args.out.join(format!("kafka-{slug}.md"));
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;

@@ -1,8 +1,8 @@
 //! What `pmctl loadtest` prints: a line per finished step, then the summary table, the
 //! knee, the baseline shares, the comparison and where the files are.
 
-use pm_loadtest::latency::ms;
-use pm_loadtest::report::{self, RunReport, StepReport, Written};
+use pm_lab::loadtest::latency::ms;
+use pm_lab::loadtest::report::{self, RunReport, StepReport, Written};
 
 /// One line as soon as a step is done (progress bars are cleared by then).
 pub(super) fn print_step(s: &StepReport) {

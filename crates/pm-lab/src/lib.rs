@@ -1,0 +1,28 @@
+//! The lab of Payment Manager: the instruments that measure it, each writing its results as
+//! JSON (for machines), Markdown (for people) and an SVG chart, under `bench-results/`.
+//!
+//! - [`loadtest`] drives reproducible webhook traffic at fixed arrival rates (an open-model
+//!   generator: no coordinated omission) and checks what the system made of it.
+//! - [`partitioning`] reproduces and extends the original project's headline experiment: the
+//!   same `dispute_events` rows in four physical layouts (unpartitioned without the
+//!   `(kind, created_at)` index, unpartitioned with it, daily pg_partman partitions with it,
+//!   and those partitions clustered by kind), the original 5-day query and a few more,
+//!   measured with `EXPLAIN (ANALYZE, BUFFERS)`. Pages touched (shared hit + read) are the
+//!   headline figure because, unlike time, they do not depend on what happens to be cached.
+//! - [`baseline`] measures the physical limits of the machine the other benchmarks run on —
+//!   a bare HTTP server that only verifies and parses webhooks, and PostgreSQL's single-row
+//!   commit rate — so that the service's own rates can be read as fractions of them.
+//!
+//! The lab talks to the system under test only from outside: over HTTP (webhooks to ingest
+//! or the API, reads from the API), and to PostgreSQL through a pool the caller hands it (a
+//! configured server or the embedded cluster). It depends on no service crate of the project
+//! (API, ingest, Kafka): a baseline must not contain the thing it is a baseline for.
+
+pub mod baseline;
+mod error;
+pub mod loadtest;
+pub mod machine;
+pub mod partitioning;
+pub mod report;
+
+pub use error::BenchError;
