@@ -6,19 +6,24 @@
 //! these.
 
 mod commits;
-mod loadgen;
 mod server;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use pm_scenario::{Delivery, DeliveryKind, Expect, Route, Signing};
 use serde::{Deserialize, Serialize};
 
 pub use commits::{commit_rate, CommitRate};
-pub use loadgen::RateStep;
 pub use server::{BareServer, ORDERS_PATH};
 
+use crate::loadtest::engine::{self, EngineConfig};
+use crate::loadtest::knee::SloCriteria;
+use crate::loadtest::report::StepReport;
+use crate::loadtest::schedule::Schedule;
 use crate::machine::MachineFacts;
 use crate::BenchError;
 
@@ -44,7 +49,8 @@ pub struct BaselineOptions {
     pub connections: u32,
     /// Length of each ramp step.
     pub step_duration: Duration,
-    /// A step whose p99 exceeds this is not sustained.
+    /// A step whose p99 exceeds this is not sustained (the load test's objective: see
+    /// [`crate::loadtest::knee`]).
     pub p99_limit: Duration,
     /// The first ramp step's rate (requests per second).
     pub start_rate: f64,
@@ -81,18 +87,19 @@ pub struct BaselineReport {
     pub postgres: Option<CommitRate>,
 }
 
-/// The bare server's capacity.
+/// The bare server's capacity, measured by the load test's engine and judged by its
+/// objective: a step is sustained when its verdict passed ([`StepReport::slo`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpBaseline {
     pub connections: u32,
     pub p99_limit_ms: f64,
     /// The ramp, in the order run.
-    pub steps: Vec<RateStep>,
+    pub steps: Vec<StepReport>,
     /// The highest offered rate a full-length run (`duration`) sustained: the ramp's best,
     /// stepped down until its confirmation held (0 if none did).
     pub max_sustainable_rps: f64,
     /// The full-length run at that rate (the last one tried, when none held).
-    pub confirmation: RateStep,
+    pub confirmation: StepReport,
 }
 
 /// Runs both baselines: HTTP always, PostgreSQL when `database_url` is given. `progress`
@@ -139,33 +146,21 @@ pub async fn http(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<HttpBaseline, BenchError> {
     let server = BareServer::start(SECRET).await?;
-    let url = server.url();
-    let connections = usize::try_from(opts.connections)
-        .map_err(|_| BenchError::InvalidOptions("--connections is too large".into()))?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| BenchError::Http(e.to_string()))?;
+    let config = EngineConfig {
+        target: server.base_url(),
+        secret: SECRET.to_vec(),
+        connections: usize::try_from(opts.connections)
+            .map_err(|_| BenchError::InvalidOptions("--connections is too large".into()))?,
+        ..EngineConfig::default()
+    };
+    let criteria = SloCriteria::new(opts.p99_limit);
     let step = |rate: f64, duration: Duration| {
-        let client = &client;
-        let url = &url;
+        let (config, criteria) = (&config, &criteria);
         async move {
-            // Signed afresh for every step: signatures expire after five minutes.
-            let requests = signed_requests(SECRET, BODIES);
             progress(&format!(
                 "HTTP: offering {rate:.0} requests/s for {duration:?}"
             ));
-            loadgen::step(
-                client,
-                url,
-                &requests,
-                rate,
-                duration,
-                connections,
-                opts.p99_limit,
-            )
-            .await
+            http_step(config, criteria, rate, duration).await
         }
     };
 
@@ -175,7 +170,7 @@ pub async fn http(
     let mut rate = opts.start_rate;
     while rate <= opts.max_rate {
         let result = step(rate, opts.step_duration).await?;
-        let sustained = result.sustained;
+        let sustained = result.slo.passed;
         steps.push(result);
         if !sustained {
             bad = Some(rate);
@@ -188,7 +183,7 @@ pub async fn http(
         for _ in 0..REFINEMENTS {
             let mid = (lo + hi) / 2.0;
             let result = step(mid, opts.step_duration).await?;
-            if result.sustained {
+            if result.slo.passed {
                 lo = mid;
             } else {
                 hi = mid;
@@ -202,7 +197,7 @@ pub async fn http(
     let mut candidate = good.unwrap_or(opts.start_rate);
     let mut confirmation = step(candidate, opts.duration).await?;
     for _ in 0..CONFIRMATION_RETRIES {
-        if confirmation.sustained || good.is_none() {
+        if confirmation.slo.passed || good.is_none() {
             break;
         }
         progress(&format!(
@@ -214,7 +209,7 @@ pub async fn http(
         candidate *= CONFIRMATION_STEP_DOWN;
         confirmation = step(candidate, opts.duration).await?;
     }
-    let max_sustainable_rps = if confirmation.sustained {
+    let max_sustainable_rps = if confirmation.slo.passed {
         candidate
     } else {
         0.0
@@ -229,25 +224,64 @@ pub async fn http(
     })
 }
 
-/// `count` valid order webhooks, each with its `Webhook-Signature` for now.
-pub fn signed_bodies(secret: &[u8], count: usize) -> Vec<(Bytes, String)> {
-    let now = Utc::now();
-    let t = now.timestamp();
-    let stamp = now.format("%Y-%m-%dT%H:%M:%SZ");
+/// `count` distinct valid order webhook bodies.
+fn order_bodies(count: usize) -> Vec<Vec<u8>> {
+    let stamp = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     (0..count)
         .map(|i| {
-            let body = format!(
+            format!(
                 r#"{{"provider_event_id":"evt_baseline_{i}","order_id":"ord_baseline_{i}","user_id":"0b6f5c3e-8d1a-4c7e-9a51-{i:012x}","status":"created","created_at":"{stamp}","updated_at":"{stamp}","meta":{{"source":"baseline"}}}}"#
-            );
-            let header = pm_domain::signature::header_value(secret, t, body.as_bytes());
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// `count` valid order webhooks, each with its `Webhook-Signature` for now.
+pub fn signed_bodies(secret: &[u8], count: usize) -> Vec<(Bytes, String)> {
+    let t = Utc::now().timestamp();
+    order_bodies(count)
+        .into_iter()
+        .map(|body| {
+            let header = pm_domain::signature::header_value(secret, t, &body);
             (Bytes::from(body), header)
         })
         .collect()
 }
 
-fn signed_requests(secret: &[u8], count: usize) -> Vec<loadgen::Request> {
-    signed_bodies(secret, count)
-        .into_iter()
-        .map(|(body, signature)| loadgen::Request { body, signature })
-        .collect()
+/// One step: the load test's engine offers `rate` order webhooks per second for `duration`
+/// (each signed when it is sent, as the load test does), and the step is judged by the load
+/// test's objective.
+async fn http_step(
+    config: &EngineConfig,
+    criteria: &SloCriteria,
+    rate: f64,
+    duration: Duration,
+) -> Result<StepReport, BenchError> {
+    let schedule = Schedule::new(rate, Duration::ZERO, duration)?;
+    let deliveries = Arc::new(order_deliveries(schedule.total())?);
+    let run = engine::run_step(config, schedule, deliveries, Arc::default(), None).await?;
+    Ok(StepReport::of(&run, criteria, BTreeMap::new(), Vec::new())?)
+}
+
+/// `count` order webhooks, cycling through [`BODIES`] distinct ones.
+fn order_deliveries(count: u64) -> Result<Vec<Delivery>, BenchError> {
+    let bodies = order_bodies(BODIES);
+    let order_id = pm_domain::OrderId::parse("ord_baseline")
+        .map_err(|e| BenchError::InvalidOptions(e.to_string()))?;
+    Ok((0..count)
+        .map(|k| Delivery {
+            at_ms: 0,
+            route: Route::Orders,
+            body: bodies[(k % BODIES as u64) as usize].clone(),
+            signing: Signing::Valid,
+            provider_event_id: None,
+            order_id: order_id.clone(),
+            kind: DeliveryKind::Original,
+            expect: Expect::Accepted,
+            displaced: None,
+            depends_on: None,
+            wait_for_action: None,
+        })
+        .collect())
 }

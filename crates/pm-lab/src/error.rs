@@ -12,6 +12,8 @@ pub enum BenchError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Storage(#[from] pm_storage::StorageError),
+    #[error(transparent)]
+    Loadtest(#[from] crate::loadtest::LoadtestError),
     /// The server has no pg_partman to install; the partitioned layout needs it.
     #[error(
         "pg_partman is not available on this PostgreSQL server \

@@ -55,30 +55,6 @@ pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, Be
     )
 }
 
-/// The newest `baseline-*.json` in `dir`, if any: what the load test divides its rates by.
-pub fn latest_baseline(dir: &Path) -> Result<Option<BaselineReport>, BenchError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(BenchError::io("list", dir, e)),
-    };
-    // The timestamp in the name sorts chronologically.
-    let newest = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("baseline-") && n.ends_with(".json"))
-        })
-        .max();
-    let Some(path) = newest else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| BenchError::io("read", &path, e))?;
-    Ok(Some(serde_json::from_str(&text)?))
-}
-
 fn write_all(
     dir: &Path,
     stem: &str,

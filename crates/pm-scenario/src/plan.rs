@@ -116,7 +116,7 @@ pub enum Route {
 
 impl Route {
     /// The request path.
-    pub fn path(self) -> &'static str {
+    pub const fn path(self) -> &'static str {
         match self {
             Route::Orders => "/webhooks/payments/orders",
             Route::Chargebacks => "/webhooks/payments/chargebacks",

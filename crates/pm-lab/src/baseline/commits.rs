@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::loadgen::{micros, new_histogram};
+use crate::loadtest::latency::{new_histogram, record};
 use crate::BenchError;
 
 /// The commit-rate result.
@@ -82,7 +82,7 @@ pub async fn commit_rate(
                     .bind(&payload)
                     .execute(&mut *conn)
                     .await?;
-                histogram.saturating_record(micros(began.elapsed()));
+                record(&mut histogram, began.elapsed());
             }
             // Closed here rather than handed back: a returned connection is checked by
             // the pool in the background, which may outlive the (embedded) server.

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::BenchError;
 
 /// The route, as on the API and ingest.
-pub const ORDERS_PATH: &str = "/webhooks/payments/orders";
+pub const ORDERS_PATH: &str = pm_scenario::Route::Orders.path();
 
 /// A running bare server on 127.0.0.1 (a free port). Stopped by [`stop`](Self::stop) or
 /// when dropped.
@@ -64,7 +64,12 @@ impl BareServer {
 
     /// `http://127.0.0.1:<port>/webhooks/payments/orders`.
     pub fn url(&self) -> String {
-        format!("http://{}{ORDERS_PATH}", self.addr)
+        format!("{}{ORDERS_PATH}", self.base_url())
+    }
+
+    /// `http://127.0.0.1:<port>`: a load test's target.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The address it listens on.

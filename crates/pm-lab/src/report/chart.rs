@@ -4,7 +4,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::baseline::{BaselineReport, RateStep};
+use crate::baseline::BaselineReport;
+use crate::loadtest::report::StepReport;
 use crate::partitioning::{Layout, PartitioningReport};
 use crate::BenchError;
 
@@ -162,11 +163,12 @@ fn short_number(v: f64) -> String {
 
 /// The ramp: achieved versus offered rate above, p99 latency below.
 pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
-    let mut steps: Vec<&RateStep> = report.http.steps.iter().collect();
-    steps.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    let mut steps: Vec<&StepReport> = report.http.steps.iter().collect();
+    steps.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
+    let p99_ms = |s: &StepReport| s.latency.p99_us as f64 / 1000.0;
     let max_rate = steps
         .iter()
-        .map(|s| s.offered_rps.max(s.achieved_rps))
+        .map(|s| s.offered_rate.max(s.achieved_rate))
         .fold(1.0, f64::max)
         * 1.1;
     let mut svg = String::new();
@@ -205,7 +207,7 @@ pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
         .map_err(chart_error)?;
         let achieved: Vec<(f64, f64)> = steps
             .iter()
-            .map(|s| (s.offered_rps, s.achieved_rps))
+            .map(|s| (s.offered_rate, s.achieved_rate))
             .collect();
         let blue = RGBColor(0x1f, 0x77, 0xb4);
         rate.draw_series(LineSeries::new(achieved.clone(), blue.stroke_width(2)))
@@ -213,7 +215,7 @@ pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
         rate.draw_series(achieved.iter().map(|&p| Circle::new(p, 4, blue.filled())))
             .map_err(chart_error)?;
 
-        let (lo, hi) = log_bounds(steps.iter().map(|s| s.p99_ms));
+        let (lo, hi) = log_bounds(steps.iter().map(|s| p99_ms(s)));
         let mut latency = ChartBuilder::on(&bottom)
             .caption(
                 "p99 latency, ms (log scale; from when each request was due)",
@@ -234,7 +236,7 @@ pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
         let red = RGBColor(0xd6, 0x27, 0x28);
         let p99: Vec<(f64, f64)> = steps
             .iter()
-            .map(|s| (s.offered_rps, s.p99_ms.max(lo)))
+            .map(|s| (s.offered_rate, p99_ms(s).max(lo)))
             .collect();
         latency
             .draw_series(LineSeries::new(p99.clone(), red.stroke_width(2)))

@@ -2,6 +2,7 @@
 
 use comfy_table::Table;
 
+use super::markdown::{us_to_ms, verdict};
 use super::{fmt_count, fmt_ms, fmt_ratio};
 use crate::baseline::BaselineReport;
 use crate::partitioning::PartitioningReport;
@@ -58,7 +59,7 @@ pub fn baseline_table(report: &BaselineReport) -> Table {
         "p50 ms",
         "p99 ms",
         "max ms",
-        "errors + unsent",
+        "not accepted",
         "sustained",
     ]);
     let rows = report
@@ -71,15 +72,16 @@ pub fn baseline_table(report: &BaselineReport) -> Table {
             &report.http.confirmation,
         )));
     for (name, s) in rows {
+        let l = &s.latency;
         table.add_row([
             name.to_owned(),
-            format!("{:.0}", s.offered_rps),
-            format!("{:.0}", s.achieved_rps),
-            fmt_ms(s.p50_ms),
-            fmt_ms(s.p99_ms),
-            fmt_ms(s.max_ms),
-            fmt_count(s.errors + s.unsent),
-            if s.sustained { "yes" } else { "no" }.to_owned(),
+            format!("{:.0}", s.offered_rate),
+            format!("{:.0}", s.achieved_rate),
+            fmt_ms(us_to_ms(l.p50_us)),
+            fmt_ms(us_to_ms(l.p99_us)),
+            fmt_ms(us_to_ms(l.max_us)),
+            fmt_count(s.scheduled.saturating_sub(s.accepted)),
+            verdict(s),
         ]);
     }
     if let Some(pg) = &report.postgres {

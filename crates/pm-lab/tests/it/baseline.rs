@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use pm_lab::baseline::{self, BareServer, BaselineOptions};
+use pm_lab::loadtest::report as loadtest_report;
 use pm_lab::report;
 use pm_storage::testing::TestDatabase;
 
@@ -63,16 +64,21 @@ async fn a_tiny_baseline_measures_positive_rates_and_writes_its_report() {
         report.http.steps
     );
     assert!(
-        report.http.confirmation.sustained,
-        "the rate reported is one a full-length run sustained"
+        report.http.confirmation.slo.passed,
+        "the rate reported is one a full-length run sustained: {:?}",
+        report.http.confirmation.slo
     );
     assert_eq!(
         report.machine.git_revision.as_deref(),
         Some("abc123-dirty"),
         "the report records the binary's revision, dirty mark included"
     );
-    assert!(report.http.confirmation.achieved_rps > 0.0);
-    assert!(report.http.confirmation.ok > 0);
+    assert!(report.http.confirmation.achieved_rate > 0.0);
+    assert!(report.http.confirmation.accepted > 0);
+    assert_eq!(
+        report.http.confirmation.latency.count, report.http.confirmation.sent,
+        "measured by the load test's engine: every request sent is in the histogram"
+    );
     let pg = report.postgres.as_ref().expect("measured");
     assert!(pg.commits > 0 && pg.commits_per_sec > 0.0);
     assert_eq!(pg.connections, 4);
@@ -84,14 +90,14 @@ async fn a_tiny_baseline_measures_positive_rates_and_writes_its_report() {
     assert!(std::fs::read_to_string(&written.svg)
         .expect("svg")
         .starts_with("<svg"));
-    let latest = report::latest_baseline(dir.path())
-        .expect("reads")
-        .expect("found");
+
+    // What a load test divides its rates by: the typed report, read back.
+    let found = loadtest_report::find_baseline(dir.path()).expect("found");
+    assert_eq!(found, written.json);
+    let reference = loadtest_report::Baseline::read(&found).expect("reads");
     assert_eq!(
-        latest.http.max_sustainable_rps,
-        report.http.max_sustainable_rps
+        reference.bare_http_rate,
+        Some(report.http.max_sustainable_rps)
     );
-    assert!(report::latest_baseline(&dir.path().join("missing"))
-        .expect("ok")
-        .is_none());
+    assert_eq!(reference.pg_insert_commit_rate, Some(pg.commits_per_sec));
 }

@@ -1,22 +1,16 @@
-//! Reference rates of this machine, written by `pmctl bench baseline`
-//! (`bench-results/baseline-*.json`): how fast a bare HTTP server answers
-//! (`bare_http_rate`) and how many single-row PostgreSQL insert-and-commit transactions
-//! per second the database takes (`pg_insert_commit_rate`). A load test's achieved rate
-//! means more as a fraction of those.
-//!
-//! Only the two numbers are read, wherever they are in the file (at the top or nested), so
-//! the baseline's format may grow without breaking this. The file `pmctl bench baseline`
-//! writes today names them `http.max_sustainable_rps` and `postgres.commits_per_sec`; those
-//! are read when the two names are absent.
+//! Reference rates of this machine, from the newest report of `pmctl bench baseline`
+//! (`bench-results/baseline-*.json`, a [`BaselineReport`]): how fast a bare HTTP server
+//! answers and how many single-row PostgreSQL insert-and-commit transactions per second the
+//! database takes. A load test's achieved rate means more as a fraction of those.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::baseline::BaselineReport;
 use crate::loadtest::error::LoadtestError;
 
-/// The reference rates found in a baseline file.
+/// The reference rates of a baseline report, as a load test's result records them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// The file.
@@ -28,30 +22,25 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Reads the two rates from a baseline file.
+    /// Reads the two rates from a baseline report.
     pub fn read(path: &Path) -> Result<Self, LoadtestError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadtestError::File {
             path: path.to_owned(),
             source,
         })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| LoadtestError::Format {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let b = Baseline {
-            file: path.display().to_string(),
-            bare_http_rate: number(&value, "bare_http_rate")
-                .or_else(|| at(&value, "/http/max_sustainable_rps")),
-            pg_insert_commit_rate: number(&value, "pg_insert_commit_rate")
-                .or_else(|| at(&value, "/postgres/commits_per_sec")),
-        };
-        if b.bare_http_rate.is_none() && b.pg_insert_commit_rate.is_none() {
-            return Err(LoadtestError::Format {
+        let report: BaselineReport =
+            serde_json::from_str(&text).map_err(|e| LoadtestError::Format {
                 path: path.to_owned(),
-                message: "neither bare_http_rate nor pg_insert_commit_rate is in it".to_owned(),
-            });
-        }
-        Ok(b)
+                message: format!(
+                    "not a baseline report of this version ({e}); run `pmctl bench baseline` again"
+                ),
+            })?;
+        let positive = |r: f64| Some(r).filter(|r| r.is_finite() && *r > 0.0);
+        Ok(Baseline {
+            file: path.display().to_string(),
+            bare_http_rate: positive(report.http.max_sustainable_rps),
+            pg_insert_commit_rate: report.postgres.and_then(|pg| positive(pg.commits_per_sec)),
+        })
     }
 
     /// `rate` as a share of each reference (`None` where the reference is missing).
@@ -61,26 +50,6 @@ impl Baseline {
             share(self.bare_http_rate),
             share(self.pg_insert_commit_rate),
         )
-    }
-}
-
-/// The positive number at a JSON pointer.
-fn at(v: &Value, pointer: &str) -> Option<f64> {
-    v.pointer(pointer)
-        .and_then(Value::as_f64)
-        .filter(|n| n.is_finite() && *n > 0.0)
-}
-
-/// The first positive number under `key`, searched depth-first.
-fn number(v: &Value, key: &str) -> Option<f64> {
-    match v {
-        Value::Object(map) => map
-            .get(key)
-            .and_then(Value::as_f64)
-            .filter(|n| n.is_finite() && *n > 0.0)
-            .or_else(|| map.values().find_map(|v| number(v, key))),
-        Value::Array(items) => items.iter().find_map(|v| number(v, key)),
-        _ => None,
     }
 }
 
@@ -103,41 +72,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_found_at_any_depth_and_the_newest_file_wins() {
+    fn the_newest_baseline_report_is_found_and_anything_else_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("baseline-20260101T000000Z.json"),
-            r#"{"bare_http_rate": 10000}"#,
-        )
-        .unwrap();
-        let newest = dir.path().join("baseline-20260301T000000Z.json");
-        std::fs::write(
-            &newest,
-            r#"{"results": {"bare_http_rate": 40000.5, "pg": {"pg_insert_commit_rate": 8000}}}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("loadtest-20260401T000000Z.json"), "{}").unwrap();
-        assert_eq!(find_baseline(dir.path()), Some(newest.clone()));
-        let b = Baseline::read(&newest).unwrap();
-        assert_eq!(b.bare_http_rate, Some(40000.5));
-        assert_eq!(b.pg_insert_commit_rate, Some(8000.0));
-        let (http, pg) = b.shares(4000.05);
-        assert!((http.unwrap() - 0.1).abs() < 1e-9);
-        assert!((pg.unwrap() - 0.5).abs() < 1e-2);
-        // The shape `pmctl bench baseline` writes.
-        let bench = dir.path().join("baseline-bench.json");
-        std::fs::write(
-            &bench,
-            r#"{"http": {"max_sustainable_rps": 1500.0, "steps": []},
-                "postgres": {"commits_per_sec": 14299.8}}"#,
-        )
-        .unwrap();
-        let b = Baseline::read(&bench).unwrap();
-        assert_eq!(b.bare_http_rate, Some(1500.0));
-        assert_eq!(b.pg_insert_commit_rate, Some(14299.8));
-        let empty = dir.path().join("baseline-x.json");
-        std::fs::write(&empty, r#"{"other": 1}"#).unwrap();
-        assert!(Baseline::read(&empty).is_err());
+        for name in [
+            "baseline-20260101T000000Z.json",
+            "baseline-20260301T000000Z.json",
+            "loadtest-20260401T000000Z.json",
+        ] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        assert_eq!(
+            find_baseline(dir.path()),
+            Some(dir.path().join("baseline-20260301T000000Z.json"))
+        );
         assert_eq!(find_baseline(&dir.path().join("missing")), None);
+        // A file of another shape says what to do instead of guessing at its numbers.
+        let old = dir.path().join("baseline-old.json");
+        std::fs::write(
+            &old,
+            r#"{"http": {"max_sustainable_rps": 1500.0, "steps": []}}"#,
+        )
+        .unwrap();
+        let err = Baseline::read(&old).unwrap_err().to_string();
+        assert!(err.contains("pmctl bench baseline"), "{err}");
+        let b = Baseline {
+            file: String::new(),
+            bare_http_rate: Some(40_000.0),
+            pg_insert_commit_rate: None,
+        };
+        assert_eq!(b.shares(4_000.0), (Some(0.1), None));
     }
 }
