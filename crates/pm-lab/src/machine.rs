@@ -1,5 +1,7 @@
-//! Facts about the machine and the database a benchmark ran on, recorded with every report:
-//! a number means little without the hardware, the server version and its settings.
+//! Facts about the machine and the database a measurement ran on, recorded with every
+//! report of the lab (benchmarks and load tests alike): a number means little without the
+//! hardware, the server version and its settings, and results from different machines are
+//! not comparable.
 
 use std::collections::BTreeMap;
 
@@ -23,73 +25,107 @@ const SETTINGS: &[&str] = &[
     "full_page_writes",
 ];
 
-/// Where and how a benchmark ran.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Where and how a measurement ran. Fields a report of an older version lacks read as
+/// absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MachineFacts {
     /// Logical CPUs available to this process.
     pub cores: usize,
+    /// The CPU model (`model name` of `/proc/cpuinfo`), when readable.
+    #[serde(default)]
+    pub cpu: Option<String>,
     /// Total memory (`MemTotal` of `/proc/meminfo`), when readable.
     pub memory_bytes: Option<u64>,
+    /// The operating system (`PRETTY_NAME` of `/etc/os-release`), when readable.
+    #[serde(default)]
+    pub os: Option<String>,
+    /// The kernel release, when readable.
+    #[serde(default)]
+    pub kernel: Option<String>,
     /// `PostgreSQL 15.x …` (`SELECT version()`), when a database was used.
     pub postgres_version: Option<String>,
     /// The installed pg_partman extension's version, when installed.
     pub pg_partman_version: Option<String>,
     /// Selected server settings (see the source for which), by name.
+    #[serde(default)]
     pub postgres_settings: BTreeMap<String, String>,
     /// The source revision the binary was built from (`-dirty` when the tree had
     /// uncommitted changes), as the caller gives it.
     pub git_revision: Option<String>,
-    /// The command line that produced the report.
+    /// The command line that produced the report, secrets redacted.
+    #[serde(default)]
     pub command_line: String,
 }
 
 impl MachineFacts {
-    /// Collects the facts; database facts only when a pool is given. Only database errors
-    /// fail: the other facts are best effort and absent when unreadable.
+    /// The facts of this host (no database); best effort: what cannot be read is absent.
+    pub fn host(command_line: &str, revision: &str) -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        MachineFacts {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu: read("/proc/cpuinfo").and_then(|t| field(&t, "model name", ':')),
+            memory_bytes: read("/proc/meminfo").and_then(|t| parse_meminfo(&t)),
+            os: read("/etc/os-release")
+                .and_then(|t| field(&t, "PRETTY_NAME", '='))
+                .map(|s| s.trim_matches('"').to_owned()),
+            kernel: read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()),
+            git_revision: (!revision.is_empty()).then(|| revision.to_owned()),
+            command_line: command_line.to_owned(),
+            ..MachineFacts::default()
+        }
+    }
+
+    /// The host's facts, and the database's when a pool is given. Only database errors
+    /// fail.
     pub async fn collect(
         pool: Option<&PgPool>,
         command_line: &str,
         revision: &str,
     ) -> Result<Self, BenchError> {
-        let mut facts = MachineFacts {
-            cores: std::thread::available_parallelism().map_or(1, usize::from),
-            memory_bytes: memory_bytes(),
-            postgres_version: None,
-            pg_partman_version: None,
-            postgres_settings: BTreeMap::new(),
-            git_revision: (!revision.is_empty()).then(|| revision.to_owned()),
-            command_line: command_line.to_owned(),
-        };
+        let mut facts = MachineFacts::host(command_line, revision);
         if let Some(pool) = pool {
-            facts.postgres_version = Some(
-                sqlx::query_scalar("SELECT version()")
-                    .fetch_one(pool)
-                    .await?,
-            );
-            facts.pg_partman_version = sqlx::query_scalar(
-                "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'",
-            )
-            .fetch_optional(pool)
-            .await?;
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1)",
-            )
-            .bind(SETTINGS)
-            .fetch_all(pool)
-            .await?;
-            facts.postgres_settings = rows.into_iter().collect();
+            facts.add_database(pool).await?;
         }
         Ok(facts)
     }
 
-    /// One line for reports: `2 cores, 23.4 GiB, PostgreSQL 15.8, pg_partman 4.7.2, rev abc1234`.
+    /// Adds the server's version, pg_partman's and the settings that change plans and
+    /// commit costs.
+    pub async fn add_database(&mut self, pool: &PgPool) -> Result<(), BenchError> {
+        self.postgres_version = Some(
+            sqlx::query_scalar("SELECT version()")
+                .fetch_one(pool)
+                .await?,
+        );
+        self.pg_partman_version =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'")
+                .fetch_optional(pool)
+                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1)",
+        )
+        .bind(SETTINGS)
+        .fetch_all(pool)
+        .await?;
+        self.postgres_settings = rows.into_iter().collect();
+        Ok(())
+    }
+
+    /// One line for reports: `2 cores (AMD EPYC …), 23.4 GiB memory, Debian GNU/Linux 12
+    /// (bookworm), PostgreSQL 15.8, pg_partman 4.7.2, rev abc1234`.
     pub fn summary(&self) -> String {
-        let mut parts = vec![format!("{} cores", self.cores)];
+        let mut parts = vec![match &self.cpu {
+            Some(cpu) => format!("{} cores ({cpu})", self.cores),
+            None => format!("{} cores", self.cores),
+        }];
         if let Some(bytes) = self.memory_bytes {
             parts.push(format!(
                 "{:.1} GiB memory",
                 bytes as f64 / (1u64 << 30) as f64
             ));
+        }
+        if let Some(os) = &self.os {
+            parts.push(os.clone());
         }
         if let Some(v) = &self.postgres_version {
             // `PostgreSQL 15.8 (Debian 15.8-0+deb12u1) on x86_64-pc-linux-gnu, …` → the first two words.
@@ -105,9 +141,29 @@ impl MachineFacts {
     }
 }
 
-fn memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_meminfo(&text)
+/// The value of the first `key<sep>value` line.
+fn field(text: &str, key: &str, sep: char) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(sep)?;
+        (k.trim() == key).then(|| v.trim().to_owned())
+    })
+}
+
+/// CPU time this process has used so far (user + system, all threads), from
+/// `/proc/self/stat`; `None` where that file does not exist.
+pub fn process_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_time(&stat)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line. The command name may contain spaces, so
+/// fields are counted after its closing parenthesis; the unit is USER_HZ, 100 per second
+/// on every Linux architecture.
+fn cpu_time(stat: &str) -> Option<std::time::Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
 }
 
 /// `MemTotal:       24576000 kB` → bytes.
@@ -122,9 +178,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_total_memory_from_meminfo() {
+    fn reads_memory_key_value_files_and_cpu_time() {
         let text = "MemTotal:       24576000 kB\nMemFree:        1000 kB\n";
         assert_eq!(parse_meminfo(text), Some(24_576_000 * 1024));
         assert_eq!(parse_meminfo("nothing"), None);
+        let os = "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(
+            field(os, "PRETTY_NAME", '=').map(|s| s.trim_matches('"').to_owned()),
+            Some("Debian GNU/Linux 12 (bookworm)".to_owned())
+        );
+        let stat = "1234 (pm ctl) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 9 0";
+        assert_eq!(cpu_time(stat), Some(std::time::Duration::from_millis(2810)));
+        assert!(process_cpu_time().is_some());
+        let host = MachineFacts::host("pmctl loadtest", "abc123");
+        assert!(host.cores >= 1 && host.postgres_version.is_none());
+        assert!(host.summary().contains("rev abc123"), "{}", host.summary());
+    }
+
+    #[test]
+    fn a_load_test_result_of_the_earlier_format_reads() {
+        let old = r#"{"cores": 2, "cpu": "x", "memory_bytes": 1, "kernel": "6.1", "os": "Debian"}"#;
+        let facts: MachineFacts = serde_json::from_str(old).expect("reads");
+        assert_eq!(facts.kernel.as_deref(), Some("6.1"));
+        assert!(facts.command_line.is_empty() && facts.postgres_settings.is_empty());
     }
 }

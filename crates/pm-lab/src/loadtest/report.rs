@@ -18,7 +18,6 @@ mod baseline;
 mod chart;
 mod compare;
 mod files;
-mod machine;
 mod markdown;
 mod table;
 
@@ -26,7 +25,6 @@ pub use baseline::{find_baseline, Baseline};
 pub use chart::svg_chart;
 pub use compare::{compare, Comparison, ComparisonRow};
 pub use files::{read_report, write_reports, Written};
-pub use machine::{process_cpu_time, Machine};
 pub use markdown::markdown;
 pub use table::{baseline_table, summary_table};
 
@@ -50,8 +48,9 @@ pub struct RunReport {
     pub command_line: Vec<String>,
     /// The source revision the binary was built from (`-dirty` from an uncommitted tree).
     pub git_revision: Option<String>,
-    /// The machine that generated the load.
-    pub machine: Machine,
+    /// The machine that generated the load, and the database's facts when the run was given
+    /// one.
+    pub machine: crate::machine::MachineFacts,
     /// The scenario the traffic came from.
     pub scenario: ScenarioInfo,
     /// Where the webhooks went.
@@ -80,6 +79,17 @@ pub struct ScenarioInfo {
     pub file: Option<String>,
     /// Whether its bad deliveries were sent too.
     pub keep_faults: bool,
+    /// SHA-256 of the scenario's text, hex: the file may change under its name.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl ScenarioInfo {
+    /// The hash to record for a scenario's text.
+    pub fn hash(text: &str) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
 }
 
 /// The settings of a run.

@@ -134,11 +134,11 @@ async fn run_step(
         config.progress,
     );
     let (cpu_before, wall) = (
-        crate::loadtest::report::process_cpu_time(),
+        crate::machine::process_cpu_time(),
         std::time::Instant::now(),
     );
     let run = engine::run_step(&config.engine, schedule, deliveries.clone(), live, tap).await;
-    let cpu = crate::loadtest::report::process_cpu_time()
+    let cpu = crate::machine::process_cpu_time()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
     let wall = wall.elapsed().as_secs_f64();

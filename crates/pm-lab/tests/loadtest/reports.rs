@@ -6,8 +6,8 @@ use std::time::Duration;
 use pm_lab::loadtest::knee::{self, SloCriteria};
 use pm_lab::loadtest::latency;
 use pm_lab::loadtest::report::{
-    compare, read_report, write_reports, Knee, Machine, RunReport, ScenarioInfo, Settings,
-    StepReport, REPORT_FORMAT,
+    compare, read_report, write_reports, Knee, RunReport, ScenarioInfo, Settings, StepReport,
+    REPORT_FORMAT,
 };
 
 /// A step with a real histogram of `n` latencies spread up to `top_us`.
@@ -52,12 +52,13 @@ fn report(steps: Vec<StepReport>, revision: &str) -> RunReport {
             "1000,2000".into(),
         ],
         git_revision: Some(revision.to_owned()),
-        machine: Machine::this(),
+        machine: pm_lab::machine::MachineFacts::host("pmctl loadtest --rate 100", "abc123"),
         scenario: ScenarioInfo {
             name: "steady-10k".to_owned(),
             seed: 10000,
             file: Some("scenarios/steady-10k.toml".to_owned()),
             keep_faults: true,
+            sha256: Some(ScenarioInfo::hash("[scenario]\nname = \"steady-10k\"\n")),
         },
         target: "http://127.0.0.1:3001".to_owned(),
         api_url: None,
@@ -103,6 +104,7 @@ fn the_json_result_has_its_documented_shape_and_round_trips() {
     }
     assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(v["machine"]["memory_bytes"].as_u64().is_some());
+    assert_eq!(v["scenario"]["sha256"].as_str().map(str::len), Some(64));
     assert_eq!(v["scenario"]["seed"], 10000);
     assert_eq!(v["knee"]["offered_rate"], 1000.0);
     let step0 = &v["steps"][0];
@@ -173,4 +175,24 @@ fn compare_prints_per_rate_differences() {
     assert!(notes.contains("knee: 2000/s → 1000/s"), "{notes}");
     assert!(notes.contains("old1 → new2"));
     assert!(notes.contains("only in the old run: 2000/s"));
+}
+
+#[test]
+fn every_committed_result_still_reads_for_comparison() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&dir).expect("bench-results") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("loadtest-") && name.ends_with(".json") {
+            let run = read_report(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(run.machine.cores >= 1, "{name}");
+            read += 1;
+        }
+    }
+    assert!(
+        read > 0,
+        "no committed load-test results in {}",
+        dir.display()
+    );
 }

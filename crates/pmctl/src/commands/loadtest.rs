@@ -9,9 +9,10 @@ use pm_lab::loadtest::check::CheckConfig;
 use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::{self, SloCriteria};
 use pm_lab::loadtest::lag::LagConfig;
-use pm_lab::loadtest::report::{self, Baseline, Knee, Machine, RunReport, ScenarioInfo, Settings};
+use pm_lab::loadtest::report::{self, Baseline, Knee, RunReport, ScenarioInfo, Settings};
 use pm_lab::loadtest::sweep::{self, SweepConfig, VerifyConfig};
 use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
+use pm_lab::machine::MachineFacts;
 use pm_scenario::Scenario;
 
 use crate::args::{duration, ApiArgs, WebhookSecretArgs};
@@ -103,6 +104,12 @@ pub(crate) struct Args {
     /// with; by default the newest baseline-*.json in --out, if any.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// The services' database, read once for its version and the settings that change
+    /// commit costs, which the report records beside the machine's facts (nothing is
+    /// written to it; the password is never recorded). Without it the report has no
+    /// database facts.
+    #[arg(long, env = "PM_DATABASE_URL")]
+    database_url: Option<String>,
     /// Timeout of one request (it then counts as failed, with its time recorded).
     #[arg(long, default_value = "10s", value_parser = duration)]
     request_timeout: Duration,
@@ -205,6 +212,27 @@ impl Args {
     }
 }
 
+/// This host's facts, and the database's when a URL is given.
+async fn machine_facts(database_url: Option<&str>) -> anyhow::Result<MachineFacts> {
+    let command_line = crate::secrets::redacted_command_line().join(" ");
+    let mut facts = MachineFacts::host(&command_line, crate::BUILD.revision);
+    if let Some(url) = database_url {
+        let pool = pm_storage::connect(
+            url,
+            &pm_storage::PoolOptions {
+                max_connections: 1,
+                ..pm_storage::PoolOptions::default()
+            },
+        )?;
+        facts
+            .add_database(&pool)
+            .await
+            .context("reading the database's version and settings for the report")?;
+        pool.close().await;
+    }
+    Ok(facts)
+}
+
 /// Fails early, with what to start, when the target does not answer at all.
 async fn preflight(target: &str) -> anyhow::Result<()> {
     let url = format!("{}/health/live", target.trim_end_matches('/'));
@@ -237,12 +265,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         preflight(&args.api.api_url).await?;
     }
 
+    let machine = machine_facts(args.database_url.as_deref()).await?;
+
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let info = ScenarioInfo {
         name: scenario.name().to_owned(),
         seed: scenario.seed(),
         file,
         keep_faults: !args.drop_faults,
+        sha256: Some(ScenarioInfo::hash(&text)),
     };
     let source = TrafficSource::new(
         scenario,
@@ -267,7 +298,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command_line: crate::secrets::redacted_command_line(),
         git_revision: Some(crate::BUILD.revision.to_owned()),
-        machine: Machine::this(),
+        machine,
         scenario: info,
         target: args.target.clone(),
         api_url: args.verify.then(|| args.api.api_url.clone()),

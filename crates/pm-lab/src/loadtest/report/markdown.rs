@@ -15,17 +15,24 @@ pub fn markdown(run: &RunReport, svg_name: &str) -> String {
         md,
         "- revision: {} · machine: {}",
         run.git_revision.as_deref().unwrap_or("unknown"),
-        run.machine.describe()
+        run.machine.summary()
     );
     let _ = writeln!(
         md,
-        "- scenario: `{}` (seed {}{}), bad deliveries {}",
+        "- scenario: `{}` (seed {}{}{}), bad deliveries {}",
         run.scenario.name,
         run.scenario.seed,
         run.scenario
             .file
             .as_ref()
             .map_or_else(|| ", built in".to_owned(), |f| format!(", {f}")),
+        run.scenario
+            .sha256
+            .as_ref()
+            .map_or_else(String::new, |h| format!(
+                ", sha256 {}",
+                &h[..h.len().min(12)]
+            )),
         if run.scenario.keep_faults {
             "sent"
         } else {
