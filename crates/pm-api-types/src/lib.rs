@@ -7,7 +7,8 @@
 //! numbers with the currency's precision, kept as their exact text ([`RawValue`]) so they
 //! never pass through a float on either side.
 //!
-//! With the feature `openapi` the types also describe themselves for `/openapi.json`.
+//! With the feature `openapi` the types also describe themselves for `/openapi.json`; with
+//! the feature `client`, [`client::ApiAccess`] says where the API is and how to reach it.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
+
+#[cfg(feature = "client")]
+pub mod client;
 
 /// A list page: `items` is never `null`.
 #[derive(Debug, Serialize, Deserialize)]

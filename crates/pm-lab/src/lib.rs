@@ -9,6 +9,8 @@
 //!   and those partitions clustered by kind), the original 5-day query and a few more,
 //!   measured with `EXPLAIN (ANALYZE, BUFFERS)`. Pages touched (shared hit + read) are the
 //!   headline figure because, unlike time, they do not depend on what happens to be cached.
+//! - [`verify`] compares what a run must have produced (a scenario's ledger) with what the
+//!   API serves: nothing lost, nothing doubled — `pmctl verify`, the demo and `--verify`.
 //! - [`baseline`] measures the physical limits of the machine the other benchmarks run on —
 //!   a bare HTTP server that only verifies and parses webhooks, and PostgreSQL's single-row
 //!   commit rate — so that the service's own rates can be read as fractions of them.
@@ -24,5 +26,6 @@ pub mod loadtest;
 pub mod machine;
 pub mod partitioning;
 pub mod report;
+pub mod verify;
 
 pub use error::BenchError;

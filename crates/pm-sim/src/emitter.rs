@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pm_scenario::{ActionKind, Delivery, Plan};
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::ApiAccess;
+use pm_api_types::client::ApiAccess;
 
 /// How to play a plan.
 #[derive(Debug, Clone)]

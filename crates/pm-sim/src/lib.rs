@@ -8,7 +8,5 @@
 //!
 //! It talks to the system only over HTTP and depends on no database.
 
-pub mod api;
 pub mod emitter;
 pub mod provider;
-pub mod verify;

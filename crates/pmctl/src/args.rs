@@ -718,8 +718,9 @@ impl ApiTlsArgs {
 }
 
 impl ApiArgs {
-    pub(crate) fn access(&self) -> anyhow::Result<pm_sim::api::ApiAccess> {
-        let access = pm_sim::api::ApiAccess::new(&self.api_url).with_tls(&self.tls.client_tls())?;
+    pub(crate) fn access(&self) -> anyhow::Result<pm_api_types::client::ApiAccess> {
+        let access =
+            pm_api_types::client::ApiAccess::new(&self.api_url).with_tls(&self.tls.client_tls())?;
         let key = Sources {
             flag: "--api-key",
             value: self.api_key.as_ref(),

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use pm_sim::verify::{self, VerifyReport};
+use crate::verify::{self, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 use crate::loadtest::error::LoadtestError;
 use crate::loadtest::expect::Expectation;
-use pm_sim::api::ApiAccess;
+use pm_api_types::client::ApiAccess;
 
 /// How long to wait for processing to finish.
 #[derive(Debug, Clone)]

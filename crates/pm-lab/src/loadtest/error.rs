@@ -20,7 +20,7 @@ pub enum LoadtestError {
     Histogram(String),
     /// Reading the database through the API failed during verification.
     #[error("verification: {0}")]
-    Verify(#[from] pm_sim::verify::VerifyError),
+    Verify(#[from] crate::verify::VerifyError),
     /// A task of the engine panicked or was cancelled.
     #[error("a load-test task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::loadtest::engine::LagSample;
 use crate::loadtest::error::LoadtestError;
-use pm_sim::api::ApiAccess;
+use pm_api_types::client::ApiAccess;
 
 /// How the poller works.
 #[derive(Debug, Clone)]

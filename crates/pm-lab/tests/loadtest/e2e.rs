@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use pm_api_types::client::ApiAccess;
 use pm_lab::loadtest::check::CheckConfig;
 use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::SloCriteria;
 use pm_lab::loadtest::lag::LagConfig;
 use pm_lab::loadtest::sweep::{sweep, SweepConfig, VerifyConfig};
-use pm_sim::api::ApiAccess;
 use pm_storage::testing::TestDatabase;
 
 use crate::support::{source, SECRET};

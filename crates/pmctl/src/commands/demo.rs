@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use comfy_table::Table;
+use pm_lab::verify::{self, VerifyReport};
 use pm_sim::provider::{Accepted, ProviderSim};
-use pm_sim::verify::{self, VerifyReport};
 use secrecy::ExposeSecret;
 use tokio::process::{Child, Command};
 
@@ -280,7 +280,8 @@ pub(crate) async fn run(args: Args, otlp_endpoint: Option<&str>) -> anyhow::Resu
     let plan = simulate_provider::load(&scenario_text, None)?;
     let ledger_path = workdir.join("ledger.json");
     std::fs::write(&ledger_path, plan.ledger.to_json())?;
-    let api_access = pm_sim::api::ApiAccess::new(&api.url).with_key(demo_key.clone().into())?;
+    let api_access =
+        pm_api_types::client::ApiAccess::new(&api.url).with_key(demo_key.clone().into())?;
     let emitter = pm_sim::emitter::EmitterConfig {
         target: ingest.url.clone(),
         api: api_access.clone(),

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use comfy_table::Table;
+use pm_lab::verify::{self, VerifyReport};
 use pm_scenario::Ledger;
-use pm_sim::verify::{self, VerifyReport};
 
 use crate::args::ApiArgs;
 

@@ -9,7 +9,7 @@ use pm_api_types::{Dispute, Event, List, Order};
 use pm_scenario::Ledger;
 use serde::de::DeserializeOwned;
 
-use crate::api::ApiAccess;
+use pm_api_types::client::ApiAccess;
 
 /// One cell of an expected-vs-actual status table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,5 +1,5 @@
 //! The merchant API as its own clients reach it — the simulator's merchant actions,
-//! `verify`, the load test: where it is, and the API key to send.
+//! `verify`, the load test: where it is, the API key to send and the TLS to check it with.
 
 use std::fmt;
 
