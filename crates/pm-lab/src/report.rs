@@ -1,6 +1,7 @@
 //! Writing reports: JSON for machines, Markdown for people (linking the chart), an SVG chart,
-//! and a terminal table. Files are named `<kind>-<UTC timestamp>.<ext>` so runs never
-//! overwrite each other and sort by time.
+//! and a terminal table. Every report of the lab — benchmarks and load tests — is written by
+//! [`write_files`]: named `<kind>-<UTC timestamp>.<ext>`, so runs sort by time, and never
+//! overwriting an earlier run.
 
 mod chart;
 mod markdown;
@@ -31,49 +32,84 @@ pub fn timestamp_slug(t: DateTime<Utc>) -> String {
 
 /// Writes `partitioning-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
 pub fn write_partitioning(dir: &Path, report: &PartitioningReport) -> Result<Written, BenchError> {
-    let stem = format!("partitioning-{}", timestamp_slug(report.started_at));
-    let svg_name = format!("{stem}.svg");
-    write_all(
+    write_files(
         dir,
-        &stem,
+        "partitioning",
+        &timestamp_slug(report.started_at),
         &serde_json::to_string_pretty(report)?,
-        &markdown::partitioning(report, &svg_name),
+        |svg_name| markdown::partitioning(report, svg_name),
         &chart::partitioning(report)?,
     )
+    .map_err(BenchError::from)
 }
 
 /// Writes `baseline-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
 pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, BenchError> {
-    let stem = format!("baseline-{}", timestamp_slug(report.started_at));
-    let svg_name = format!("{stem}.svg");
-    write_all(
+    write_files(
         dir,
-        &stem,
+        "baseline",
+        &timestamp_slug(report.started_at),
         &serde_json::to_string_pretty(report)?,
-        &markdown::baseline(report, &svg_name),
+        |svg_name| markdown::baseline(report, svg_name),
         &chart::baseline(report)?,
     )
+    .map_err(BenchError::from)
 }
 
-fn write_all(
+/// A report file that could not be written.
+#[derive(Debug)]
+pub struct FileError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl From<FileError> for BenchError {
+    fn from(e: FileError) -> Self {
+        BenchError::io(e.action, e.path, e.source)
+    }
+}
+
+/// Writes one report's three files, `<kind>-<stamp>.json`, `.md` and `.svg`, into `dir`
+/// (created when missing); `markdown` gets the chart's file name to link. A second report of
+/// the same kind in the same second gets a `-2`, `-3`, … suffix rather than overwriting the
+/// first.
+pub fn write_files(
     dir: &Path,
-    stem: &str,
+    kind: &str,
+    stamp: &str,
     json: &str,
-    markdown: &str,
+    markdown: impl FnOnce(&str) -> String,
     svg: &str,
-) -> Result<Written, BenchError> {
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::io("create", dir, e))?;
+) -> Result<Written, FileError> {
+    let fail = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| FileError {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(fail("create", dir))?;
+    let base = format!("{kind}-{stamp}");
+    let mut stem = base.clone();
+    let mut n = 1;
+    while dir.join(format!("{stem}.json")).exists() {
+        n += 1;
+        stem = format!("{base}-{n}");
+    }
     let written = Written {
         json: dir.join(format!("{stem}.json")),
         markdown: dir.join(format!("{stem}.md")),
         svg: dir.join(format!("{stem}.svg")),
     };
+    let markdown = markdown(&format!("{stem}.svg"));
     for (path, text) in [
         (&written.json, json),
-        (&written.markdown, markdown),
         (&written.svg, svg),
+        (&written.markdown, markdown.as_str()),
     ] {
-        std::fs::write(path, text).map_err(|e| BenchError::io("write", path, e))?;
+        std::fs::write(path, text).map_err(fail("write", path))?;
     }
     Ok(written)
 }
@@ -130,5 +166,30 @@ mod tests {
             .single()
             .expect("valid");
         assert_eq!(timestamp_slug(t), "20261125T153012Z");
+    }
+
+    #[test]
+    fn a_second_report_in_the_same_second_gets_its_own_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |json: &str| {
+            write_files(
+                dir.path(),
+                "bench",
+                "20261125T153012Z",
+                json,
+                |svg| format!("![chart]({svg})"),
+                "<svg/>",
+            )
+            .expect("written")
+        };
+        let first = write("1");
+        let second = write("2");
+        assert!(first.json.ends_with("bench-20261125T153012Z.json"));
+        assert!(second.json.ends_with("bench-20261125T153012Z-2.json"));
+        assert_eq!(std::fs::read_to_string(&first.json).expect("first"), "1");
+        assert_eq!(
+            std::fs::read_to_string(&second.markdown).expect("markdown"),
+            "![chart](bench-20261125T153012Z-2.svg)"
+        );
     }
 }
