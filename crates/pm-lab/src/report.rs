@@ -51,7 +51,8 @@ pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, Be
         &timestamp_slug(report.started_at),
         &serde_json::to_string_pretty(report)?,
         |svg_name| markdown::baseline(report, svg_name),
-        &chart::baseline(report)?,
+        // The ramp's steps are load-test steps: the load test's chart draws them.
+        &crate::loadtest::report::svg_chart(&report.http.steps, report.http.p99_limit_ms)?,
     )
     .map_err(BenchError::from)
 }

@@ -4,8 +4,6 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::baseline::BaselineReport;
-use crate::loadtest::report::StepReport;
 use crate::partitioning::{Layout, PartitioningReport};
 use crate::BenchError;
 
@@ -160,104 +158,6 @@ fn short_number(v: f64) -> String {
         format!("{v:.2}")
     }
 }
-
-/// The ramp: achieved versus offered rate above, p99 latency below.
-pub(crate) fn baseline(report: &BaselineReport) -> Result<String, BenchError> {
-    let mut steps: Vec<&StepReport> = report.http.steps.iter().collect();
-    steps.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
-    let p99_ms = |s: &StepReport| s.latency.p99_us as f64 / 1000.0;
-    let max_rate = steps
-        .iter()
-        .map(|s| s.offered_rate.max(s.achieved_rate))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let mut svg = String::new();
-    {
-        let root =
-            SVGBackend::with_string(&mut svg, (WIDTH, 2 * PANEL_HEIGHT + 50)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let root = root
-            .titled(
-                &format!(
-                    "bare webhook server: {:.0} requests/s sustained",
-                    report.http.max_sustainable_rps
-                ),
-                ("sans-serif", 22),
-            )
-            .map_err(chart_error)?;
-        let (top, bottom) = root.split_vertically(PANEL_HEIGHT);
-
-        let mut rate = ChartBuilder::on(&top)
-            .caption("achieved vs offered requests/s", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..max_rate, 0f64..max_rate)
-            .map_err(chart_error)?;
-        rate.configure_mesh()
-            .x_desc("offered /s")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()
-            .map_err(chart_error)?;
-        rate.draw_series(LineSeries::new(
-            [(0.0, 0.0), (max_rate, max_rate)],
-            RGBColor(0xbb, 0xbb, 0xbb).stroke_width(1),
-        ))
-        .map_err(chart_error)?;
-        let achieved: Vec<(f64, f64)> = steps
-            .iter()
-            .map(|s| (s.offered_rate, s.achieved_rate))
-            .collect();
-        let blue = RGBColor(0x1f, 0x77, 0xb4);
-        rate.draw_series(LineSeries::new(achieved.clone(), blue.stroke_width(2)))
-            .map_err(chart_error)?;
-        rate.draw_series(achieved.iter().map(|&p| Circle::new(p, 4, blue.filled())))
-            .map_err(chart_error)?;
-
-        let (lo, hi) = log_bounds(steps.iter().map(|s| p99_ms(s)));
-        let mut latency = ChartBuilder::on(&bottom)
-            .caption(
-                "p99 latency, ms (log scale; from when each request was due)",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..max_rate, (lo..hi).log_scale())
-            .map_err(chart_error)?;
-        latency
-            .configure_mesh()
-            .x_desc("offered /s")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y}"))
-            .draw()
-            .map_err(chart_error)?;
-        let red = RGBColor(0xd6, 0x27, 0x28);
-        let p99: Vec<(f64, f64)> = steps
-            .iter()
-            .map(|s| (s.offered_rate, p99_ms(s).max(lo)))
-            .collect();
-        latency
-            .draw_series(LineSeries::new(p99.clone(), red.stroke_width(2)))
-            .map_err(chart_error)?;
-        latency
-            .draw_series(p99.iter().map(|&p| Circle::new(p, 4, red.filled())))
-            .map_err(chart_error)?;
-        latency
-            .draw_series(LineSeries::new(
-                [
-                    (0.0, report.http.p99_limit_ms),
-                    (max_rate, report.http.p99_limit_ms),
-                ],
-                RGBColor(0x99, 0x99, 0x99).stroke_width(1),
-            ))
-            .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
-    Ok(svg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
