@@ -22,9 +22,6 @@ pub const CLUSTER_INDEXES: [(&str, &str); 2] = [
     ("public.dispute_events", "public.dispute_events_kind_idx"),
 ];
 
-/// How long clustering a partition waits for its lock before leaving it to the next run.
-pub const DEFAULT_CLUSTER_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Providers retry webhooks for up to 30 days; deduplication must remember longer.
 pub const MIN_DEDUPE_KEEP: Duration = Duration::from_secs(35 * 24 * 3600);
 

@@ -48,6 +48,17 @@ pub struct SloVerdict {
     pub failed: Vec<String>,
 }
 
+impl SloVerdict {
+    /// `pass`, or `FAIL: ` and the checks that failed, for tables.
+    pub fn describe(&self) -> String {
+        if self.passed {
+            "pass".to_owned()
+        } else {
+            format!("FAIL: {}", self.failed.join("; "))
+        }
+    }
+}
+
 /// Judges one step.
 pub fn verdict(step: &StepReport, c: &SloCriteria) -> SloVerdict {
     let mut failed = Vec::new();

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::{fmt_count, fmt_ms, fmt_ratio};
 use crate::baseline::BaselineReport;
+use crate::loadtest::latency::ms;
 use crate::machine::MachineFacts;
 use crate::partitioning::{Layout, PartitioningReport, QueryId, ORIGINAL_5D};
 
@@ -306,8 +307,8 @@ pub(crate) fn baseline(r: &BaselineReport, svg_name: &str) -> String {
         fmt_ms(h.p99_limit_ms),
         h.confirmation.measured_seconds,
         h.confirmation.achieved_rate,
-        fmt_ms(us_to_ms(h.confirmation.latency.p50_us)),
-        fmt_ms(us_to_ms(h.confirmation.latency.p99_us))
+        ms(h.confirmation.latency.p50_us),
+        ms(h.confirmation.latency.p99_us)
     );
     match &r.postgres {
         Some(pg) => {
@@ -345,26 +346,13 @@ pub(crate) fn baseline(r: &BaselineReport, svg_name: &str) -> String {
             "| {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
             s.offered_rate,
             s.achieved_rate,
-            fmt_ms(us_to_ms(l.p50_us)),
-            fmt_ms(us_to_ms(l.p90_us)),
-            fmt_ms(us_to_ms(l.p99_us)),
-            fmt_ms(us_to_ms(l.max_us)),
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.max_us),
             fmt_count(s.scheduled.saturating_sub(s.accepted)),
-            verdict(s)
+            s.slo.describe()
         );
     }
     out
-}
-
-/// `yes`, or `no (p99 75.0 ms > 50.0 ms)`.
-pub(crate) fn verdict(s: &crate::loadtest::report::StepReport) -> String {
-    if s.slo.passed {
-        "yes".to_owned()
-    } else {
-        format!("no ({})", s.slo.failed.join("; "))
-    }
-}
-
-pub(crate) fn us_to_ms(us: u64) -> f64 {
-    us as f64 / 1000.0
 }

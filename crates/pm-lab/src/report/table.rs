@@ -2,9 +2,9 @@
 
 use comfy_table::Table;
 
-use super::markdown::{us_to_ms, verdict};
 use super::{fmt_count, fmt_ms, fmt_ratio};
 use crate::baseline::BaselineReport;
+use crate::loadtest::latency::ms;
 use crate::partitioning::PartitioningReport;
 
 /// One row per query and layout: times, pages, partitions, rows; then the ratios.
@@ -77,11 +77,11 @@ pub fn baseline_table(report: &BaselineReport) -> Table {
             name.to_owned(),
             format!("{:.0}", s.offered_rate),
             format!("{:.0}", s.achieved_rate),
-            fmt_ms(us_to_ms(l.p50_us)),
-            fmt_ms(us_to_ms(l.p99_us)),
-            fmt_ms(us_to_ms(l.max_us)),
+            ms(l.p50_us),
+            ms(l.p99_us),
+            ms(l.max_us),
             fmt_count(s.scheduled.saturating_sub(s.accepted)),
-            verdict(s),
+            s.slo.describe(),
         ]);
     }
     if let Some(pg) = &report.postgres {

@@ -44,16 +44,7 @@ pub(super) fn rows(steps: &[StepReport]) -> Vec<(&'static str, Vec<String>)> {
     if steps.iter().any(|s| s.verify.is_some()) {
         rows.push(("verify", col(&verify)));
     }
-    rows.push((
-        "SLO",
-        col(&|s| {
-            if s.slo.passed {
-                "pass".to_owned()
-            } else {
-                format!("FAIL: {}", s.slo.failed.join("; "))
-            }
-        }),
-    ));
+    rows.push(("SLO", col(&|s| s.slo.describe())));
     rows
 }
 
