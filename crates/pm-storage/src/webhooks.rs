@@ -11,6 +11,8 @@
 //! Every statement runs through [`crate::statement::run`], which gives it a span in the
 //! webhook's trace.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use pm_domain::dispute::{self, ChargebackChange, DisputeEffect, DisputeProgress};
 use pm_domain::event::DisputeEventKind;
@@ -103,56 +105,174 @@ pub async fn apply_order(
     w: &OrderWebhook,
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
-    let webhook = serde_json::to_string(w)?;
-    let statement = sqlx::query_scalar(APPLY_ORDER_SQL)
-        .bind(w.provider_event_id.as_str())
-        .bind(delivery.received_at)
-        .bind(w.order_id.as_str())
-        .bind(w.user_id.as_uuid())
-        .bind(w.status.as_str())
-        .bind(w.created_at)
-        .bind(w.updated_at)
-        .bind(delivery.event_id.as_uuid())
-        .bind(webhook)
-        .fetch_one(conn);
-    // One statement: the dedupe record, the order and its event (see APPLY_ORDER_SQL).
-    let effect: Option<String> = statement::run("INSERT", "orders", statement).await?;
-    let Some(effect) = effect else {
-        return Ok(OrderOutcome::Duplicate);
-    };
-    let effect = match effect.as_str() {
+    let outcomes = apply_orders(conn, &[(w, delivery)]).await?;
+    outcomes
+        .into_iter()
+        .next()
+        .ok_or_else(|| StorageError::corrupt("order webhook outcome", "none"))
+}
+
+/// Applies order webhooks inside the caller's transaction, as if one after another in the
+/// given order, and returns their outcomes in that order.
+///
+/// The webhooks go to PostgreSQL in as few statements as their ids allow: a statement holds
+/// at most one webhook per order and per provider event id (one row cannot be upserted twice
+/// by one statement, and a duplicate delivery must see the first one's dedupe row), so
+/// webhooks of the same order — or repeated deliveries of one event — are split into
+/// successive *rounds*, each after the ones it must follow. Webhooks of distinct orders
+/// share a round however many there are. Within a statement rows are taken in `order_id`
+/// order, so concurrent statements lock orders in one global order.
+///
+/// A statement that fails fails the whole call (and the caller's transaction); callers that
+/// must not let one webhook cost the others apply them again one by one (see the API's
+/// webhook groups and the Kafka consumer).
+pub async fn apply_orders(
+    conn: &mut PgConnection,
+    batch: &[(&OrderWebhook, Delivery)],
+) -> Result<Vec<OrderOutcome>, StorageError> {
+    let mut outcomes = vec![OrderOutcome::Duplicate; batch.len()];
+    for round in order_rounds(batch) {
+        let rows = RoundColumns::of(batch, &round)?;
+        let statement = sqlx::query_as::<_, (i64, Option<String>)>(APPLY_ORDERS_SQL)
+            .bind(rows.provider_event_ids)
+            .bind(rows.received_at)
+            .bind(rows.order_ids)
+            .bind(rows.user_ids)
+            .bind(rows.statuses)
+            .bind(rows.created_at)
+            .bind(rows.updated_at)
+            .bind(rows.event_ids)
+            .bind(rows.webhooks)
+            .fetch_all(&mut *conn);
+        // One statement per round: the dedupe records, the orders and their events (see
+        // APPLY_ORDERS_SQL).
+        let answers = statement::run("INSERT", "orders", statement).await?;
+        if answers.len() != round.len() {
+            return Err(StorageError::corrupt(
+                "order webhook outcomes",
+                format!("{} for {} webhooks", answers.len(), round.len()),
+            ));
+        }
+        for (position, effect) in answers {
+            let index = usize::try_from(position - 1)
+                .ok()
+                .and_then(|i| round.get(i))
+                .copied()
+                .ok_or_else(|| StorageError::corrupt("order webhook position", position))?;
+            outcomes[index] = match effect {
+                None => OrderOutcome::Duplicate,
+                Some(effect) => OrderOutcome::Applied {
+                    event_id: batch[index].1.event_id,
+                    effect: order_effect(&effect)?,
+                },
+            };
+        }
+    }
+    Ok(outcomes)
+}
+
+fn order_effect(effect: &str) -> Result<OrderEffect, StorageError> {
+    Ok(match effect {
         "created" => OrderEffect::Created,
         "applied" => OrderEffect::Applied,
         "stale" => OrderEffect::Stale,
         "final_kept" => OrderEffect::FinalKept,
         other => return Err(StorageError::corrupt("order webhook effect", other)),
-    };
-    Ok(OrderOutcome::Applied {
-        event_id: delivery.event_id,
-        effect,
     })
 }
 
-/// An order webhook in one statement, so one round trip (and, outside a transaction, no
-/// BEGIN/COMMIT) applies it: the webhook rate of sync mode is bounded by round trips.
+/// Splits `batch` into rounds (lists of indexes into it): a webhook goes into the round
+/// after the last one holding its order or its provider event id, so each round has at most
+/// one webhook per order and per event, and webhooks of one order keep their relative order.
+fn order_rounds(batch: &[(&OrderWebhook, Delivery)]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut last_of_order: HashMap<&str, usize> = HashMap::new();
+    let mut last_of_event: HashMap<&str, usize> = HashMap::new();
+    for (index, (w, _)) in batch.iter().enumerate() {
+        let order = w.order_id.as_str();
+        let event = w.provider_event_id.as_str();
+        let round = [last_of_order.get(order), last_of_event.get(event)]
+            .into_iter()
+            .flatten()
+            .map(|r| r + 1)
+            .max()
+            .unwrap_or(0);
+        if round == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[round].push(index);
+        last_of_order.insert(order, round);
+        last_of_event.insert(event, round);
+    }
+    rounds
+}
+
+/// One round's webhooks as the columns [`APPLY_ORDERS_SQL`] unnests.
+#[derive(Default)]
+struct RoundColumns<'a> {
+    provider_event_ids: Vec<&'a str>,
+    received_at: Vec<DateTime<Utc>>,
+    order_ids: Vec<&'a str>,
+    user_ids: Vec<uuid::Uuid>,
+    statuses: Vec<&'static str>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    event_ids: Vec<uuid::Uuid>,
+    webhooks: Vec<String>,
+}
+
+impl<'a> RoundColumns<'a> {
+    fn of(batch: &[(&'a OrderWebhook, Delivery)], round: &[usize]) -> Result<Self, StorageError> {
+        let mut c = RoundColumns::default();
+        for &index in round {
+            let (w, delivery) = batch[index];
+            c.provider_event_ids.push(w.provider_event_id.as_str());
+            c.received_at.push(delivery.received_at);
+            c.order_ids.push(w.order_id.as_str());
+            c.user_ids.push(w.user_id.as_uuid());
+            c.statuses.push(w.status.as_str());
+            c.created_at.push(w.created_at);
+            c.updated_at.push(w.updated_at);
+            c.event_ids.push(delivery.event_id.as_uuid());
+            c.webhooks.push(serde_json::to_string(w)?);
+        }
+        Ok(c)
+    }
+}
+
+/// A round of order webhooks in one statement, so one round trip (and, outside a
+/// transaction, no BEGIN/COMMIT) applies them: the webhook rate of sync mode is bounded by
+/// round trips and commits. The parameters are one array per column; `position` is the
+/// 1-based place of a webhook in them, and the answer is one row per webhook: its effect,
+/// or NULL when its provider event id was processed before (a duplicate, nothing written).
 ///
 /// It is [`pm_domain::order::decide`] compiled to SQL — the `ON CONFLICT … DO UPDATE … WHERE` holds the
 /// rule (final states are kept; a webhook applies when it is at a later lifecycle stage, or
 /// at the same stage with a newer provider `updated_at`) and is evaluated on the locked,
 /// latest row version. `tests/it/webhooks.rs` checks it against `pm_domain::order::apply` for every
-/// pair of statuses and time orders. The dedupe insert comes first: a concurrent delivery of
-/// the same event waits on it and then does nothing. The effect recorded in the event's
-/// data is read from the statement's snapshot, so under a concurrent change of the same
-/// order it may say `stale` where `final_kept` was meant; the state change itself is exact.
-const APPLY_ORDER_SQL: &str = r"
-WITH dedupe AS (
+/// pair of statuses and time orders, and batches against the same webhooks one at a time.
+/// The dedupe insert comes first: a concurrent delivery of the same event waits on it and
+/// then does nothing. The joins on `provider_event_id` and `order_id` are one-to-one
+/// because a round holds each at most once (see [`order_rounds`]). The effect recorded in
+/// the event's data is read from the statement's snapshot, so under a concurrent change of
+/// the same order it may say `stale` where `final_kept` was meant; the state change itself
+/// is exact.
+const APPLY_ORDERS_SQL: &str = r"
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[], $8::uuid[], $9::text[])
+        WITH ORDINALITY AS i(provider_event_id, received_at, order_id, user_id, status,
+                             created_at, updated_at, event_id, webhook, position)
+), dedupe AS (
     INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
-    VALUES ('order', $1, $2)
+    SELECT 'order', provider_event_id, received_at FROM input ORDER BY order_id
     ON CONFLICT DO NOTHING
-    RETURNING 1
+    RETURNING provider_event_id
+), fresh AS (
+    SELECT input.* FROM input JOIN dedupe USING (provider_event_id)
 ), upsert AS (
     INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at)
-    SELECT $3, $4, $5, $6, $7 FROM dedupe
+    SELECT order_id, user_id, status, created_at, updated_at FROM fresh ORDER BY order_id
     ON CONFLICT (order_id) DO UPDATE
         SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
         WHERE o.status NOT IN ('success', 'failed')
@@ -163,23 +283,24 @@ WITH dedupe AS (
               = (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
               AND EXCLUDED.updated_at > o.updated_at)
           )
-    RETURNING (xmax = 0) AS created
+    RETURNING o.order_id, (o.xmax = 0) AS created
 ), effect AS (
-    SELECT CASE
-        WHEN NOT EXISTS (SELECT 1 FROM dedupe) THEN NULL
-        WHEN (SELECT created FROM upsert) THEN 'created'
-        WHEN EXISTS (SELECT 1 FROM upsert) THEN 'applied'
-        WHEN (SELECT status FROM orders WHERE order_id = $3) IN ('success', 'failed') THEN 'final_kept'
+    SELECT fresh.*, CASE
+        WHEN upsert.created THEN 'created'
+        WHEN upsert.order_id IS NOT NULL THEN 'applied'
+        WHEN (SELECT status FROM orders WHERE orders.order_id = fresh.order_id)
+             IN ('success', 'failed') THEN 'final_kept'
         ELSE 'stale'
     END AS effect
+    FROM fresh LEFT JOIN upsert ON upsert.order_id = fresh.order_id
 ), event AS (
     INSERT INTO order_events (event_id, order_id, kind, provider_event_id, data, created_at)
-    SELECT $8, $3, 'webhook_received', $1,
-           jsonb_build_object('effect', effect.effect, 'webhook', $9::jsonb), $2
+    SELECT event_id, order_id, 'webhook_received', provider_event_id,
+           jsonb_build_object('effect', effect, 'webhook', webhook::jsonb), received_at
     FROM effect
-    WHERE effect.effect IS NOT NULL
 )
-SELECT effect FROM effect
+SELECT input.position, effect.effect
+FROM input LEFT JOIN effect ON effect.position = input.position
 ";
 
 #[derive(sqlx::FromRow)]
@@ -368,4 +489,59 @@ pub async fn apply_chargeback_tx(
         tx.commit().await?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use pm_domain::order::OrderStatus;
+    use pm_domain::webhook::{Meta, OrderWebhook};
+    use pm_domain::{OrderId, ProviderEventId, UserId};
+
+    use super::{order_rounds, Delivery};
+
+    fn webhook(event: &str, order: &str) -> OrderWebhook {
+        OrderWebhook {
+            provider_event_id: ProviderEventId::parse(event).expect("id"),
+            order_id: OrderId::parse(order).expect("id"),
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            status: OrderStatus::Created,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+            meta: Meta::new(),
+        }
+    }
+
+    fn rounds(pairs: &[(&str, &str)]) -> Vec<Vec<usize>> {
+        let webhooks: Vec<_> = pairs.iter().map(|(e, o)| webhook(e, o)).collect();
+        let batch: Vec<_> = webhooks.iter().map(|w| (w, Delivery::now())).collect();
+        order_rounds(&batch)
+    }
+
+    #[test]
+    fn distinct_orders_share_one_round() {
+        assert_eq!(
+            rounds(&[("e1", "a"), ("e2", "b"), ("e3", "c")]),
+            vec![vec![0, 1, 2]]
+        );
+    }
+
+    #[test]
+    fn an_order_or_an_event_seen_before_waits_for_the_next_round() {
+        assert_eq!(
+            rounds(&[
+                ("e1", "a"),
+                ("e2", "a"), // same order: after e1
+                ("e3", "b"),
+                ("e1", "c"), // same event as the first: after it
+                ("e4", "a"), // after e2
+                ("e5", "b"), // after e3
+            ]),
+            vec![vec![0, 2], vec![1, 3, 5], vec![4]]
+        );
+    }
+
+    #[test]
+    fn an_empty_batch_has_no_rounds() {
+        assert!(rounds(&[]).is_empty());
+    }
 }

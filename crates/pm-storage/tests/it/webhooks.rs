@@ -4,7 +4,7 @@ use pm_domain::dispute::{ChargebackStatus, DisputeEffect, Resolution};
 use pm_domain::order::{OrderEffect, OrderStatus};
 use pm_storage::testing::TestDatabase;
 use pm_storage::webhooks::{
-    apply_chargeback_tx, apply_order_tx, ChargebackOutcome, Delivery, OrderOutcome,
+    apply_chargeback_tx, apply_order_tx, apply_orders, ChargebackOutcome, Delivery, OrderOutcome,
 };
 
 use crate::fixtures::{chargeback, closed, count, order, t};
@@ -423,5 +423,152 @@ async fn the_sql_order_rule_matches_the_domain_rule_exhaustively() {
                 );
             }
         }
+    }
+}
+
+/// The same pairs as above, all in one batch: the batch statement applies the rule per row,
+/// with two rounds (each order's second webhook waits for its first).
+#[tokio::test]
+async fn a_batch_applies_the_order_rule_to_every_row() {
+    use pm_domain::order::{apply, OrderProgress};
+    let db = TestDatabase::new().await;
+    let mut webhooks = Vec::new();
+    let mut expectations = Vec::new();
+    for current in OrderStatus::ALL {
+        for incoming in OrderStatus::ALL {
+            for offset in [-1, 0, 1] {
+                let id = format!("rule-{}", expectations.len());
+                webhooks.push(order(&format!("{id}-a"), &id, current, 10));
+                webhooks.push(order(&format!("{id}-b"), &id, incoming, 10 + offset));
+                let (expected, effect) = apply(
+                    Some(OrderProgress {
+                        status: current,
+                        updated_at: t(10),
+                    }),
+                    OrderProgress {
+                        status: incoming,
+                        updated_at: t(10 + offset),
+                    },
+                );
+                expectations.push((
+                    id,
+                    expected,
+                    effect,
+                    format!("{current} then {incoming} at {offset:+}"),
+                ));
+            }
+        }
+    }
+    let batch: Vec<_> = webhooks.iter().map(|w| (w, Delivery::now())).collect();
+    let outcomes = apply_in_one_transaction(&db, &batch).await;
+    for (i, (id, expected, expected_effect, case)) in expectations.iter().enumerate() {
+        assert_eq!(
+            effect(outcomes[2 * i]),
+            Some(OrderEffect::Created),
+            "{case}"
+        );
+        assert_eq!(
+            effect(outcomes[2 * i + 1]),
+            Some(*expected_effect),
+            "{case}"
+        );
+        let (status, updated_at) = order_status(&db, id).await;
+        assert_eq!(
+            (status.as_str(), updated_at),
+            (expected.status.as_str(), expected.updated_at),
+            "{case}"
+        );
+    }
+}
+
+async fn apply_in_one_transaction(
+    db: &TestDatabase,
+    batch: &[(&pm_domain::webhook::OrderWebhook, Delivery)],
+) -> Vec<OrderOutcome> {
+    let mut tx = db.pool.begin().await.expect("begin");
+    let outcomes = apply_orders(&mut tx, batch).await.expect("batch");
+    tx.commit().await.expect("commit");
+    outcomes
+}
+
+/// What a database holds after order webhooks, in a form two databases can be compared by.
+async fn order_state(
+    db: &TestDatabase,
+) -> (
+    Vec<(String, String, i64)>,
+    Vec<(String, String, String)>,
+    i64,
+) {
+    let orders = sqlx::query_as(
+        "SELECT order_id, status, extract(epoch FROM updated_at)::bigint FROM orders ORDER BY order_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("orders");
+    let events = sqlx::query_as(
+        "SELECT order_id, provider_event_id, data->>'effect' FROM order_events
+         ORDER BY order_id, provider_event_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("events");
+    let processed = count(&db.pool, "SELECT count(*) FROM processed_webhooks").await;
+    (orders, events, processed)
+}
+
+/// Batches of webhooks with repeated orders and repeated deliveries (the cases that need
+/// several rounds) leave the same outcomes and the same database as applying the same
+/// webhooks one at a time, in the same order.
+#[tokio::test]
+async fn a_batch_is_the_same_as_its_webhooks_one_at_a_time() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for run in 0..8 {
+        let one_by_one = TestDatabase::new().await;
+        let batched = TestDatabase::new().await;
+        let mut webhooks = Vec::new();
+        for _ in 0..40 {
+            // Few orders and few event ids, so orders repeat and deliveries are duplicated.
+            let event = format!("r{run}-e{}", next(30));
+            let order_id = format!("r{run}-o{}", next(6));
+            let status = OrderStatus::ALL[usize::try_from(next(4)).expect("small")];
+            webhooks.push(order(
+                &event,
+                &order_id,
+                status,
+                i64::try_from(next(5)).expect("small"),
+            ));
+        }
+        // A repeated event id always carries the same webhook, as a provider's retry does.
+        let mut first: std::collections::HashMap<String, pm_domain::webhook::OrderWebhook> =
+            std::collections::HashMap::new();
+        for w in &mut webhooks {
+            *w = first
+                .entry(w.provider_event_id.as_str().to_owned())
+                .or_insert_with(|| w.clone())
+                .clone();
+        }
+        let deliveries: Vec<Delivery> = webhooks.iter().map(|_| Delivery::now()).collect();
+        let mut expected = Vec::new();
+        for (w, d) in webhooks.iter().zip(&deliveries) {
+            expected.push(
+                apply_order_tx(&one_by_one.pool, w, *d)
+                    .await
+                    .expect("apply"),
+            );
+        }
+        let batch: Vec<_> = webhooks.iter().zip(deliveries.iter().copied()).collect();
+        let outcomes = apply_in_one_transaction(&batched, &batch).await;
+        assert_eq!(outcomes, expected, "run {run}");
+        assert_eq!(
+            order_state(&batched).await,
+            order_state(&one_by_one).await,
+            "run {run}"
+        );
     }
 }
