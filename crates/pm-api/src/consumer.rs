@@ -90,10 +90,10 @@ impl WebhookHandler {
         d: &Decoded,
     ) -> Result<(Outcome, &'static str), StorageError> {
         Ok(match d {
-            Decoded::Order(w, delivery) => match webhooks::apply_order(conn, w, *delivery).await? {
-                OrderOutcome::Applied { effect, .. } => (Outcome::Done, effect.as_str()),
-                OrderOutcome::Duplicate => (Outcome::Done, "duplicate"),
-            },
+            Decoded::Order(w, delivery) => (
+                Outcome::Done,
+                order_label(webhooks::apply_order(conn, w, *delivery).await?),
+            ),
             Decoded::Chargeback(w, delivery) => {
                 match webhooks::apply_chargeback(conn, w, *delivery).await? {
                     ChargebackOutcome::Applied { effect, .. } => (Outcome::Done, effect.as_str()),
@@ -114,6 +114,11 @@ impl WebhookHandler {
         decoded: &[Result<Decoded, String>],
     ) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
         let mut tx = pm_storage::db::begin(&self.pool).await?;
+        if self.kind == WebhookKind::Order {
+            let out = apply_order_batch(&mut tx, batch, decoded).await?;
+            tx.commit().await?;
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(decoded.len());
         for (m, d) in batch.iter().zip(decoded) {
             // After a message that must be retried, the rest wait so the partition's
@@ -169,6 +174,57 @@ impl WebhookHandler {
         }
         Ok(out)
     }
+}
+
+fn order_label(outcome: OrderOutcome) -> &'static str {
+    match outcome {
+        OrderOutcome::Applied { effect, .. } => effect.as_str(),
+        OrderOutcome::Duplicate => "duplicate",
+    }
+}
+
+/// The orders topic's batch: every decodable message in as few statements as its orders
+/// allow, in offset order (see [`webhooks::apply_orders`]); an order webhook is never
+/// retried, so nothing waits behind another. The statements run in the first message's
+/// consumer span, which links to the others'.
+async fn apply_order_batch(
+    conn: &mut sqlx::PgConnection,
+    batch: &[Received],
+    decoded: &[Result<Decoded, String>],
+) -> Result<Vec<(Outcome, &'static str)>, StorageError> {
+    let mut out: Vec<(Outcome, &'static str)> = Vec::with_capacity(decoded.len());
+    let mut applied = Vec::new();
+    let mut orders = Vec::new();
+    let mut spans = Vec::new();
+    for (index, (m, d)) in batch.iter().zip(decoded).enumerate() {
+        out.push(match d {
+            Ok(Decoded::Order(w, delivery)) => {
+                applied.push(index);
+                orders.push((w, *delivery));
+                spans.push(m.process_span());
+                (Outcome::Done, "")
+            }
+            // `decode` refuses a chargeback envelope on the orders topic.
+            Ok(Decoded::Chargeback(..)) => (
+                Outcome::Reject("a chargeback on the orders topic".to_owned()),
+                "rejected",
+            ),
+            Err(e) => (Outcome::Reject(e.clone()), "rejected"),
+        });
+    }
+    let Some(first) = spans.first() else {
+        return Ok(out);
+    };
+    for other in &spans[1..] {
+        first.follows_from(other);
+    }
+    let outcomes = webhooks::apply_orders(conn, &orders)
+        .instrument(first.clone())
+        .await?;
+    for (index, outcome) in applied.into_iter().zip(outcomes) {
+        out[index] = (Outcome::Done, order_label(outcome));
+    }
+    Ok(out)
 }
 
 fn transient(e: &StorageError) -> Transient {
