@@ -14,6 +14,7 @@ pub mod captures;
 pub mod consumer;
 pub mod dto;
 pub mod error;
+pub mod groups;
 pub mod openapi;
 mod query;
 mod routes;

@@ -33,6 +33,8 @@ pub struct ApiConfig {
     pub auth: crate::auth::AuthSettings,
     /// `GET /debug/pprof/profile` (scope `admin`) takes CPU profiles.
     pub pprof: bool,
+    /// Group commit of sync-mode webhooks.
+    pub webhook_groups: crate::groups::GroupSettings,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -50,6 +52,7 @@ impl fmt::Debug for ApiConfig {
             .field("capture_stale_after", &self.capture_stale_after)
             .field("auth", &self.auth)
             .field("pprof", &self.pprof)
+            .field("webhook_groups", &self.webhook_groups)
             .finish()
     }
 }
@@ -80,6 +83,7 @@ pub struct ApiMetrics {
     apply_errors: Family<ApplyErrorLabels, Counter>,
     captures: Family<CaptureLabels, Counter>,
     reconcile_errors: Counter,
+    groups: crate::groups::GroupMetrics,
 }
 
 impl ApiMetrics {
@@ -122,6 +126,7 @@ impl ApiMetrics {
             apply_errors,
             captures,
             reconcile_errors,
+            groups: crate::groups::GroupMetrics::register(registry),
         }
     }
 
@@ -190,6 +195,7 @@ pub(crate) struct Inner {
     pub(crate) registry: SharedRegistry,
     pub(crate) readiness: Vec<(&'static str, Readiness)>,
     pub(crate) keyring: crate::auth::Keyring,
+    pub(crate) groups: crate::groups::WebhookGroups,
 }
 
 impl fmt::Debug for AppState {
@@ -214,8 +220,14 @@ impl AppState {
         readiness: Vec<(&'static str, Readiness)>,
     ) -> Self {
         let keyring = crate::auth::Keyring::new(config.auth.clone());
+        let groups = crate::groups::WebhookGroups::start(
+            &pool,
+            config.webhook_groups,
+            metrics.groups.clone(),
+        );
         let state = AppState {
             inner: Arc::new(Inner {
+                groups,
                 pool,
                 read_pool,
                 keyring,

@@ -28,6 +28,7 @@ pub struct TestApi {
     read_pool: Option<PgPool>,
     pprof: bool,
     trusted_proxies: Vec<std::net::IpAddr>,
+    webhook_groups: crate::groups::GroupSettings,
 }
 
 /// A test API that stops (like a killed process) when dropped.
@@ -101,7 +102,14 @@ impl TestApi {
             read_pool: None,
             pprof: false,
             trusted_proxies: Vec::new(),
+            webhook_groups: crate::groups::GroupSettings::default(),
         }
+    }
+
+    /// How sync-mode webhooks are grouped (default: as `serve-api` does by default).
+    pub fn webhook_groups(mut self, settings: crate::groups::GroupSettings) -> Self {
+        self.webhook_groups = settings;
+        self
     }
 
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -175,6 +183,7 @@ impl TestApi {
                 ..crate::auth::AuthSettings::default()
             },
             pprof: self.pprof,
+            webhook_groups: self.webhook_groups,
         };
         let now = pm_domain::time::now();
         let name = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

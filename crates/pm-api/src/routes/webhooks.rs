@@ -12,7 +12,7 @@ use pm_domain::webhook::{ChargebackWebhook, OrderWebhook, WebhookKind};
 use pm_domain::InputError;
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
-use pm_storage::webhooks::{self, ChargebackOutcome, Delivery, OrderOutcome};
+use pm_storage::webhooks::{ChargebackOutcome, Delivery, OrderOutcome};
 use pm_tls::ClientCertificate;
 
 use crate::dto::WebhookAck;
@@ -40,8 +40,11 @@ fn duplicate() -> Response {
         .into_response()
 }
 
-async fn apply_order(app: &AppState, w: &OrderWebhook, delivery: Delivery) -> ApiResult<Response> {
-    let outcome = webhooks::apply_order_tx(app.pool(), w, delivery)
+async fn apply_order(app: &AppState, w: OrderWebhook, delivery: Delivery) -> ApiResult<Response> {
+    let outcome = app
+        .inner
+        .groups
+        .apply_order(app.pool(), w, delivery)
         .await
         .inspect_err(|e| app.inner.metrics.count_apply_error("order", e))?;
     Ok(match outcome {
@@ -58,10 +61,14 @@ async fn apply_order(app: &AppState, w: &OrderWebhook, delivery: Delivery) -> Ap
 
 async fn apply_chargeback(
     app: &AppState,
-    w: &ChargebackWebhook,
+    w: ChargebackWebhook,
     delivery: Delivery,
 ) -> ApiResult<Response> {
-    let outcome = webhooks::apply_chargeback_tx(app.pool(), w, delivery)
+    let order_id = w.order_id.clone();
+    let outcome = app
+        .inner
+        .groups
+        .apply_chargeback(app.pool(), w, delivery)
         .await
         .inspect_err(|e| app.inner.metrics.count_apply_error("chargeback", e))?;
     Ok(match outcome {
@@ -79,8 +86,7 @@ async fn apply_chargeback(
             app.count_webhook("chargeback", "order_unknown");
             // Retryable: nothing was stored, so a later delivery applies it in full.
             return Err(Problem::not_found(format!(
-                "order {} is not known yet; nothing was stored, deliver the chargeback again after the order",
-                w.order_id
+                "order {order_id} is not known yet; nothing was stored, deliver the chargeback again after the order",
             ))
             .into());
         }
@@ -116,7 +122,7 @@ pub(crate) async fn order_webhook(
         .accept(&headers, body, now_unix())
         .await?;
     let w = OrderWebhook::parse(&bytes)?;
-    apply_order(&app, &w, Delivery::now()).await
+    apply_order(&app, w, Delivery::now()).await
 }
 
 #[utoipa::path(post, path = "/webhooks/payments/chargebacks", tag = "webhooks",
@@ -140,7 +146,7 @@ pub(crate) async fn chargeback_webhook(
         .accept(&headers, body, now_unix())
         .await?;
     let w = ChargebackWebhook::parse(&bytes)?;
-    apply_chargeback(&app, &w, Delivery::now()).await
+    apply_chargeback(&app, w, Delivery::now()).await
 }
 
 /// Authenticates a service call and reads its envelope.
@@ -200,7 +206,7 @@ pub(crate) async fn internal_order_update(
     let w = OrderWebhook::parse(env.payload.get().as_bytes())?;
     apply_order(
         &app,
-        &w,
+        w,
         Delivery {
             event_id: env.event_id,
             received_at: env.received_at,
@@ -231,7 +237,7 @@ pub(crate) async fn internal_dispute_update(
     let w = ChargebackWebhook::parse(env.payload.get().as_bytes())?;
     apply_chargeback(
         &app,
-        &w,
+        w,
         Delivery {
             event_id: env.event_id,
             received_at: env.received_at,

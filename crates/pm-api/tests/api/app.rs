@@ -23,9 +23,16 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|api| api).await
+    }
+
+    /// Like [`TestApp::spawn`], with settings of its own.
+    pub async fn spawn_with(
+        configure: impl FnOnce(pm_api::testing::TestApi) -> pm_api::testing::TestApi,
+    ) -> TestApp {
         let db = TestDatabase::new().await;
         let provider = MockServer::start().await;
-        let served = pm_api::testing::TestApi::new(SECRET)
+        let served = configure(pm_api::testing::TestApi::new(SECRET))
             .internal_token(TOKEN)
             .provider(ProviderConfig {
                 base_url: provider.uri(),
@@ -50,18 +57,7 @@ impl TestApp {
 
     /// POSTs a signed webhook body (raw bytes, so tests control them exactly).
     pub async fn webhook_raw(&self, route: &str, body: &str) -> reqwest::Response {
-        let t = chrono::Utc::now().timestamp();
-        self.http
-            .post(self.url(route))
-            .header("content-type", "application/json")
-            .header(
-                signature::HEADER,
-                signature::header_value(SECRET, t, body.as_bytes()),
-            )
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("request")
+        signed_post(&self.http, &self.url(route), body).await
     }
 
     pub async fn order_webhook(&self, body: &Value) -> reqwest::Response {
@@ -137,6 +133,29 @@ impl TestApp {
             .expect("dispute id")
             .to_owned()
     }
+}
+
+/// POSTs `body` to `url` signed with the test secret.
+pub async fn signed_post(http: &reqwest::Client, url: &str, body: &str) -> reqwest::Response {
+    let t = chrono::Utc::now().timestamp();
+    http.post(url)
+        .header("content-type", "application/json")
+        .header(
+            signature::HEADER,
+            signature::header_value(SECRET, t, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request")
+}
+
+/// POSTs a signed JSON webhook and answers its status (for webhooks sent from tasks).
+pub async fn send_signed(http: &reqwest::Client, url: &str, body: &Value) -> u16 {
+    signed_post(http, url, &body.to_string())
+        .await
+        .status()
+        .as_u16()
 }
 
 pub fn order(event: &str, order_id: &str, status: &str, updated_at: &str) -> Value {

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod capture_outcomes;
 mod disputes;
+mod groups;
 mod hostile;
 mod operations;
 mod orders;

@@ -93,6 +93,16 @@ pub(crate) struct Args {
     /// Off by default; sampling costs a little CPU only while a profile is taken.
     #[arg(long, env = "PM_PPROF")]
     pprof: bool,
+    /// Sync mode: most webhooks applied together in one transaction (group commit).
+    /// Webhooks that arrive while the database is busy wait for the next group instead of
+    /// each taking a transaction, a round trip and a WAL flush of its own; a lone webhook is
+    /// applied at once. `0` gives every webhook its own transaction.
+    #[arg(long, env = "PM_WEBHOOK_GROUP_MAX", default_value_t = pm_api::groups::GroupSettings::default().max_size)]
+    webhook_group_max: usize,
+    /// Sync mode: webhook groups applied at the same time, each on its own database
+    /// connection (taken from `--db-max-connections`).
+    #[arg(long, env = "PM_WEBHOOK_GROUP_WORKERS", default_value_t = pm_api::groups::GroupSettings::default().workers)]
+    webhook_group_workers: usize,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -131,6 +141,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             ..pm_api::auth::AuthSettings::default()
         },
         pprof: args.pprof,
+        webhook_groups: pm_api::groups::GroupSettings {
+            max_size: args.webhook_group_max,
+            workers: args.webhook_group_workers,
+        },
     };
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
     let registry = root.sub_registry_with_prefix("pm");
