@@ -105,11 +105,26 @@ pub async fn apply_order(
     w: &OrderWebhook,
     delivery: Delivery,
 ) -> Result<OrderOutcome, StorageError> {
-    let outcomes = apply_orders(conn, &[(w, delivery)]).await?;
-    outcomes
-        .into_iter()
-        .next()
-        .ok_or_else(|| StorageError::corrupt("order webhook outcome", "none"))
+    let statement = sqlx::query_scalar(APPLY_ORDER_SQL)
+        .bind(w.provider_event_id.as_str())
+        .bind(delivery.received_at)
+        .bind(w.order_id.as_str())
+        .bind(w.user_id.as_uuid())
+        .bind(w.status.as_str())
+        .bind(w.created_at)
+        .bind(w.updated_at)
+        .bind(delivery.event_id.as_uuid())
+        .bind(serde_json::to_string(w)?)
+        .fetch_one(conn);
+    // One statement: the dedupe record, the order and its event (see APPLY_ORDER_SQL).
+    let effect: Option<String> = statement::run("INSERT", "orders", statement).await?;
+    Ok(match effect {
+        None => OrderOutcome::Duplicate,
+        Some(effect) => OrderOutcome::Applied {
+            event_id: delivery.event_id,
+            effect: order_effect(&effect)?,
+        },
+    })
 }
 
 /// Applies order webhooks inside the caller's transaction, as if one after another in the
@@ -132,6 +147,13 @@ pub async fn apply_orders(
 ) -> Result<Vec<OrderOutcome>, StorageError> {
     let mut outcomes = vec![OrderOutcome::Duplicate; batch.len()];
     for round in order_rounds(batch) {
+        if let [index] = round[..] {
+            // A round of one takes the single-webhook statement: the set-based one costs
+            // PostgreSQL more to plan and run for a single row.
+            let (w, delivery) = batch[index];
+            outcomes[index] = apply_order(conn, w, delivery).await?;
+            continue;
+        }
         let rows = RoundColumns::of(batch, &round)?;
         let statement = sqlx::query_as::<_, (i64, Option<String>)>(APPLY_ORDERS_SQL)
             .bind(rows.provider_event_ids)
@@ -239,6 +261,55 @@ impl<'a> RoundColumns<'a> {
         Ok(c)
     }
 }
+
+/// An order webhook in one statement, so one round trip (and, outside a transaction, no
+/// BEGIN/COMMIT) applies it: the webhook rate of sync mode is bounded by round trips.
+///
+/// It is [`pm_domain::order::decide`] compiled to SQL — the `ON CONFLICT … DO UPDATE … WHERE` holds the
+/// rule (final states are kept; a webhook applies when it is at a later lifecycle stage, or
+/// at the same stage with a newer provider `updated_at`) and is evaluated on the locked,
+/// latest row version. `tests/it/webhooks.rs` checks it against `pm_domain::order::apply` for every
+/// pair of statuses and time orders. The dedupe insert comes first: a concurrent delivery of
+/// the same event waits on it and then does nothing. The effect recorded in the event's
+/// data is read from the statement's snapshot, so under a concurrent change of the same
+/// order it may say `stale` where `final_kept` was meant; the state change itself is exact.
+const APPLY_ORDER_SQL: &str = r"
+WITH dedupe AS (
+    INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
+    VALUES ('order', $1, $2)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), upsert AS (
+    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at)
+    SELECT $3, $4, $5, $6, $7 FROM dedupe
+    ON CONFLICT (order_id) DO UPDATE
+        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+        WHERE o.status NOT IN ('success', 'failed')
+          AND (
+                (CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              > (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+            OR ((CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              = (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+              AND EXCLUDED.updated_at > o.updated_at)
+          )
+    RETURNING (xmax = 0) AS created
+), effect AS (
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM dedupe) THEN NULL
+        WHEN (SELECT created FROM upsert) THEN 'created'
+        WHEN EXISTS (SELECT 1 FROM upsert) THEN 'applied'
+        WHEN (SELECT status FROM orders WHERE order_id = $3) IN ('success', 'failed') THEN 'final_kept'
+        ELSE 'stale'
+    END AS effect
+), event AS (
+    INSERT INTO order_events (event_id, order_id, kind, provider_event_id, data, created_at)
+    SELECT $8, $3, 'webhook_received', $1,
+           jsonb_build_object('effect', effect.effect, 'webhook', $9::jsonb), $2
+    FROM effect
+    WHERE effect.effect IS NOT NULL
+)
+SELECT effect FROM effect
+";
 
 /// A round of order webhooks in one statement, so one round trip (and, outside a
 /// transaction, no BEGIN/COMMIT) applies them: the webhook rate of sync mode is bounded by
