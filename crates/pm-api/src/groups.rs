@@ -1,13 +1,19 @@
 //! Group commit for sync-mode webhooks: webhooks that arrive while the database is busy
 //! share one transaction, one round trip per group of distinct orders, and one WAL flush.
 //!
-//! A handler hands its webhook to [`WebhookGroups::apply`] and waits. A few workers each take
-//! whatever is queued (never waiting for more, so a lone webhook is applied at once), apply
+//! A handler hands its webhook to [`WebhookGroups::apply_order`] (or `apply_chargeback`) and
+//! waits. Each webhook goes to the worker its order id hashes to; a worker takes whatever is
+//! queued for it (never waiting for more, so a lone webhook is applied at once), applies
 //! the group in one transaction — order webhooks first, in one statement per round (see
 //! [`pm_storage::webhooks::apply_orders`]), then chargebacks, which so see the orders of
 //! their own group — and answer every member only after the commit. Under load the queue
 //! fills while a group is in the database, so groups grow with the offered rate and the
 //! per-webhook cost of round trips and commits falls.
+//!
+//! Sharding by order id keeps concurrent groups out of each other's way: every row a webhook
+//! locks — its order, the order's dispute, its dedupe row (a provider event belongs to one
+//! order) — is touched by one worker only, so two groups never wait for each other and cannot
+//! deadlock, whatever mix of duplicates and lifecycle events of one order they hold.
 //!
 //! Invariants:
 //! - a webhook is acknowledged only after the transaction holding it committed;
@@ -17,12 +23,13 @@
 //!   group whose COMMIT was lost in transit may in fact have committed; its members then
 //!   meet their own dedupe rows and are answered as duplicates, which is true.
 
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 
 use pm_domain::webhook::{ChargebackWebhook, OrderWebhook};
 use pm_storage::webhooks::{self, ChargebackOutcome, Delivery, OrderOutcome};
 use pm_storage::{PgPool, StorageError};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 /// How webhooks are grouped.
@@ -65,12 +72,19 @@ impl Job {
             Job::Order { span, .. } | Job::Chargeback { span, .. } => span,
         }
     }
+
+    fn order_id(&self) -> &str {
+        match self {
+            Job::Order { webhook, .. } => webhook.order_id.as_str(),
+            Job::Chargeback { webhook, .. } => webhook.order_id.as_str(),
+        }
+    }
 }
 
-/// The queue in front of the group workers. Cloning shares it.
+/// The queues in front of the group workers, one each. Cloning shares them.
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookGroups {
-    queue: Option<mpsc::Sender<Job>>,
+    queues: Vec<mpsc::Sender<Job>>,
     metrics: GroupMetrics,
 }
 
@@ -81,25 +95,35 @@ impl WebhookGroups {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let (Some(runtime), true) = (runtime, settings.max_size > 0 && settings.workers > 0) else {
             return Self {
-                queue: None,
+                queues: Vec::new(),
                 metrics,
             };
         };
-        let (queue, receiver) = mpsc::channel(settings.max_size * settings.workers * 2);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..settings.workers {
-            let worker = Worker {
-                pool: pool.clone(),
-                receiver: receiver.clone(),
-                max_size: settings.max_size,
-                metrics: metrics.clone(),
-            };
-            runtime.spawn(worker.run());
+        let queues = (0..settings.workers)
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(settings.max_size * 2);
+                let worker = Worker {
+                    pool: pool.clone(),
+                    receiver,
+                    max_size: settings.max_size,
+                    metrics: metrics.clone(),
+                };
+                runtime.spawn(worker.run());
+                queue
+            })
+            .collect();
+        Self { queues, metrics }
+    }
+
+    /// The queue of the worker that owns `order_id`.
+    fn queue_of(&self, order_id: &str) -> Option<&mpsc::Sender<Job>> {
+        if self.queues.is_empty() {
+            return None;
         }
-        Self {
-            queue: Some(queue),
-            metrics,
-        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        order_id.hash(&mut hasher);
+        let index = (hasher.finish() % self.queues.len() as u64) as usize;
+        self.queues.get(index)
     }
 
     /// Applies an order webhook in a group, or alone when the group failed or grouping is
@@ -153,14 +177,14 @@ impl WebhookGroups {
         &self,
         job: impl FnOnce(oneshot::Sender<Option<T>>, tracing::Span) -> Job,
     ) -> Option<T> {
-        let queue = self.queue.as_ref()?;
+        if self.queues.is_empty() {
+            return None;
+        }
         let (answer, answered) = oneshot::channel();
+        let job = job(answer, tracing::Span::current());
+        let queue = self.queue_of(job.order_id())?;
         self.metrics.queued.inc();
-        if queue
-            .send(job(answer, tracing::Span::current()))
-            .await
-            .is_err()
-        {
+        if queue.send(job).await.is_err() {
             self.metrics.queued.dec();
             return None;
         }
@@ -174,13 +198,13 @@ impl WebhookGroups {
 
 struct Worker {
     pool: PgPool,
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    receiver: mpsc::Receiver<Job>,
     max_size: usize,
     metrics: GroupMetrics,
 }
 
 impl Worker {
-    async fn run(self) {
+    async fn run(mut self) {
         while let Some(group) = self.next_group().await {
             // The group's statements join the first member's trace; the others link to it.
             let span = tracing::info_span!(parent: group[0].span(), "apply webhook group", size = group.len());
@@ -193,12 +217,11 @@ impl Worker {
     }
 
     /// Waits for a webhook, then takes those queued behind it, up to the group size.
-    async fn next_group(&self) -> Option<Vec<Job>> {
-        let mut receiver = self.receiver.lock().await;
-        let first = receiver.recv().await?;
+    async fn next_group(&mut self) -> Option<Vec<Job>> {
+        let first = self.receiver.recv().await?;
         let mut group = vec![first];
         while group.len() < self.max_size {
-            match receiver.try_recv() {
+            match self.receiver.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
@@ -327,9 +350,9 @@ impl GroupMetrics {
             "Sync-mode webhooks waiting for a group worker",
             queued.clone(),
         );
-        let size = prometheus_client::metrics::histogram::Histogram::new(
-            [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
-        );
+        let size = prometheus_client::metrics::histogram::Histogram::new([
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0,
+        ]);
         registry.register(
             "webhook_group_size",
             "Sync-mode webhooks applied together in one transaction (group commit)",

@@ -219,3 +219,46 @@ async fn a_webhook_the_database_refuses_fails_only_itself() {
     .expect("count");
     assert_eq!(poison_kept, 0, "nothing of the refused webhook is stored");
 }
+
+#[tokio::test]
+async fn concurrent_lifecycles_and_duplicates_never_roll_a_group_back() {
+    // Several workers, and every webhook of each order sent at once, twice: groups of
+    // different workers would deadlock on the orders and dedupe rows they share if one
+    // order's webhooks could reach two workers.
+    let app = TestApp::spawn_with(|api| {
+        api.webhook_groups(GroupSettings {
+            max_size: 128,
+            workers: 4,
+        })
+    })
+    .await;
+    let mut bodies = Vec::new();
+    for n in 0..40 {
+        let id = format!("o-{n}");
+        for (step, status) in ["created", "updated", "success"].into_iter().enumerate() {
+            let body = order(
+                &format!("evt-{n}-{step}"),
+                &id,
+                status,
+                &format!("2026-01-01T00:00:0{step}Z"),
+            );
+            bodies.push((ORDERS, body.clone()));
+            bodies.push((ORDERS, body));
+        }
+    }
+    let handles = sends(&app, bodies);
+    let got = statuses(handles).await;
+    assert!(got.iter().all(|&s| s == 202 || s == 200), "{got:?}");
+    assert_eq!(metric(&app, "pm_webhook_groups_failed_total").await, 0.0);
+    assert_eq!(metric(&app, "pm_webhooks_applied_alone_total").await, 0.0);
+    let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'success'")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(finished, 40, "every order reached its final status");
+    assert_eq!(
+        app.count("order_events").await,
+        120,
+        "one event per webhook, none per duplicate"
+    );
+}

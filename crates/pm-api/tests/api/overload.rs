@@ -83,11 +83,11 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_and_health_is_not() 
             max_in_flight: 3,
             ..Limits::default()
         })
-        // One webhook per group and a worker each, so each of the three below waits on
-        // the lock in a session of its own, where the test can see it.
+        // No groups: each of the three below waits on the lock in a session of its own,
+        // where the test can see it (grouped, webhooks of one worker would queue in the API).
         .webhook_groups(pm_api::groups::GroupSettings {
-            max_size: 1,
-            workers: 3,
+            max_size: 0,
+            workers: 0,
         })
         .spawn(pool(&db, 4, |o| {
             o.lock_timeout = Some(Duration::from_secs(20));
