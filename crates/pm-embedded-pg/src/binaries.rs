@@ -78,6 +78,14 @@ impl PgBinaries {
         self.major_version
     }
 
+    /// Whether the server's library directory (`lib` next to `bin`, as Debian and source
+    /// builds lay it out) holds the loadable module `name` (`pg_stat_statements`).
+    pub fn has_module(&self, name: &str) -> bool {
+        self.bin_dir
+            .parent()
+            .is_some_and(|root| root.join("lib").join(format!("{name}.so")).is_file())
+    }
+
     pub(crate) fn initdb(&self) -> PathBuf {
         self.bin_dir.join("initdb")
     }

@@ -39,6 +39,8 @@ const MAX_SOCKET_DIR_LEN: usize = 107 - 21;
 const SUPERUSER: &str = "postgres";
 /// Enough for a test suite's parallel pools plus the demo's services.
 const MAX_CONNECTIONS: u32 = 200;
+/// The module loaded at start when the installation has it: per-statement statistics.
+const STATEMENT_STATISTICS: &str = "pg_stat_statements";
 
 /// How to start an [`EmbeddedCluster`]. The default is a fresh, fast, non-durable cluster in a
 /// temporary directory on a free port — what tests want.
@@ -76,7 +78,8 @@ pub struct EmbeddedOptions {
 ///
 /// It listens on the loopback addresses only (127.0.0.1, and with TLS also ::1, see
 /// [`EmbeddedOptions::tls`]) and on a Unix socket inside its data directory; the superuser
-/// `postgres` connects without a password.
+/// `postgres` connects without a password. It loads `pg_stat_statements` when the
+/// installation has the module (the extension itself is created by whoever reads it).
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     port: u16,
@@ -571,6 +574,11 @@ impl Launch {
             ("timezone", "UTC".into()),
             ("log_timezone", "UTC".into()),
         ];
+        // Statement statistics for benchmarks (`pmctl loadtest --database-url`); loading the
+        // module costs a little per statement and needs a restart to change, so it is always on.
+        if self.binaries.has_module(STATEMENT_STATISTICS) {
+            settings.push(("shared_preload_libraries", STATEMENT_STATISTICS.into()));
+        }
         if !self.options.durable {
             for name in ["fsync", "synchronous_commit", "full_page_writes"] {
                 settings.push((name, "off".into()));
