@@ -14,6 +14,8 @@
 //! - [`baseline`] measures the physical limits of the machine the other benchmarks run on —
 //!   a bare HTTP server that only verifies and parses webhooks, and PostgreSQL's single-row
 //!   commit rate — so that the service's own rates can be read as fractions of them.
+//! - [`statements`] reads `pg_stat_statements`: where PostgreSQL spent its time during a
+//!   measurement, statement by statement.
 //!
 //! The lab talks to the system under test only from outside: over HTTP (webhooks to ingest
 //! or the API, reads from the API), and to PostgreSQL through a pool the caller hands it (a
@@ -26,6 +28,7 @@ pub mod loadtest;
 pub mod machine;
 pub mod partitioning;
 pub mod report;
+pub mod statements;
 pub mod verify;
 
 pub use error::BenchError;

@@ -41,6 +41,9 @@ pub enum LoadtestError {
         /// What is wrong with it.
         message: String,
     },
+    /// Statement statistics could not be reset or read.
+    #[error(transparent)]
+    Statements(#[from] crate::statements::ProfilerError),
     /// The chart could not be drawn.
     #[error("chart: {0}")]
     Chart(String),

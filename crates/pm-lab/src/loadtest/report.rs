@@ -66,6 +66,9 @@ pub struct RunReport {
     /// Reference rates of this machine (`pmctl bench baseline`), when found.
     #[serde(default)]
     pub baseline: Option<Baseline>,
+    /// Why the steps have no statement statistics although the run was given the database.
+    #[serde(default)]
+    pub statements_unavailable: Option<String>,
 }
 
 /// The scenario of a run.
@@ -210,6 +213,10 @@ pub struct StepReport {
     pub lag: Option<LagReport>,
     /// Verification, when asked for.
     pub verify: Option<VerifySummary>,
+    /// Where the database spent its time during the step (warm-up included), from
+    /// `pg_stat_statements`, when the run was given the database.
+    #[serde(default)]
+    pub statements: Option<crate::statements::StatementProfile>,
     /// Whether the step met the objective.
     pub slo: SloVerdict,
     /// Final answers of every request of the step (warm-up included) by kind, e.g.
@@ -257,6 +264,7 @@ impl StepReport {
             latency: LatencySummary::of(&run.latency)?,
             lag: None,
             verify: None,
+            statements: None,
             slo: SloVerdict::default(),
             answers_by_kind,
             plans,

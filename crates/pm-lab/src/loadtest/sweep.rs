@@ -17,6 +17,7 @@ use crate::loadtest::progress::StepProgress;
 use crate::loadtest::report::{LagReport, StepReport};
 use crate::loadtest::schedule::Schedule;
 use crate::loadtest::traffic::TrafficSource;
+use crate::statements::StatementProfiler;
 
 /// Verification after each step, and the lag measurement during it.
 #[derive(Debug, Clone)]
@@ -49,7 +50,13 @@ pub struct SweepConfig {
     pub cooldown: Duration,
     /// Draw progress bars.
     pub progress: bool,
+    /// Reset before each step and read after it (before verification): where the
+    /// database spent its time.
+    pub statements: Option<StatementProfiler>,
 }
+
+/// Statements kept per step in the report.
+const TOP_STATEMENTS: usize = 8;
 
 /// Runs every step; `on_step` sees each result as soon as it is there.
 pub async fn sweep(
@@ -133,6 +140,9 @@ async fn run_step(
         format!("{rate:.0}/s"),
         config.progress,
     );
+    if let Some(profiler) = &config.statements {
+        profiler.reset().await?;
+    }
     let (cpu_before, wall) = (
         crate::machine::process_cpu_time(),
         std::time::Instant::now(),
@@ -144,11 +154,16 @@ async fn run_step(
     let wall = wall.elapsed().as_secs_f64();
     progress.finish().await;
     let run = run?;
+    let statements = match &config.statements {
+        Some(profiler) => Some(profiler.profile(TOP_STATEMENTS).await?),
+        None => None,
+    };
 
     let by_kind = expect::answers_by_kind(&deliveries[..total as usize], &run.answers);
     let mut step = StepReport::of(&run, &config.criteria, by_kind, traffic.plans)?;
     // The whole process: in tests the server under load may share it.
     step.generator_cpu_cores = cpu.filter(|_| wall > 0.0).map(|c| c / wall);
+    step.statements = statements;
     if let Some(v) = &config.verify {
         let scenario = source.scenario();
         let label = step

@@ -9,6 +9,7 @@ use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::SloCriteria;
 use pm_lab::loadtest::lag::LagConfig;
 use pm_lab::loadtest::sweep::{sweep, SweepConfig, VerifyConfig};
+use pm_lab::statements::StatementProfiler;
 use pm_storage::testing::TestDatabase;
 
 use crate::support::{source, SECRET};
@@ -49,6 +50,11 @@ async fn a_verified_load_against_the_api_loses_and_doubles_nothing() {
         }),
         cooldown: Duration::ZERO,
         progress: false,
+        statements: Some(
+            StatementProfiler::connect(db.pool.clone())
+                .await
+                .expect("the test cluster loads pg_stat_statements"),
+        ),
     };
     let steps = sweep(&config, source("e2e1"), |_| {}).await.unwrap();
     assert_eq!(steps.len(), 2);
@@ -78,6 +84,19 @@ async fn a_verified_load_against_the_api_loses_and_doubles_nothing() {
         assert!(lag.samples > 0);
         assert_eq!(lag.seen, lag.samples);
         assert!(lag.applied_before_answer);
+        // The database's side of the step: the webhooks' statements, with their WAL.
+        let statements = s.statements.as_ref().unwrap();
+        assert!(
+            statements.calls > 0 && statements.wal_bytes > 0,
+            "{statements:?}"
+        );
+        assert!(
+            statements
+                .top
+                .iter()
+                .any(|t| t.query.contains("processed_webhooks") && t.calls > 0 && t.rows > 0),
+            "{statements:?}"
+        );
     }
     // The two steps used different ids: the second step's events are all new.
     assert!(steps[1].verify.as_ref().unwrap().events_expected > 0);

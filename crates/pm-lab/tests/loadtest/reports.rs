@@ -9,6 +9,7 @@ use pm_lab::loadtest::report::{
     compare, read_report, write_reports, Knee, RunReport, ScenarioInfo, Settings, StepReport,
     REPORT_FORMAT,
 };
+use pm_lab::statements::{StatementProfile, StatementStat};
 
 /// A step with a real histogram of `n` latencies spread up to `top_us`.
 fn step(offered: f64, achieved: f64, top_us: u64) -> StepReport {
@@ -72,16 +73,32 @@ fn report(steps: Vec<StepReport>, revision: &str) -> RunReport {
         steps,
         knee,
         baseline: None,
+        statements_unavailable: None,
     }
 }
 
 #[test]
 fn the_json_result_has_its_documented_shape_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let run = report(
+    let mut run = report(
         vec![step(1000.0, 999.0, 10_000), step(2000.0, 1500.0, 400_000)],
         "abc1234",
     );
+    run.steps[0].statements = Some(StatementProfile {
+        total_ms: 900.0,
+        calls: 3000,
+        wal_bytes: 1_500_000,
+        top: vec![StatementStat {
+            query: "INSERT INTO processed_webhooks | x".to_owned(),
+            calls: 1000,
+            total_ms: 600.0,
+            mean_ms: 0.6,
+            rows: 1000,
+            shared_blocks_hit: 9000,
+            shared_blocks_read: 0,
+            wal_bytes: 1_000_000,
+        }],
+    });
     let written = write_reports(dir.path(), &run).unwrap();
     assert_eq!(
         written.json.file_name().unwrap().to_str().unwrap(),
@@ -139,6 +156,12 @@ fn the_json_result_has_its_documented_shape_and_round_trips() {
     let md = std::fs::read_to_string(&written.markdown).unwrap();
     assert!(md.contains("](loadtest-20260102T030405Z.svg)"));
     assert!(md.contains("knee: 1000/s"));
+    // The statements table: its share of the step's execution, the pipe escaped.
+    assert!(md.contains("## Where the database spent its time"), "{md}");
+    assert!(
+        md.contains("| `INSERT INTO processed_webhooks \\| x` | 1000 | 600 | 66.7 % | 0.600 | 1.0 | 9.0 | 1000 |"),
+        "{md}"
+    );
     let svg = std::fs::read_to_string(&written.svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("p99.9"));
 

@@ -13,6 +13,7 @@ use pm_lab::loadtest::report::{self, Baseline, Knee, RunReport, ScenarioInfo, Se
 use pm_lab::loadtest::sweep::{self, SweepConfig, VerifyConfig};
 use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
 use pm_lab::machine::MachineFacts;
+use pm_lab::statements::StatementProfiler;
 use pm_scenario::Scenario;
 
 use crate::args::{duration, ApiArgs, WebhookSecretArgs};
@@ -104,10 +105,12 @@ pub(crate) struct Args {
     /// with; by default the newest baseline-*.json in --out, if any.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// The services' database, read once for its version and the settings that change
-    /// commit costs, which the report records beside the machine's facts (nothing is
-    /// written to it; the password is never recorded). Without it the report has no
-    /// database facts.
+    /// The services' database: the report records its version and the settings that change
+    /// commit costs beside the machine's facts, and, when the server loads
+    /// `pg_stat_statements`, where it spent its time in each step (the statistics are reset
+    /// before each step; the extension is created if missing, which needs the privilege).
+    /// Nothing else is written to it; the password is never recorded. Without it the report
+    /// has no database facts.
     #[arg(long, env = "PM_DATABASE_URL")]
     database_url: Option<String>,
     /// Timeout of one request (it then counts as failed, with its time recorded).
@@ -179,6 +182,7 @@ impl Args {
             verify,
             cooldown: self.cooldown,
             progress: true,
+            statements: None,
         })
     }
 
@@ -212,10 +216,22 @@ impl Args {
     }
 }
 
-/// This host's facts, and the database's when a URL is given.
-async fn machine_facts(database_url: Option<&str>) -> anyhow::Result<MachineFacts> {
+/// What the run learns from the database it was given.
+struct DatabaseSide {
+    facts: MachineFacts,
+    statements: Option<StatementProfiler>,
+    /// Why `statements` is `None` although a database was given.
+    statements_unavailable: Option<String>,
+}
+
+/// This host's facts, and the database's and its statement statistics when a URL is given.
+async fn database_side(database_url: Option<&str>) -> anyhow::Result<DatabaseSide> {
     let command_line = crate::secrets::redacted_command_line().join(" ");
-    let mut facts = MachineFacts::host(&command_line, crate::BUILD.revision);
+    let mut side = DatabaseSide {
+        facts: MachineFacts::host(&command_line, crate::BUILD.revision),
+        statements: None,
+        statements_unavailable: None,
+    };
     if let Some(url) = database_url {
         let pool = pm_storage::connect(
             url,
@@ -224,13 +240,19 @@ async fn machine_facts(database_url: Option<&str>) -> anyhow::Result<MachineFact
                 ..pm_storage::PoolOptions::default()
             },
         )?;
-        facts
+        side.facts
             .add_database(&pool)
             .await
             .context("reading the database's version and settings for the report")?;
-        pool.close().await;
+        match StatementProfiler::connect(pool).await {
+            Ok(profiler) => side.statements = Some(profiler),
+            Err(e) => {
+                eprintln!("statement statistics left out of the report: {e}");
+                side.statements_unavailable = Some(e.to_string());
+            }
+        }
     }
-    Ok(facts)
+    Ok(side)
 }
 
 /// Fails early, with what to start, when the target does not answer at all.
@@ -265,7 +287,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         preflight(&args.api.api_url).await?;
     }
 
-    let machine = machine_facts(args.database_url.as_deref()).await?;
+    let database = database_side(args.database_url.as_deref()).await?;
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let info = ScenarioInfo {
@@ -283,7 +305,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         },
     )?;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let config = args.sweep_config(secret)?;
+    let config = SweepConfig {
+        statements: database.statements,
+        ..args.sweep_config(secret)?
+    };
     let steps = sweep::sweep(&config, source, summary::print_step).await?;
     let knee = knee::knee(&steps).map(|s| Knee {
         offered_rate: s.offered_rate,
@@ -298,7 +323,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command_line: crate::secrets::redacted_command_line(),
         git_revision: Some(crate::BUILD.revision.to_owned()),
-        machine,
+        machine: database.facts,
         scenario: info,
         target: args.target.clone(),
         api_url: args.verify.then(|| args.api.api_url.clone()),
@@ -306,6 +331,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         steps,
         knee,
         baseline,
+        statements_unavailable: database.statements_unavailable,
     };
     let written = report::write_reports(&args.out, &run)?;
     summary::print_run(&run, old.as_ref(), &written);

@@ -99,6 +99,7 @@ pub fn markdown(run: &RunReport, svg_name: &str) -> String {
             );
         }
     }
+    statements(&mut md, run);
     let problems: Vec<String> = run
         .steps
         .iter()
@@ -116,6 +117,61 @@ pub fn markdown(run: &RunReport, svg_name: &str) -> String {
     }
     let _ = writeln!(md, "\n## How this was measured\n\n{METHOD}");
     md
+}
+
+/// Each step's statements from `pg_stat_statements`, or why there are none.
+fn statements(md: &mut String, run: &RunReport) {
+    if let Some(why) = &run.statements_unavailable {
+        let _ = writeln!(
+            md,
+            "\n## Where the database spent its time\n\nNot recorded: {why}."
+        );
+        return;
+    }
+    if run.steps.iter().all(|s| s.statements.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Where the database spent its time\n\nFrom `pg_stat_statements`, reset before \
+         each step (warm-up included); execution time only (planning and waiting for a \
+         connection are not in it). Per call: rows, shared blocks (hit + read) and WAL bytes."
+    );
+    for step in &run.steps {
+        let Some(p) = &step.statements else { continue };
+        let seconds =
+            (step.measured_seconds + run.settings.warmup_ms as f64 / 1000.0).max(f64::EPSILON);
+        let _ = writeln!(
+            md,
+            "\n### {:.0}/s offered\n\n{} statements executed, {:.0} ms of execution \
+             ({:.2} backends busy on average), {:.1} MB of WAL\n",
+            step.offered_rate,
+            p.calls,
+            p.total_ms,
+            p.total_ms / 1000.0 / seconds,
+            p.wal_bytes as f64 / 1e6
+        );
+        let _ = writeln!(
+            md,
+            "| statement | calls | total ms | share | mean ms | rows | blocks | WAL bytes |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for s in &p.top {
+            let per_call = |v: u64| v as f64 / s.calls.max(1) as f64;
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {:.0} | {:.1} % | {:.3} | {:.1} | {:.1} | {:.0} |",
+                s.query.replace('|', "\\|").replace('`', "'"),
+                s.calls,
+                s.total_ms,
+                100.0 * s.total_ms / p.total_ms.max(f64::EPSILON),
+                s.mean_ms,
+                per_call(s.rows),
+                per_call(s.shared_blocks_hit + s.shared_blocks_read),
+                per_call(s.wal_bytes)
+            );
+        }
+    }
 }
 
 const METHOD: &str = "\
