@@ -25,7 +25,7 @@ use crate::loadtest::knee::SloCriteria;
 use crate::loadtest::report::StepReport;
 use crate::loadtest::schedule::Schedule;
 use crate::machine::MachineFacts;
-use crate::BenchError;
+use crate::LabError;
 
 /// The signing secret of the generated traffic (the server and the generator share it).
 const SECRET: &[u8] = b"whsec_baseline";
@@ -108,7 +108,7 @@ pub async fn run(
     database_url: Option<&str>,
     opts: &BaselineOptions,
     progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<BaselineReport, BenchError> {
+) -> Result<BaselineReport, LabError> {
     let started_at = Utc::now();
     let machine = match database_url {
         Some(url) => {
@@ -144,13 +144,13 @@ pub async fn run(
 pub async fn http(
     opts: &BaselineOptions,
     progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<HttpBaseline, BenchError> {
+) -> Result<HttpBaseline, LabError> {
     let server = BareServer::start(SECRET).await?;
     let config = EngineConfig {
         target: server.base_url(),
         secret: SECRET.to_vec(),
         connections: usize::try_from(opts.connections)
-            .map_err(|_| BenchError::InvalidOptions("--connections is too large".into()))?,
+            .map_err(|_| LabError::Invalid("--connections is too large".into()))?,
         ..EngineConfig::default()
     };
     let criteria = SloCriteria::new(opts.p99_limit);
@@ -257,18 +257,18 @@ async fn http_step(
     criteria: &SloCriteria,
     rate: f64,
     duration: Duration,
-) -> Result<StepReport, BenchError> {
+) -> Result<StepReport, LabError> {
     let schedule = Schedule::new(rate, Duration::ZERO, duration)?;
     let deliveries = Arc::new(order_deliveries(schedule.total())?);
     let run = engine::run_step(config, schedule, deliveries, Arc::default(), None).await?;
-    Ok(StepReport::of(&run, criteria, BTreeMap::new(), Vec::new())?)
+    StepReport::of(&run, criteria, BTreeMap::new(), Vec::new())
 }
 
 /// `count` order webhooks, cycling through [`BODIES`] distinct ones.
-fn order_deliveries(count: u64) -> Result<Vec<Delivery>, BenchError> {
+fn order_deliveries(count: u64) -> Result<Vec<Delivery>, LabError> {
     let bodies = order_bodies(BODIES);
-    let order_id = pm_domain::OrderId::parse("ord_baseline")
-        .map_err(|e| BenchError::InvalidOptions(e.to_string()))?;
+    let order_id =
+        pm_domain::OrderId::parse("ord_baseline").map_err(|e| LabError::Invalid(e.to_string()))?;
     Ok((0..count)
         .map(|k| Delivery {
             at_ms: 0,

@@ -1,19 +1,34 @@
-//! The crate's one error type.
+//! The lab's one error type, shared by every instrument: the load test, the baseline, the
+//! partitioning experiment and their reports.
 
 use std::path::PathBuf;
 
-/// Why a benchmark could not run or could not be trusted.
+/// Why a measurement could not run, could not be trusted, or its report could not be read
+/// or written.
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The options cannot describe a meaningful run.
-    #[error("invalid benchmark options: {0}")]
-    InvalidOptions(String),
+pub enum LabError {
+    /// A setting is out of range, or the options cannot describe a meaningful run.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+    /// The scenario, or a variant of it made for the load test, is not valid.
+    #[error("scenario: {0}")]
+    Scenario(#[from] pm_scenario::ScenarioError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// A histogram could not be created, merged or (de)serialized.
+    #[error("histogram: {0}")]
+    Histogram(String),
+    /// Reading the database through the API failed during verification.
+    #[error("verification: {0}")]
+    Verify(#[from] crate::verify::VerifyError),
+    /// Statement statistics could not be reset or read.
+    #[error(transparent)]
+    Statements(#[from] crate::statements::ProfilerError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Storage(#[from] pm_storage::StorageError),
-    #[error(transparent)]
-    Loadtest(#[from] crate::loadtest::LoadtestError),
     /// The server has no pg_partman to install; the partitioned layout needs it.
     #[error(
         "pg_partman is not available on this PostgreSQL server \
@@ -35,6 +50,7 @@ pub enum BenchError {
     /// `EXPLAIN (FORMAT JSON)` returned something this crate does not understand.
     #[error("unexpected EXPLAIN output: {0}")]
     Explain(String),
+    /// A file could not be read or written.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -42,24 +58,33 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    /// A report file is not a result this version understands.
+    #[error("{}: not a result this version reads: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("cannot encode or decode a report: {0}")]
     Json(#[from] serde_json::Error),
+    /// The chart could not be drawn.
     #[error("cannot draw the chart: {0}")]
     Chart(String),
     #[error("HTTP baseline: {0}")]
     Http(String),
-    /// A worker task panicked or was cancelled.
-    #[error("a benchmark task failed: {0}")]
-    Task(String),
+    /// A task panicked or was cancelled.
+    #[error("a lab task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-impl BenchError {
+impl LabError {
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        BenchError::Io {
+        LabError::Io {
             action,
             path: path.into(),
             source,

@@ -31,4 +31,4 @@ pub mod report;
 pub mod statements;
 pub mod verify;
 
-pub use error::BenchError;
+pub use error::LabError;

@@ -25,7 +25,6 @@
 
 pub mod check;
 pub mod engine;
-mod error;
 pub mod expect;
 pub mod knee;
 pub mod lag;
@@ -35,5 +34,3 @@ pub mod report;
 pub mod schedule;
 pub mod sweep;
 pub mod traffic;
-
-pub use error::LoadtestError;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::BenchError;
+use crate::LabError;
 
 /// Server settings that change query plans or commit costs, recorded so two reports can be
 /// compared knowingly.
@@ -81,7 +81,7 @@ impl MachineFacts {
         pool: Option<&PgPool>,
         command_line: &str,
         revision: &str,
-    ) -> Result<Self, BenchError> {
+    ) -> Result<Self, LabError> {
         let mut facts = MachineFacts::host(command_line, revision);
         if let Some(pool) = pool {
             facts.add_database(pool).await?;
@@ -91,7 +91,7 @@ impl MachineFacts {
 
     /// Adds the server's version, pg_partman's and the settings that change plans and
     /// commit costs.
-    pub async fn add_database(&mut self, pool: &PgPool) -> Result<(), BenchError> {
+    pub async fn add_database(&mut self, pool: &PgPool) -> Result<(), LabError> {
         self.postgres_version = Some(
             sqlx::query_scalar("SELECT version()")
                 .fetch_one(pool)

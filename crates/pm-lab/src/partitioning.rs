@@ -29,7 +29,7 @@ use sqlx::{PgConnection, PgPool};
 pub use queries::QueryId;
 
 use crate::machine::MachineFacts;
-use crate::BenchError;
+use crate::LabError;
 
 /// The three physical layouts of `dispute_events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -350,14 +350,14 @@ pub async fn run(
     pool: &PgPool,
     opts: &PartitioningOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<PartitioningReport, BenchError> {
+) -> Result<PartitioningReport, LabError> {
     if opts.days < 5 {
-        return Err(BenchError::InvalidOptions(
+        return Err(LabError::Invalid(
             "--days must be at least 5 (the original query reads a 5-day window)".into(),
         ));
     }
     if opts.runs == 0 || opts.page_size == 0 {
-        return Err(BenchError::InvalidOptions(
+        return Err(LabError::Invalid(
             "--runs and the page size must be at least 1".into(),
         ));
     }
@@ -452,7 +452,7 @@ fn history_dispute(counts: &[u8]) -> i64 {
     counts.iter().position(|&c| c == max).unwrap_or(0) as i64
 }
 
-async fn sizes(conn: &mut PgConnection) -> Result<Vec<LayoutSize>, BenchError> {
+async fn sizes(conn: &mut PgConnection) -> Result<Vec<LayoutSize>, LabError> {
     let mut out = Vec::new();
     for layout in Layout::ALL {
         // A partitioned parent has no storage of its own: add up its partitions.

@@ -15,7 +15,7 @@ pub use table::{baseline_table, partitioning_table};
 
 use crate::baseline::BaselineReport;
 use crate::partitioning::PartitioningReport;
-use crate::BenchError;
+use crate::LabError;
 
 /// The files one report was written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub fn timestamp_slug(t: DateTime<Utc>) -> String {
 }
 
 /// Writes `partitioning-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
-pub fn write_partitioning(dir: &Path, report: &PartitioningReport) -> Result<Written, BenchError> {
+pub fn write_partitioning(dir: &Path, report: &PartitioningReport) -> Result<Written, LabError> {
     write_files(
         dir,
         "partitioning",
@@ -40,11 +40,11 @@ pub fn write_partitioning(dir: &Path, report: &PartitioningReport) -> Result<Wri
         |svg_name| markdown::partitioning(report, svg_name),
         &chart::partitioning(report)?,
     )
-    .map_err(BenchError::from)
+    .map_err(LabError::from)
 }
 
 /// Writes `baseline-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
-pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, BenchError> {
+pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, LabError> {
     write_files(
         dir,
         "baseline",
@@ -54,7 +54,7 @@ pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, Be
         // The ramp's steps are load-test steps: the load test's chart draws them.
         &crate::loadtest::report::svg_chart(&report.http.steps, report.http.p99_limit_ms)?,
     )
-    .map_err(BenchError::from)
+    .map_err(LabError::from)
 }
 
 /// A report file that could not be written.
@@ -65,9 +65,9 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-impl From<FileError> for BenchError {
+impl From<FileError> for LabError {
     fn from(e: FileError) -> Self {
-        BenchError::io(e.action, e.path, e.source)
+        LabError::io(e.action, e.path, e.source)
     }
 }
 

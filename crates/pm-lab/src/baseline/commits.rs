@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::loadtest::latency::{new_histogram, record};
-use crate::BenchError;
+use crate::LabError;
 
 /// The commit-rate result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,11 +33,9 @@ pub async fn commit_rate(
     url: &str,
     connections: u32,
     duration: Duration,
-) -> Result<CommitRate, BenchError> {
+) -> Result<CommitRate, LabError> {
     if connections == 0 {
-        return Err(BenchError::InvalidOptions(
-            "--connections must be at least 1".into(),
-        ));
+        return Err(LabError::Invalid("--connections must be at least 1".into()));
     }
     let pool = pm_storage::connect(
         url,
@@ -87,15 +85,15 @@ pub async fn commit_rate(
             // Closed here rather than handed back: a returned connection is checked by
             // the pool in the background, which may outlive the (embedded) server.
             let _ = conn.close().await;
-            Ok::<_, BenchError>(histogram)
+            Ok::<_, LabError>(histogram)
         });
     }
     let mut histogram = new_histogram()?;
     while let Some(joined) = tasks.join_next().await {
-        let h = joined.map_err(|e| BenchError::Task(e.to_string()))??;
+        let h = joined??;
         histogram
             .add(&h)
-            .map_err(|e| BenchError::InvalidOptions(format!("histogram: {e}")))?;
+            .map_err(|e| LabError::Invalid(format!("histogram: {e}")))?;
     }
     let seconds = start.elapsed().as_secs_f64();
     sqlx::raw_sql("DROP SCHEMA bench_baseline CASCADE")

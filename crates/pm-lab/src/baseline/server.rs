@@ -15,7 +15,7 @@ use pm_domain::webhook::OrderWebhook;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::BenchError;
+use crate::LabError;
 
 /// The route, as on the API and ingest.
 pub const ORDERS_PATH: &str = pm_scenario::Route::Orders.path();
@@ -31,17 +31,17 @@ pub struct BareServer {
 
 impl BareServer {
     /// Starts the server accepting webhooks signed with `secret`.
-    pub async fn start(secret: &[u8]) -> Result<BareServer, BenchError> {
+    pub async fn start(secret: &[u8]) -> Result<BareServer, LabError> {
         let verifier = Arc::new(Verifier::new(vec![secret.to_vec()], DEFAULT_TOLERANCE_SECS));
         let app = Router::new()
             .route(ORDERS_PATH, post(receive))
             .with_state(verifier);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|e| BenchError::io("listen on", "127.0.0.1:0", e))?;
+            .map_err(|e| LabError::io("listen on", "127.0.0.1:0", e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| BenchError::io("read the address of", "127.0.0.1:0", e))?;
+            .map_err(|e| LabError::io("read the address of", "127.0.0.1:0", e))?;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {

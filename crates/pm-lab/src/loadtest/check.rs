@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crate::verify::{self, VerifyReport};
 use serde::{Deserialize, Serialize};
 
-use crate::loadtest::error::LoadtestError;
 use crate::loadtest::expect::Expectation;
+use crate::LabError;
 use pm_api_types::client::ApiAccess;
 
 /// How long to wait for processing to finish.
@@ -129,7 +129,7 @@ impl VerifySummary {
 pub async fn check(
     config: &CheckConfig,
     expectation: &Expectation,
-) -> Result<VerifySummary, LoadtestError> {
+) -> Result<VerifySummary, LabError> {
     let started = Instant::now();
     let mut best = u64::MAX;
     let mut improved = Instant::now();

@@ -43,8 +43,8 @@ use hdrhistogram::Histogram;
 use pm_scenario::{Delivery, Route};
 use serde::{Deserialize, Serialize};
 
-use crate::loadtest::error::LoadtestError;
 use crate::loadtest::schedule::Schedule;
+use crate::LabError;
 
 mod retry;
 mod worker;
@@ -270,16 +270,16 @@ pub async fn run_step(
     deliveries: Arc<Vec<Delivery>>,
     live: Arc<Live>,
     lag: Option<LagTap>,
-) -> Result<StepRun, LoadtestError> {
+) -> Result<StepRun, LabError> {
     let total = schedule.total();
     if (deliveries.len() as u64) < total {
-        return Err(LoadtestError::Invalid(format!(
+        return Err(LabError::Invalid(format!(
             "{} deliveries for a schedule of {total}",
             deliveries.len()
         )));
     }
     if config.connections == 0 {
-        return Err(LoadtestError::Invalid(
+        return Err(LabError::Invalid(
             "at least one connection is needed".to_owned(),
         ));
     }
@@ -328,7 +328,7 @@ pub async fn run_step(
         let tally = w.await??;
         latency
             .add(&tally.latency)
-            .map_err(|e| LoadtestError::Histogram(format!("cannot merge: {e:?}")))?;
+            .map_err(|e| LabError::Histogram(format!("cannot merge: {e:?}")))?;
         counters.add(&tally.counters);
         warmup_sent += tally.warmup_sent;
         last_done = last_done.max(tally.last_done);
@@ -385,13 +385,13 @@ async fn schedule_jobs(start: Instant, schedule: Schedule, tx: flume::Sender<Job
 }
 
 /// An HTTP/1.1 client keeping `connections` idle connections.
-fn client(config: &EngineConfig, connections: usize) -> Result<reqwest::Client, LoadtestError> {
+fn client(config: &EngineConfig, connections: usize) -> Result<reqwest::Client, LabError> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .tcp_nodelay(true)
         .timeout(config.request_timeout)
         .build()
-        .map_err(LoadtestError::Client)
+        .map_err(LabError::Client)
 }
 
 /// The route of a delivery, for retries.

@@ -33,7 +33,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::loadtest::engine::LagSample;
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 use pm_api_types::client::ApiAccess;
 
 /// How the poller works.
@@ -99,14 +99,14 @@ pub async fn poll(
     config: LagConfig,
     mut rx: UnboundedReceiver<LagSample>,
     stop: CancellationToken,
-) -> Result<LagRun, LoadtestError> {
+) -> Result<LagRun, LabError> {
     let http = config
         .api
         .client_builder()
         .timeout(config.request_timeout)
         .pool_max_idle_per_host(config.max_in_flight)
         .build()
-        .map_err(LoadtestError::Client)?;
+        .map_err(LabError::Client)?;
     let url = format!("{}/orders/events", config.api.url());
     let mut run = LagRun {
         histogram: crate::loadtest::latency::new_histogram()?,

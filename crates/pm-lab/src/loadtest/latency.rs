@@ -6,7 +6,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 /// Largest value a histogram tracks exactly: 60 s in microseconds. Longer latencies are
 /// recorded as 60 s (a request timeout is far below it).
@@ -21,9 +21,9 @@ pub const TABLE_PERCENTILES: [f64; 16] = [
 ];
 
 /// A new, empty microsecond histogram (1 µs to 60 s, 3 significant digits).
-pub fn new_histogram() -> Result<Histogram<u64>, LoadtestError> {
+pub fn new_histogram() -> Result<Histogram<u64>, LabError> {
     Histogram::new_with_bounds(1, MAX_MICROS, SIGNIFICANT_DIGITS)
-        .map_err(|e| LoadtestError::Histogram(format!("{e:?}")))
+        .map_err(|e| LabError::Histogram(format!("{e:?}")))
 }
 
 /// Records a duration in microseconds (at least 1 µs; at most [`MAX_MICROS`]).
@@ -69,7 +69,7 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     /// Summarizes `h`.
-    pub fn of(h: &Histogram<u64>) -> Result<Self, LoadtestError> {
+    pub fn of(h: &Histogram<u64>) -> Result<Self, LabError> {
         let empty = h.is_empty();
         let at = |q: f64| if empty { 0 } else { h.value_at_percentile(q) };
         Ok(LatencySummary {
@@ -94,22 +94,22 @@ impl LatencySummary {
 }
 
 /// The V2 encoding of `h`, in base64.
-pub fn encode(h: &Histogram<u64>) -> Result<String, LoadtestError> {
+pub fn encode(h: &Histogram<u64>) -> Result<String, LabError> {
     let mut bytes = Vec::new();
     V2Serializer::new()
         .serialize(h, &mut bytes)
-        .map_err(|e| LoadtestError::Histogram(format!("cannot serialize: {e:?}")))?;
+        .map_err(|e| LabError::Histogram(format!("cannot serialize: {e:?}")))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Reads a histogram written by [`encode`].
-pub fn decode(text: &str) -> Result<Histogram<u64>, LoadtestError> {
+pub fn decode(text: &str) -> Result<Histogram<u64>, LabError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|e| LoadtestError::Histogram(format!("not base64: {e}")))?;
+        .map_err(|e| LabError::Histogram(format!("not base64: {e}")))?;
     Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| LoadtestError::Histogram(format!("not a V2 histogram: {e:?}")))
+        .map_err(|e| LabError::Histogram(format!("not a V2 histogram: {e:?}")))
 }
 
 /// Microseconds as milliseconds for tables (`1.234`).

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::loadtest::check::VerifySummary;
 use crate::loadtest::engine::StepRun;
-use crate::loadtest::error::LoadtestError;
 use crate::loadtest::knee::{self, SloCriteria, SloVerdict};
 use crate::loadtest::lag::LagRun;
 use crate::loadtest::latency::LatencySummary;
 use crate::loadtest::traffic::PlanUse;
+use crate::LabError;
 
 mod baseline;
 mod chart;
@@ -153,7 +153,7 @@ pub struct LagReport {
 
 impl LagReport {
     /// Summarizes a poller's run.
-    pub fn of(run: &LagRun) -> Result<Self, LoadtestError> {
+    pub fn of(run: &LagRun) -> Result<Self, LabError> {
         Ok(LagReport {
             samples: run.samples,
             seen: run.seen,
@@ -233,7 +233,7 @@ impl StepReport {
         criteria: &SloCriteria,
         answers_by_kind: BTreeMap<String, u64>,
         plans: Vec<PlanUse>,
-    ) -> Result<Self, LoadtestError> {
+    ) -> Result<Self, LabError> {
         let c = &run.counters;
         let mut step = StepReport {
             offered_rate: run.schedule.rate(),

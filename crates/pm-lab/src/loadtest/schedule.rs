@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 /// Highest rate a step may ask for, in requests per second.
 pub const MAX_RATE: f64 = 1_000_000.0;
@@ -21,20 +21,20 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule of `rate` requests per second: `warmup`, then `duration` measured.
-    pub fn new(rate: f64, warmup: Duration, duration: Duration) -> Result<Self, LoadtestError> {
+    pub fn new(rate: f64, warmup: Duration, duration: Duration) -> Result<Self, LabError> {
         if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
-            return Err(LoadtestError::Invalid(format!(
+            return Err(LabError::Invalid(format!(
                 "a rate must be above 0 and at most {MAX_RATE} requests/s (got {rate})"
             )));
         }
         if duration.is_zero() {
-            return Err(LoadtestError::Invalid(
+            return Err(LabError::Invalid(
                 "the measured duration must be above 0".to_owned(),
             ));
         }
         let total = (warmup + duration).as_secs_f64() * rate;
         if total > u32::MAX as f64 {
-            return Err(LoadtestError::Invalid(format!(
+            return Err(LabError::Invalid(format!(
                 "{total:.0} requests in one step is too many (lower the rate or the duration)"
             )));
         }

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::loadtest::check::{self, CheckConfig};
 use crate::loadtest::engine::{self, EngineConfig, LagTap, Live};
-use crate::loadtest::error::LoadtestError;
 use crate::loadtest::expect;
 use crate::loadtest::knee::SloCriteria;
 use crate::loadtest::lag::{self, LagConfig};
@@ -18,6 +17,7 @@ use crate::loadtest::report::{LagReport, StepReport};
 use crate::loadtest::schedule::Schedule;
 use crate::loadtest::traffic::TrafficSource;
 use crate::statements::StatementProfiler;
+use crate::LabError;
 
 /// Verification after each step, and the lag measurement during it.
 #[derive(Debug, Clone)]
@@ -63,9 +63,9 @@ pub async fn sweep(
     config: &SweepConfig,
     mut source: TrafficSource,
     mut on_step: impl FnMut(&StepReport),
-) -> Result<Vec<StepReport>, LoadtestError> {
+) -> Result<Vec<StepReport>, LabError> {
     if config.rates.is_empty() {
-        return Err(LoadtestError::Invalid("no rate to run".to_owned()));
+        return Err(LabError::Invalid("no rate to run".to_owned()));
     }
     let mut steps = Vec::new();
     for (index, &rate) in config.rates.iter().enumerate() {
@@ -86,7 +86,7 @@ async fn run_step(
     mut source: TrafficSource,
     index: usize,
     rate: f64,
-) -> Result<(TrafficSource, StepReport), LoadtestError> {
+) -> Result<(TrafficSource, StepReport), LabError> {
     let schedule = Schedule::new(rate, config.warmup, config.duration)?;
     let total = schedule.total();
     let (source, traffic) = tokio::task::spawn_blocking(move || {

@@ -25,7 +25,7 @@ use pm_scenario::config::MAX_ORDERS;
 use pm_scenario::{Delivery, DeliveryKind, Scenario};
 use serde::{Deserialize, Serialize};
 
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 /// Orders of the small plan generated to learn how many deliveries an order makes.
 const PROBE_ORDERS: u64 = 200;
@@ -75,12 +75,12 @@ pub struct TrafficSource {
 
 impl TrafficSource {
     /// A source of traffic from `scenario` (with its seed already chosen).
-    pub fn new(scenario: Scenario, options: TrafficOptions) -> Result<Self, LoadtestError> {
+    pub fn new(scenario: Scenario, options: TrafficOptions) -> Result<Self, LabError> {
         let ok = !options.run_id.is_empty()
             && options.run_id.len() <= 16
             && options.run_id.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok {
-            return Err(LoadtestError::Invalid(format!(
+            return Err(LabError::Invalid(format!(
                 "a run id must be 1 to 16 letters or digits (got {:?})",
                 options.run_id
             )));
@@ -99,7 +99,7 @@ impl TrafficSource {
     }
 
     /// Exactly `count` deliveries for step `step` (CPU-bound: run it off the async runtime).
-    pub fn traffic(&mut self, step: usize, count: u64) -> Result<Traffic, LoadtestError> {
+    pub fn traffic(&mut self, step: usize, count: u64) -> Result<Traffic, LabError> {
         let per_order = match self.per_order {
             Some(p) => p,
             None => {
@@ -109,7 +109,7 @@ impl TrafficSource {
             }
         };
         let want = usize::try_from(count)
-            .map_err(|_| LoadtestError::Invalid(format!("{count} deliveries is too many")))?;
+            .map_err(|_| LabError::Invalid(format!("{count} deliveries is too many")))?;
         let mut deliveries = Vec::with_capacity(want);
         let mut plans = Vec::new();
         while deliveries.len() < want {
@@ -136,7 +136,7 @@ impl TrafficSource {
                 deliveries_used: (deliveries.len() - before) as u64,
             });
             if deliveries.len() == before {
-                return Err(LoadtestError::Invalid(
+                return Err(LabError::Invalid(
                     "the scenario produces no usable deliveries".to_owned(),
                 ));
             }
@@ -146,7 +146,7 @@ impl TrafficSource {
 
     /// The scenario with plan `plan`'s seed and prefix, at most `orders` orders (never more
     /// than the scenario's own count).
-    fn variant(&self, step: usize, plan: u64, orders: u64) -> Result<Scenario, LoadtestError> {
+    fn variant(&self, step: usize, plan: u64, orders: u64) -> Result<Scenario, LabError> {
         let mut config = self.scenario.config().clone();
         config.seed = self.scenario.seed().wrapping_add(plan);
         let name: String = self.scenario.name().chars().take(NAME_IN_PREFIX).collect();
@@ -158,7 +158,7 @@ impl TrafficSource {
     }
 
     /// Deliveries per order, from a small plan of the same scenario.
-    fn deliveries_per_order(&self) -> Result<f64, LoadtestError> {
+    fn deliveries_per_order(&self) -> Result<f64, LabError> {
         let mut config = self.scenario.config().clone();
         config.traffic.orders = Some(PROBE_ORDERS);
         config.traffic.duration_secs = None;

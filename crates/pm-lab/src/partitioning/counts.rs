@@ -1,7 +1,7 @@
 //! How many events each generated dispute gets: between 3 and 12 (as in the original
 //! generator), adding up to exactly the requested number of rows.
 
-use crate::BenchError;
+use crate::LabError;
 
 /// Fewest events of a dispute (opened, something, a decision).
 pub(crate) const MIN_EVENTS: u64 = 3;
@@ -15,14 +15,12 @@ pub(crate) const MAX_EVENTS: u64 = 12;
 /// 3–12 draw (mean 7.5) cannot give, so the draw is skewed towards the end of the range that
 /// the mean lies in — every count from 3 to 12 still occurs — and a final pass nudges counts
 /// by one until the total is exact.
-pub(crate) fn event_counts(rows: u64, disputes: u64) -> Result<Vec<u8>, BenchError> {
+pub(crate) fn event_counts(rows: u64, disputes: u64) -> Result<Vec<u8>, LabError> {
     if disputes == 0 {
-        return Err(BenchError::InvalidOptions(
-            "--disputes must be at least 1".into(),
-        ));
+        return Err(LabError::Invalid("--disputes must be at least 1".into()));
     }
     if rows < disputes * MIN_EVENTS || rows > disputes * MAX_EVENTS {
-        return Err(BenchError::InvalidOptions(format!(
+        return Err(LabError::Invalid(format!(
             "{rows} rows over {disputes} disputes is {:.1} events per dispute; it must be between \
              {MIN_EVENTS} and {MAX_EVENTS} (rows between {} and {})",
             rows as f64 / disputes as f64,
@@ -31,7 +29,7 @@ pub(crate) fn event_counts(rows: u64, disputes: u64) -> Result<Vec<u8>, BenchErr
         )));
     }
     let len = usize::try_from(disputes)
-        .map_err(|_| BenchError::InvalidOptions("--disputes is too large".into()))?;
+        .map_err(|_| LabError::Invalid("--disputes is too large".into()))?;
     let mean = rows as f64 / disputes as f64;
     let span = (MAX_EVENTS - MIN_EVENTS) as f64;
     let mut rng = SplitMix64(0x5eed_0fd1_57e5);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::BenchError;
+use crate::LabError;
 
 /// The events table's name; partitions are named `dispute_events_p…` and `dispute_events_default`.
 const EVENTS_TABLE: &str = "dispute_events";
@@ -56,17 +56,17 @@ impl Explained {
 }
 
 /// Parses the JSON document of one `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`.
-pub(crate) fn parse(doc: &Value) -> Result<Explained, BenchError> {
+pub(crate) fn parse(doc: &Value) -> Result<Explained, LabError> {
     let top = doc
         .get(0)
-        .ok_or_else(|| BenchError::Explain("not a one-element array".into()))?;
+        .ok_or_else(|| LabError::Explain("not a one-element array".into()))?;
     let plan = top
         .get("Plan")
-        .ok_or_else(|| BenchError::Explain("no \"Plan\"".into()))?;
+        .ok_or_else(|| LabError::Explain("no \"Plan\"".into()))?;
     let execution_ms = top
         .get("Execution Time")
         .and_then(Value::as_f64)
-        .ok_or_else(|| BenchError::Explain("no \"Execution Time\" (was ANALYZE on?)".into()))?;
+        .ok_or_else(|| LabError::Explain("no \"Execution Time\" (was ANALYZE on?)".into()))?;
     let mut out = Explained {
         execution_ms,
         shared_hit: count(plan, "Shared Hit Blocks"),

@@ -15,7 +15,7 @@ use pm_storage::partitions::ClusterOutcome;
 
 use super::schema::{self, DATA_SCHEMA};
 use super::{Layout, Progress, Stage};
-use crate::BenchError;
+use crate::LabError;
 
 /// Dispute statuses (PRODUCT.md §2.2), drawn uniformly.
 const STATUSES: &[&str] = &[
@@ -93,7 +93,7 @@ pub(crate) async fn load(
     period_end: DateTime<Utc>,
     days: u32,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<Loaded, BenchError> {
+) -> Result<Loaded, LabError> {
     // Generous memory for the sorts of the generator and the index builds; reset before
     // anything is measured.
     sqlx::raw_sql(
@@ -116,7 +116,7 @@ pub(crate) async fn load(
         .fetch_one(&mut *conn)
         .await?;
         if default_rows > 0 {
-            return Err(BenchError::RowsInDefaultPartition { rows: default_rows });
+            return Err(LabError::RowsInDefaultPartition { rows: default_rows });
         }
     }
     indexes(conn, progress).await?;
@@ -141,7 +141,7 @@ pub(crate) async fn load(
 }
 
 /// Sends the per-dispute counts and their running offsets.
-async fn plan(conn: &mut PgConnection, counts: &[u8]) -> Result<(), BenchError> {
+async fn plan(conn: &mut PgConnection, counts: &[u8]) -> Result<(), LabError> {
     let mut first_event: i64 = 0;
     for (chunk_no, chunk) in counts.chunks(PLAN_CHUNK).enumerate() {
         let base = (chunk_no * PLAN_CHUNK) as i64;
@@ -174,7 +174,7 @@ async fn disputes(
     period_start: DateTime<Utc>,
     period_us: i64,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let status = status_of("n");
     let sql = format!(
         "INSERT INTO {DATA_SCHEMA}.disputes
@@ -221,7 +221,7 @@ async fn events(
     period_start: DateTime<Utc>,
     period_us: i64,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let status = status_of("p.n");
     let sql = format!(
         "INSERT INTO {table} (event_id, dispute_id, kind, provider_event_id, data, created_at)
@@ -287,7 +287,7 @@ async fn copy(
     conn: &mut PgConnection,
     layout: Layout,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let source = Layout::Plain.table();
     let blocks: i64 = sqlx::query_scalar(&format!(
         "SELECT pg_relation_size('{source}') / current_setting('block_size')::bigint"
@@ -317,7 +317,7 @@ async fn copy(
 async fn indexes(
     conn: &mut PgConnection,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let statements = schema::index_statements();
     let total = statements.len() as u64;
     for (i, (_, sql)) in statements.iter().enumerate() {
@@ -338,7 +338,7 @@ async fn cluster(
     conn: &mut PgConnection,
     period_end: DateTime<Utc>,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<Vec<u64>, BenchError> {
+) -> Result<Vec<u64>, LabError> {
     let table = Layout::Clustered.table();
     let index = format!("{}.{}", Layout::Clustered.schema(), schema::KIND_INDEX);
     progress(Progress {
@@ -361,7 +361,7 @@ async fn cluster(
         match c.outcome {
             ClusterOutcome::Clustered { millis: ms, .. } => millis.push(ms),
             other => {
-                return Err(BenchError::NotClustered {
+                return Err(LabError::NotClustered {
                     partition: c.partition,
                     outcome: format!("{other:?}"),
                 })
@@ -382,7 +382,7 @@ async fn cluster(
 async fn vacuum(
     conn: &mut PgConnection,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let tables: Vec<String> = Layout::ALL
         .iter()
         .map(|l| l.table())

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use super::explain::{self, Explained};
 use super::queries::{self, Params, QueryId};
 use super::{Layout, LayoutResult, Progress, QueryResult, Ratios, Stage};
-use crate::BenchError;
+use crate::LabError;
 
 /// `TIMING OFF`: per-node timing calls a clock twice per row, which inflates the sequential
 /// scan of millions of rows far more than an index scan of thousands; the statement's total
@@ -20,7 +20,7 @@ pub(crate) async fn all(
     runs: u32,
     partitions_total: usize,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<Vec<QueryResult>, BenchError> {
+) -> Result<Vec<QueryResult>, LabError> {
     let cursors = queries::cursors(conn, params).await?;
     let total = (QueryId::ALL.len() * Layout::ALL.len()) as u64 * u64::from(runs + 1);
     let mut done = 0;
@@ -98,12 +98,12 @@ pub(crate) async fn all(
 }
 
 /// Every layout must return the same rows, or the comparison is void.
-fn check_rows(id: QueryId, layouts: &[LayoutResult]) -> Result<(), BenchError> {
+fn check_rows(id: QueryId, layouts: &[LayoutResult]) -> Result<(), LabError> {
     let first = layouts.first().map(|l| l.rows);
     if layouts.iter().all(|l| Some(l.rows) == first) {
         return Ok(());
     }
-    Err(BenchError::RowCountMismatch {
+    Err(LabError::RowCountMismatch {
         query: id.short().to_owned(),
         counts: layouts
             .iter()
@@ -118,10 +118,10 @@ fn summarise(
     runs: &[Explained],
     plan: Value,
     partitions_total: usize,
-) -> Result<LayoutResult, BenchError> {
+) -> Result<LayoutResult, LabError> {
     let (first, measured) = runs
         .split_first()
-        .ok_or_else(|| BenchError::InvalidOptions("no runs".into()))?;
+        .ok_or_else(|| LabError::Invalid("no runs".into()))?;
     let measured = if measured.is_empty() {
         std::slice::from_ref(first)
     } else {
@@ -130,7 +130,7 @@ fn summarise(
     // A run that returns different rows than another on the same layout means the data
     // changed under the benchmark.
     if let Some(odd) = runs.iter().find(|r| r.rows != first.rows) {
-        return Err(BenchError::RowCountMismatch {
+        return Err(LabError::RowCountMismatch {
             query: format!("{} (between runs)", layout.schema()),
             counts: format!("{} vs {}", first.rows, odd.rows),
         });

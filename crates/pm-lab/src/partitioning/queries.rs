@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use super::schema::DATA_SCHEMA;
 use super::Layout;
-use crate::BenchError;
+use crate::LabError;
 
 /// The queries, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,7 +168,7 @@ pub(crate) fn statements(
 pub(crate) async fn cursors(
     conn: &mut PgConnection,
     params: &Params,
-) -> Result<Vec<(String, String)>, BenchError> {
+) -> Result<Vec<(String, String)>, LabError> {
     let (from, to) = params.pagination_day();
     let rows = sqlx::query_as(&format!(
         "SELECT created_at::text, event_id::text FROM (

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::Layout;
-use crate::BenchError;
+use crate::LabError;
 
 /// The shared schema: `disputes` (joined by every layout) and the generator's scratch table.
 pub(crate) const DATA_SCHEMA: &str = "bench_data";
@@ -42,7 +42,7 @@ impl Partman {
 
 /// Finds pg_partman, installing it into schema `partman` when the server has it but this
 /// database does not.
-pub(crate) async fn ensure_partman(conn: &mut PgConnection) -> Result<Partman, BenchError> {
+pub(crate) async fn ensure_partman(conn: &mut PgConnection) -> Result<Partman, LabError> {
     if let Some(found) = installed_partman(conn).await? {
         return Ok(found);
     }
@@ -53,7 +53,7 @@ pub(crate) async fn ensure_partman(conn: &mut PgConnection) -> Result<Partman, B
     .fetch_one(&mut *conn)
     .await?;
     if !available {
-        return Err(BenchError::PartmanMissing {
+        return Err(LabError::PartmanMissing {
             major: u32::try_from(version_num / 10_000).unwrap_or(0),
         });
     }
@@ -64,10 +64,10 @@ pub(crate) async fn ensure_partman(conn: &mut PgConnection) -> Result<Partman, B
     .await?;
     installed_partman(conn)
         .await?
-        .ok_or_else(|| BenchError::Explain("pg_partman vanished after CREATE EXTENSION".into()))
+        .ok_or_else(|| LabError::Explain("pg_partman vanished after CREATE EXTENSION".into()))
 }
 
-async fn installed_partman(conn: &mut PgConnection) -> Result<Option<Partman>, BenchError> {
+async fn installed_partman(conn: &mut PgConnection) -> Result<Option<Partman>, LabError> {
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT n.nspname::text, e.extversion FROM pg_extension e
          JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'",
@@ -80,7 +80,7 @@ async fn installed_partman(conn: &mut PgConnection) -> Result<Option<Partman>, B
 /// Drops everything a previous run (or this one) created: the schemas, and pg_partman's
 /// configuration and template table for the partitioned layout, which live outside them and
 /// would otherwise make `run_maintenance()` trip over a parent that no longer exists.
-pub(crate) async fn drop_all(conn: &mut PgConnection, partman: &Partman) -> Result<(), BenchError> {
+pub(crate) async fn drop_all(conn: &mut PgConnection, partman: &Partman) -> Result<(), LabError> {
     for layout in Layout::ALL.into_iter().filter(|l| l.is_partitioned()) {
         let parent = layout.table();
         let template: Option<Option<String>> = sqlx::query_scalar(&format!(
@@ -126,7 +126,7 @@ pub(crate) async fn create(
     conn: &mut PgConnection,
     partman: &Partman,
     period_start: DateTime<Utc>,
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let mut ddl = format!(
         "CREATE SCHEMA {DATA_SCHEMA};
          -- The generator's plan: dispute n gets `events` rows, numbered from `first_event`.

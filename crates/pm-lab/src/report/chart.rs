@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::partitioning::{Layout, PartitioningReport};
-use crate::BenchError;
+use crate::LabError;
 
 const WIDTH: u32 = 1200;
 const PANEL_HEIGHT: u32 = 440;
@@ -19,8 +19,8 @@ fn color(layout: Layout) -> RGBColor {
     }
 }
 
-fn chart_error(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Chart(e.to_string())
+fn chart_error(e: impl std::fmt::Display) -> LabError {
+    LabError::Chart(e.to_string())
 }
 
 /// A log axis from a power of ten below the smallest value to one above the largest.
@@ -39,7 +39,7 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Grouped bars: one group per query, one bar per layout: median time above, pages below.
-pub(crate) fn partitioning(report: &PartitioningReport) -> Result<String, BenchError> {
+pub(crate) fn partitioning(report: &PartitioningReport) -> Result<String, LabError> {
     let mut svg = String::new();
     {
         let root =
@@ -75,7 +75,7 @@ fn bars(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     caption: &str,
     value: impl Fn(&crate::partitioning::LayoutResult) -> f64,
-) -> Result<(), BenchError> {
+) -> Result<(), LabError> {
     let names: Vec<String> = report.queries.iter().map(|q| q.title.clone()).collect();
     let n = names.len().max(1) as f64;
     let (lo, hi) = log_bounds(

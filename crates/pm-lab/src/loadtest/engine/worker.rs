@@ -10,8 +10,8 @@ use pm_scenario::{Delivery, Route};
 
 use super::retry::Retrier;
 use super::{Answer, Counters, Failure, Job, LagTap, Live};
-use crate::loadtest::error::LoadtestError;
 use crate::loadtest::schedule::Schedule;
+use crate::LabError;
 
 /// An accepted webhook whose arrival in the database the lag poller times.
 #[derive(Debug, Clone)]
@@ -32,11 +32,11 @@ pub(super) struct Urls {
 }
 
 impl Urls {
-    pub(super) fn new(target: &str) -> Result<Self, LoadtestError> {
+    pub(super) fn new(target: &str) -> Result<Self, LabError> {
         let url = |route: Route| {
             let text = format!("{}{}", target.trim_end_matches('/'), route.path());
             reqwest::Url::parse(&text)
-                .map_err(|e| LoadtestError::Invalid(format!("target URL {text:?}: {e}")))
+                .map_err(|e| LabError::Invalid(format!("target URL {text:?}: {e}")))
         };
         Ok(Urls {
             orders: url(Route::Orders)?,
@@ -113,7 +113,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) async fn run(self, rx: flume::Receiver<Job>) -> Result<Tally, LoadtestError> {
+    pub(super) async fn run(self, rx: flume::Receiver<Job>) -> Result<Tally, LabError> {
         let mut t = Tally {
             latency: crate::loadtest::latency::new_histogram()?,
             counters: Counters::default(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::BaselineReport;
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 /// The reference rates of a baseline report, as a load test's result records them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,18 +23,15 @@ pub struct Baseline {
 
 impl Baseline {
     /// Reads the two rates from a baseline report.
-    pub fn read(path: &Path) -> Result<Self, LoadtestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadtestError::File {
+    pub fn read(path: &Path) -> Result<Self, LabError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| LabError::io("read", path, source))?;
+        let report: BaselineReport = serde_json::from_str(&text).map_err(|e| LabError::Format {
             path: path.to_owned(),
-            source,
+            message: format!(
+                "not a baseline report of this version ({e}); run `pmctl bench baseline` again"
+            ),
         })?;
-        let report: BaselineReport =
-            serde_json::from_str(&text).map_err(|e| LoadtestError::Format {
-                path: path.to_owned(),
-                message: format!(
-                    "not a baseline report of this version ({e}); run `pmctl bench baseline` again"
-                ),
-            })?;
         let positive = |r: f64| Some(r).filter(|r| r.is_finite() && *r > 0.0);
         Ok(Baseline {
             file: path.display().to_string(),

@@ -4,7 +4,7 @@
 use plotters::prelude::*;
 
 use super::StepReport;
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 const SIZE: (u32, u32) = (1200, 520);
 
@@ -27,12 +27,12 @@ fn label(v: &f64) -> String {
     }
 }
 
-fn chart_error<E: std::fmt::Display>(e: E) -> LoadtestError {
-    LoadtestError::Chart(e.to_string())
+fn chart_error<E: std::fmt::Display>(e: E) -> LabError {
+    LabError::Chart(e.to_string())
 }
 
 /// Draws the chart of `steps`; `slo_ms` is drawn as a horizontal line.
-pub fn svg_chart(steps: &[StepReport], slo_ms: f64) -> Result<String, LoadtestError> {
+pub fn svg_chart(steps: &[StepReport], slo_ms: f64) -> Result<String, LabError> {
     let mut steps: Vec<&StepReport> = steps.iter().collect();
     steps.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
     let mut svg = String::new();
@@ -63,7 +63,7 @@ fn latency_chart(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     steps: &[&StepReport],
     slo_ms: f64,
-) -> Result<(), LoadtestError> {
+) -> Result<(), LabError> {
     let to_ms = |us: u64| (us as f64 / 1000.0).max(0.001);
     let values = steps
         .iter()
@@ -126,7 +126,7 @@ fn latency_chart(
 fn rate_chart(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     steps: &[&StepReport],
-) -> Result<(), LoadtestError> {
+) -> Result<(), LabError> {
     let x = x_range(steps);
     let top = steps
         .iter()

@@ -4,15 +4,12 @@
 use std::path::Path;
 
 use super::{markdown, svg_chart, RunReport, REPORT_FORMAT};
-use crate::loadtest::error::LoadtestError;
+use crate::LabError;
 
 pub use crate::report::Written;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoadtestError + '_ {
-    move |source| LoadtestError::File {
-        path: path.to_owned(),
-        source,
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |source| LabError::io("read", path, source)
 }
 
 /// `2026-01-02T03:04:05Z` → `20260102T030405Z`.
@@ -25,8 +22,8 @@ fn stamp(rfc3339: &str) -> String {
 
 /// Writes the three files of `report` into `dir` with the lab's one writer
 /// ([`crate::report::write_files`]).
-pub fn write_reports(dir: &Path, report: &RunReport) -> Result<Written, LoadtestError> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| LoadtestError::Format {
+pub fn write_reports(dir: &Path, report: &RunReport) -> Result<Written, LabError> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| LabError::Format {
         path: dir.to_owned(),
         message: e.to_string(),
     })?;
@@ -39,21 +36,18 @@ pub fn write_reports(dir: &Path, report: &RunReport) -> Result<Written, Loadtest
         |svg_name| markdown(report, svg_name),
         &svg,
     )
-    .map_err(|e| LoadtestError::File {
-        path: e.path,
-        source: e.source,
-    })
+    .map_err(LabError::from)
 }
 
 /// Reads a result file written by [`write_reports`].
-pub fn read_report(path: &Path) -> Result<RunReport, LoadtestError> {
+pub fn read_report(path: &Path) -> Result<RunReport, LabError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let report: RunReport = serde_json::from_slice(&bytes).map_err(|e| LoadtestError::Format {
+    let report: RunReport = serde_json::from_slice(&bytes).map_err(|e| LabError::Format {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
     if report.format != REPORT_FORMAT {
-        return Err(LoadtestError::Format {
+        return Err(LabError::Format {
             path: path.to_owned(),
             message: format!(
                 "format {} (this version reads {REPORT_FORMAT})",
