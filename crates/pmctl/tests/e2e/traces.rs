@@ -30,6 +30,8 @@ struct Received {
     span_id: String,
     parent: String,
     attributes: HashMap<String, String>,
+    /// The exporting process's resource attributes.
+    resource: HashMap<String, String>,
 }
 
 impl Received {
@@ -61,13 +63,13 @@ impl Collector {
                 ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf trace export");
             let mut spans = c.spans.lock().unwrap_or_else(|e| e.into_inner());
             for resource_spans in request.resource_spans {
-                let service = resource_spans
+                let resource: HashMap<String, String> = resource_spans
                     .resource
                     .iter()
                     .flat_map(|r| &r.attributes)
-                    .find(|kv| kv.key == "service.name")
-                    .map(text)
-                    .unwrap_or_default();
+                    .map(|kv| (kv.key.clone(), text(kv)))
+                    .collect();
+                let service = resource.get("service.name").cloned().unwrap_or_default();
                 for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                     spans.push(Received {
                         service: service.clone(),
@@ -81,6 +83,7 @@ impl Collector {
                             .iter()
                             .map(|kv| (kv.key.clone(), text(kv)))
                             .collect(),
+                        resource: resource.clone(),
                     });
                 }
             }
@@ -95,6 +98,15 @@ impl Collector {
         let address = listener.local_addr().expect("collector address");
         tokio::spawn(async move { axum::serve(listener, app).await });
         format!("http://{address}")
+    }
+
+    fn trace_ids(&self) -> std::collections::BTreeSet<String> {
+        self.spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.trace_id.clone())
+            .collect()
     }
 
     fn of_trace(&self, trace_id: &str) -> Vec<Received> {
@@ -297,4 +309,96 @@ async fn the_demo_hands_its_collector_to_the_services_it_starts() {
         }),
         "no trace spans ingest and the API: {spans:#?}"
     );
+}
+
+#[tokio::test]
+async fn the_standard_sampler_and_resource_variables_are_honoured() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let db = TestDatabase::new().await;
+    let env = [
+        ("PM_DATABASE_URL", db.url.as_str()),
+        ("PM_WEBHOOK_SECRETS", SECRET),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Follow the caller's decision; sample none of the traces that start here.
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=e2e,service.namespace=payments",
+        ),
+    ];
+    let api = Pmctl::start(&["serve-api"], &env).await;
+    api.wait_for("/health/ready", 200).await;
+    let send = |n: u32, traceparent: Option<String>| {
+        let body = order_json(
+            &format!("sampler-{n}"),
+            &format!("sampler-o{n}"),
+            "created",
+            0,
+        );
+        let t = chrono::Utc::now().timestamp();
+        let mut request = api
+            .http
+            .post(api.url("/webhooks/payments/orders"))
+            .header("content-type", "application/json")
+            .header(
+                pm_domain::signature::HEADER,
+                pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+            )
+            .body(body);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    let sampled = "0af7651916cd43dd8448eb211c80319c";
+    let unsampled = "1bf7651916cd43dd8448eb211c80319d";
+    let last = "2cf7651916cd43dd8448eb211c80319e";
+    assert_eq!(
+        send(1, Some(format!("00-{sampled}-b7ad6b7169203331-01"))).await,
+        202
+    );
+    assert_eq!(
+        send(2, Some(format!("00-{unsampled}-b7ad6b7169203331-00"))).await,
+        202
+    );
+    assert_eq!(send(3, None).await, 202);
+    assert_eq!(
+        send(4, Some(format!("00-{last}-b7ad6b7169203331-01"))).await,
+        202
+    );
+
+    // Spans are exported in the order they end: once the last request's server span is in,
+    // anything the two unsampled requests made would be too.
+    eventually("the last request's server span", || async {
+        collector
+            .of_trace(last)
+            .iter()
+            .any(|s| s.kind == SpanKind::Server as i32)
+    })
+    .await;
+    let traces = collector.trace_ids();
+    assert_eq!(
+        traces,
+        [sampled.to_owned(), last.to_owned()].into(),
+        "only the sampled callers' traces are exported"
+    );
+    let spans = collector.of_trace(sampled);
+    let server = one(&spans, "api server", |s| s.kind == SpanKind::Server as i32);
+    assert_eq!(server.service, "pmctl-serve-api");
+    assert_eq!(
+        server
+            .resource
+            .get("deployment.environment.name")
+            .map(String::as_str),
+        Some("e2e"),
+        "{:?}",
+        server.resource
+    );
+    assert_eq!(
+        server.resource.get("service.namespace").map(String::as_str),
+        Some("payments")
+    );
+    drop(api);
 }
