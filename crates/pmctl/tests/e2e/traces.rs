@@ -402,3 +402,81 @@ async fn the_standard_sampler_and_resource_variables_are_honoured() {
     );
     drop(api);
 }
+
+#[tokio::test]
+async fn a_webhook_through_ingests_http_sink_is_one_trace_down_to_the_api_statements() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let db = TestDatabase::new().await;
+    let env = [
+        ("PM_DATABASE_URL", db.url.as_str()),
+        ("PM_WEBHOOK_SECRETS", SECRET),
+        ("PM_INTERNAL_TOKEN", "e2e-trace-token"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ];
+    let api = Pmctl::start(&["serve-api"], &env).await;
+    let api_url = api.url("");
+    let ingest = Pmctl::start(
+        &["serve-ingest", "--sink", "http", "--api-url", &api_url],
+        &env,
+    )
+    .await;
+    ingest.wait_for("/health/ready", 200).await;
+
+    let trace_id = "5cf92f3577b34da6a3ce929d0e0e4737";
+    let caller_span = "10f067aa0ba902b8";
+    let body = order_json("trace-http-1", "trace-http-o1", "created", 0);
+    let t = chrono::Utc::now().timestamp();
+    let response = ingest
+        .http
+        .post(ingest.url("/webhooks/payments/orders"))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .header(
+            pm_domain::signature::HEADER,
+            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 202);
+
+    // Ingest's server span ends last (after its forward, which waits for the API).
+    eventually("the spans of both services", || async {
+        let spans = collector.of_trace(trace_id);
+        let server_of = |service: &str| {
+            spans
+                .iter()
+                .any(|s| s.service == service && s.kind == SpanKind::Server as i32)
+        };
+        server_of("pmctl-serve-ingest") && server_of("pmctl-serve-api")
+    })
+    .await;
+    let spans = collector.of_trace(trace_id);
+    let ingest_server = one(&spans, "ingest server", |s| {
+        s.service == "pmctl-serve-ingest" && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(ingest_server.parent, caller_span);
+    let forward = one(&spans, "forward", |s| {
+        s.service == "pmctl-serve-ingest" && s.kind == SpanKind::Client as i32
+    });
+    assert_eq!(forward.name, "POST /internal/updates/orders");
+    assert_eq!(forward.attribute("http.response.status_code"), Some("202"));
+    let api_server = one(&spans, "api server", |s| {
+        s.service == "pmctl-serve-api" && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(
+        api_server.parent, forward.span_id,
+        "the API continues ingest's forward"
+    );
+    assert_eq!(api_server.name, "POST /internal/updates/orders");
+    // Down to the database: the API's statement spans are in the same trace.
+    assert!(
+        spans.iter().any(|s| s.service == "pmctl-serve-api"
+            && s.kind == SpanKind::Client as i32
+            && s.attribute("db.system").is_some()),
+        "{spans:#?}"
+    );
+    drop((ingest, api));
+}
