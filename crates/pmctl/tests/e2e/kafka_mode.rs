@@ -185,7 +185,7 @@ async fn webhooks_flow_from_kafka_into_the_database_with_duplicates_and_reorderi
 async fn a_chargeback_before_its_order_is_dead_lettered_then_replayed_home() {
     let db = TestDatabase::new().await;
     let kafka = Kafka::new().await;
-    let _api = kafka
+    let api = kafka
         .api(
             &db,
             &db.url,
@@ -224,6 +224,35 @@ async fn a_chargeback_before_its_order_is_dead_lettered_then_replayed_home() {
     assert_eq!((info.class.as_str(), info.attempts), ("retryable", 2));
     assert!(info.error.contains("late-order"), "{}", info.error);
     assert_eq!(count(&db, "SELECT count(*) FROM disputes").await, 0);
+
+    // Operators see it: the dead letter counted by its error class, and the DLQ's depth
+    // (read at start and every minute; a second consumer shows it at once).
+    let scrape = async |p: &Pmctl| {
+        p.client()
+            .get(p.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let metrics = scrape(&api).await;
+    let dlq_topic = Topics::dlq(&kafka.topics.disputes);
+    let published = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("pm_kafka_dlq_published_total{") && l.contains(r#"outcome="retryable""#)
+        })
+        .unwrap_or_else(|| panic!("no retryable dead letter counted: {metrics}"));
+    assert!(published.ends_with(" 1"), "{published}");
+    let second = kafka.api(&db, &db.url, &[]).await;
+    let depth_line = format!("pm_kafka_dlq_depth{{topic=\"{dlq_topic}\"}} 1");
+    eventually("the DLQ depth", || async {
+        scrape(&second).await.lines().any(|l| l == depth_line)
+    })
+    .await;
+    drop(second);
 
     kafka
         .publish(
