@@ -190,7 +190,15 @@ pub(crate) async fn serve_provider(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let router = sim.router();
+    // The same request span as our services': a call that carries `traceparent` continues
+    // its trace here, so a capture is one trace down to the (simulated) provider. Its
+    // request metrics go to a registry nobody scrapes.
+    let http_metrics =
+        pm_http::telemetry::HttpMetrics::register(&mut pm_telemetry::metrics::Registry::default());
+    let router = sim.router().layer(axum::middleware::from_fn_with_state(
+        http_metrics,
+        pm_http::telemetry::track,
+    ));
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -1,5 +1,6 @@
-//! Distributed tracing: one webhook through `serve-ingest` (kafka sink) and `serve-api`
-//! (kafka mode) is one trace across both processes, exported over OTLP/HTTP to a
+//! Distributed tracing: one webhook through `serve-ingest` (kafka or http sink) and
+//! `serve-api` is one trace across both processes, and an operator's capture is one trace
+//! from the API down to the provider's own server; all exported over OTLP/HTTP to a
 //! collector the test runs itself.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use pm_storage::testing::TestDatabase;
 use prost::Message as _;
 
-use crate::process::{eventually, order_json, Pmctl, SECRET};
+use crate::process::{eventually, order_json, send_webhook, Pmctl, SECRET};
 
 /// One span as the collector received it.
 #[derive(Debug, Clone)]
@@ -479,4 +480,77 @@ async fn a_webhook_through_ingests_http_sink_is_one_trace_down_to_the_api_statem
         "{spans:#?}"
     );
     drop((ingest, api));
+}
+
+#[tokio::test]
+async fn a_capture_is_one_trace_from_the_operator_to_the_providers_server() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let db = TestDatabase::new().await;
+    let otel = ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str());
+    let provider = Pmctl::start(&["simulate-provider"], &[otel]).await;
+    let provider_url = provider.url("");
+    let api = Pmctl::start(
+        &["serve-api", "--provider-url", &provider_url],
+        &[
+            ("PM_DATABASE_URL", db.url.as_str()),
+            ("PM_WEBHOOK_SECRETS", SECRET),
+            otel,
+        ],
+    )
+    .await
+    .keyed(&db)
+    .await;
+    let order = order_json("trace-cap-1", "trace-cap-o1", "updated", 5);
+    let r = send_webhook(&api, "/webhooks/payments/orders", &order).await;
+    assert_eq!(r.status(), 202);
+
+    let trace_id = "6df92f3577b34da6a3ce929d0e0e4738";
+    let caller_span = "20f067aa0ba902b9";
+    let r = api
+        .client()
+        .post(api.url("/orders/trace-cap-o1/capture"))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&serde_json::json!({"amount": 10, "currency": "USD", "idempotency_key": "trace-cap-k1"}))
+        .send()
+        .await
+        .expect("capture");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    // The API's server span ends after its provider call, which ends after the provider's.
+    eventually("the capture's spans from both processes", || async {
+        let spans = collector.of_trace(trace_id);
+        let server_of = |service: &str| {
+            spans
+                .iter()
+                .any(|s| s.service == service && s.kind == SpanKind::Server as i32)
+        };
+        server_of("pmctl-serve-api") && server_of("pmctl-simulate-provider")
+    })
+    .await;
+    let spans = collector.of_trace(trace_id);
+    let server = one(&spans, "api server", |s| {
+        s.service == "pmctl-serve-api" && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(server.parent, caller_span);
+    assert_eq!(server.name, "POST /orders/{order_id}/capture");
+    let call = one(&spans, "provider call", |s| {
+        s.service == "pmctl-serve-api"
+            && s.kind == SpanKind::Client as i32
+            && s.attribute("http.request.method").is_some()
+    });
+    assert_eq!(call.attribute("http.response.status_code"), Some("200"));
+    assert!(
+        call.attribute("url.full")
+            .is_some_and(|u| u.starts_with(provider_url.as_str())),
+        "{call:?}"
+    );
+    let provider_server = one(&spans, "provider server", |s| {
+        s.service == "pmctl-simulate-provider" && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(
+        provider_server.parent, call.span_id,
+        "the provider continues the API's call"
+    );
+    drop((api, provider));
 }
