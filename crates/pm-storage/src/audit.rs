@@ -46,20 +46,24 @@ pub async fn record(
     entry: &Entry<'_>,
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO audit_log (created_at, actor, action, object_type, object_id, outcome,
+    statement::run(
+        "INSERT",
+        "audit_log",
+        sqlx::query(
+            "INSERT INTO audit_log (created_at, actor, action, object_type, object_id, outcome,
                                 correlation_id, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        )
+        .bind(at)
+        .bind(&entry.actor.name)
+        .bind(entry.action)
+        .bind(entry.object_type)
+        .bind(entry.object_id)
+        .bind(entry.outcome)
+        .bind(entry.actor.correlation_id.as_deref())
+        .bind(entry.detail.to_string())
+        .execute(conn),
     )
-    .bind(at)
-    .bind(&entry.actor.name)
-    .bind(entry.action)
-    .bind(entry.object_type)
-    .bind(entry.object_id)
-    .bind(entry.outcome)
-    .bind(entry.actor.correlation_id.as_deref())
-    .bind(entry.detail.to_string())
-    .execute(conn)
     .await?;
     Ok(())
 }

@@ -19,6 +19,7 @@
 //! after `stale_after` it counts as unknown: a retry with the same key takes it over, and
 //! the reconciliation settles it.
 
+use crate::statement;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -199,11 +200,15 @@ async fn fetch_key(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
 ) -> Result<Option<CaptureRow>, StorageError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {CAPTURE_COLUMNS} FROM order_captures WHERE idempotency_key = $1 FOR UPDATE"
-    ))
-    .bind(key.as_str())
-    .fetch_optional(conn)
+    Ok(statement::run(
+        "SELECT",
+        "order_captures",
+        sqlx::query_as(&format!(
+            "SELECT {CAPTURE_COLUMNS} FROM order_captures WHERE idempotency_key = $1 FOR UPDATE"
+        ))
+        .bind(key.as_str())
+        .fetch_optional(conn),
+    )
     .await?)
 }
 
@@ -212,11 +217,15 @@ async fn lock_capturable_order(
     conn: &mut PgConnection,
     order_id: &OrderId,
 ) -> Result<Result<(), CaptureStart>, StorageError> {
-    let order: Option<(String, bool, Option<String>)> = sqlx::query_as(
-        "SELECT status, on_hold, hold_reason FROM orders WHERE order_id = $1 FOR UPDATE",
+    let order: Option<(String, bool, Option<String>)> = statement::run(
+        "SELECT",
+        "orders",
+        sqlx::query_as(
+            "SELECT status, on_hold, hold_reason FROM orders WHERE order_id = $1 FOR UPDATE",
+        )
+        .bind(order_id.as_str())
+        .fetch_optional(conn),
     )
-    .bind(order_id.as_str())
-    .fetch_optional(conn)
     .await?;
     let Some((status, on_hold, hold_reason)) = order else {
         return Ok(Err(CaptureStart::OrderNotFound));
@@ -269,14 +278,18 @@ pub async fn begin(
         if let Err(refusal) = order {
             return Ok(refusal);
         }
-        let row: CaptureRow = sqlx::query_as(&format!(
-            "UPDATE order_captures SET status = 'pending', attempt_started_at = $2,
+        let row: CaptureRow = statement::run(
+            "UPDATE",
+            "order_captures",
+            sqlx::query_as(&format!(
+                "UPDATE order_captures SET status = 'pending', attempt_started_at = $2,
                     attempts = attempts + 1
              WHERE idempotency_key = $1 RETURNING {CAPTURE_COLUMNS}"
-        ))
-        .bind(key.as_str())
-        .bind(now)
-        .fetch_one(&mut *tx)
+            ))
+            .bind(key.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx),
+        )
         .await?;
         let record = row.record()?;
         audit_requested(&mut tx, actor, &record, now).await?;
@@ -287,12 +300,16 @@ pub async fn begin(
         return Ok(refusal);
     }
 
-    let others: Vec<CaptureRow> = sqlx::query_as(&format!(
-        "SELECT {CAPTURE_COLUMNS} FROM order_captures
+    let others: Vec<CaptureRow> = statement::run(
+        "SELECT",
+        "order_captures",
+        sqlx::query_as(&format!(
+            "SELECT {CAPTURE_COLUMNS} FROM order_captures
          WHERE order_id = $1 AND status IN ('success', 'pending', 'unknown')"
-    ))
-    .bind(order_id.as_str())
-    .fetch_all(&mut *tx)
+        ))
+        .bind(order_id.as_str())
+        .fetch_all(&mut *tx),
+    )
     .await?;
     if let Some(done) = others.iter().find(|r| r.status == "success") {
         return Ok(CaptureStart::AlreadyCaptured {
@@ -306,7 +323,7 @@ pub async fn begin(
         });
     }
 
-    let row: CaptureRow = sqlx::query_as(&format!(
+    let row: CaptureRow = statement::run("INSERT", "order_captures", sqlx::query_as(&format!(
         "INSERT INTO order_captures (idempotency_key, order_id, amount, currency, request_fingerprint,
                                      status, attempt_started_at, created_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)
@@ -318,8 +335,7 @@ pub async fn begin(
     .bind(money.currency().code())
     .bind(&fp)
     .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(&mut *tx)).await?;
     let data = serde_json::json!({
         "idempotency_key": key.as_str(),
         "amount": money.amount_json(),
@@ -473,7 +489,7 @@ async fn settle(
             OrderEventKind::CaptureFailed,
         ),
     };
-    let updated: CaptureRow = sqlx::query_as(&format!(
+    let updated: CaptureRow = statement::run("UPDATE", "order_captures", sqlx::query_as(&format!(
         "UPDATE order_captures SET status = $2, provider_tx_id = $3, failure_reason = $4, captured_at = $5
          WHERE idempotency_key = $1 RETURNING {CAPTURE_COLUMNS}"
     ))
@@ -482,8 +498,7 @@ async fn settle(
     .bind(tx_id)
     .bind(reason)
     .bind(captured_at)
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_one(&mut *conn)).await?;
     let data = serde_json::json!({
         "idempotency_key": key.as_str(),
         "provider_tx_id": tx_id,
@@ -528,13 +543,17 @@ pub async fn mark_unknown(
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let mut tx = crate::db::begin(pool).await?;
-    let order_id: Option<String> = sqlx::query_scalar(
-        "UPDATE order_captures SET status = 'unknown', last_error = $2
+    let order_id: Option<String> = statement::run(
+        "UPDATE",
+        "order_captures",
+        sqlx::query_scalar(
+            "UPDATE order_captures SET status = 'unknown', last_error = $2
          WHERE idempotency_key = $1 AND status = 'pending' RETURNING order_id",
+        )
+        .bind(key.as_str())
+        .bind(error)
+        .fetch_optional(&mut *tx),
     )
-    .bind(key.as_str())
-    .bind(error)
-    .fetch_optional(&mut *tx)
     .await?;
     if let Some(order_id) = order_id {
         let data = serde_json::json!({ "idempotency_key": key.as_str(), "error": error });
@@ -575,14 +594,19 @@ pub async fn unsettled(
     stale_after: Duration,
     limit: i64,
 ) -> Result<Vec<CaptureRecord>, StorageError> {
-    let rows: Vec<CaptureRow> = sqlx::query_as(&format!(
-        "SELECT {CAPTURE_COLUMNS} FROM order_captures
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<CaptureRow> = statement::run(
+        "SELECT",
+        "order_captures",
+        sqlx::query_as(&format!(
+            "SELECT {CAPTURE_COLUMNS} FROM order_captures
          WHERE status = 'unknown' OR (status = 'pending' AND attempt_started_at <= $1)
          ORDER BY attempt_started_at LIMIT $2"
-    ))
-    .bind(stale_before(now, stale_after))
-    .bind(limit)
-    .fetch_all(&mut *crate::db::acquire(pool).await?)
+        ))
+        .bind(stale_before(now, stale_after))
+        .bind(limit)
+        .fetch_all(&mut *conn),
+    )
     .await?;
     rows.iter().map(CaptureRow::record).collect()
 }
@@ -592,11 +616,16 @@ pub async fn of_order(
     pool: &PgPool,
     order_id: &OrderId,
 ) -> Result<Vec<CaptureRecord>, StorageError> {
-    let rows: Vec<CaptureRow> = sqlx::query_as(&format!(
+    let mut conn = crate::db::acquire(pool).await?;
+    let rows: Vec<CaptureRow> = statement::run(
+        "SELECT",
+        "order_captures",
+        sqlx::query_as(&format!(
         "SELECT {CAPTURE_COLUMNS} FROM order_captures WHERE order_id = $1 ORDER BY created_at DESC"
     ))
-    .bind(order_id.as_str())
-    .fetch_all(&mut *crate::db::acquire(pool).await?)
+        .bind(order_id.as_str())
+        .fetch_all(&mut *conn),
+    )
     .await?;
     rows.iter().map(CaptureRow::record).collect()
 }

@@ -103,10 +103,8 @@ async fn fetch(
         "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE dispute_id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let row: Option<DisputeRow> = sqlx::query_as(&sql)
-        .bind(id.as_uuid())
-        .fetch_optional(conn)
-        .await?;
+    let statement = sqlx::query_as(&sql).bind(id.as_uuid()).fetch_optional(conn);
+    let row: Option<DisputeRow> = statement::run("SELECT", "disputes", statement).await?;
     row.map(DisputeRecord::try_from).transpose()
 }
 
@@ -186,12 +184,11 @@ async fn fetch_evidence(
     conn: &mut PgConnection,
     id: DisputeId,
 ) -> Result<Option<EvidenceRecord>, StorageError> {
-    let row: Option<EvidenceRow> = sqlx::query_as(
+    let row: Option<EvidenceRow> = statement::run("SELECT", "dispute_evidence", sqlx::query_as(
         "SELECT dispute_id, fields, files, updated_at FROM dispute_evidence WHERE dispute_id = $1",
     )
     .bind(id.as_uuid())
-    .fetch_optional(conn)
-    .await?;
+    .fetch_optional(conn)).await?;
     Ok(row.map(Into::into))
 }
 
@@ -227,7 +224,7 @@ pub async fn upsert_evidence(
     if !dispute.status.accepts_evidence() {
         return Ok(EvidenceOutcome::NotAccepted(dispute.status));
     }
-    let row: EvidenceRow = sqlx::query_as(
+    let row: EvidenceRow = statement::run("INSERT", "dispute_evidence", sqlx::query_as(
         "INSERT INTO dispute_evidence (dispute_id, fields, files, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (dispute_id) DO UPDATE SET fields = EXCLUDED.fields, files = EXCLUDED.files,
                                                 updated_at = EXCLUDED.updated_at
@@ -237,15 +234,18 @@ pub async fn upsert_evidence(
     .bind(sqlx::types::Json(&evidence.fields))
     .bind(sqlx::types::Json(&evidence.files))
     .bind(at)
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(&mut *tx)).await?;
     let next = dispute.status.after_evidence();
     if next != dispute.status {
-        sqlx::query("UPDATE disputes SET status = $2 WHERE dispute_id = $1")
-            .bind(id.as_uuid())
-            .bind(next.as_str())
-            .execute(&mut *tx)
-            .await?;
+        statement::run(
+            "UPDATE",
+            "disputes",
+            sqlx::query("UPDATE disputes SET status = $2 WHERE dispute_id = $1")
+                .bind(id.as_uuid())
+                .bind(next.as_str())
+                .execute(&mut *tx),
+        )
+        .await?;
     }
     let data = serde_json::json!({
         "fields": evidence.fields.keys().collect::<Vec<_>>(),
@@ -326,14 +326,13 @@ pub async fn record_submission(
     };
     let applies = dispute.status.can_submit();
     if applies {
-        sqlx::query(
+        statement::run("UPDATE", "disputes", sqlx::query(
             "UPDATE disputes SET status = 'submitted', submission_id = $2, submitted_at = $3 WHERE dispute_id = $1",
         )
         .bind(id.as_uuid())
         .bind(submission_id)
         .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *tx)).await?;
     }
     let data = serde_json::json!({ "submission_id": submission_id, "applied": applies });
     insert_event(

@@ -81,15 +81,15 @@ pub async fn insert_event(
          VALUES ($1, $2::{cast}, $3, $4, $5::jsonb, $6)",
         table.table()
     );
-    sqlx::query(&sql)
+    let statement = sqlx::query(&sql)
         .bind(event_id.as_uuid())
         .bind(aggregate_id)
         .bind(kind)
         .bind(provider_event_id)
         .bind(data_json)
         .bind(created_at)
-        .execute(conn)
-        .await?;
+        .execute(conn);
+    statement::run("INSERT", table.table(), statement).await?;
     Ok(())
 }
 

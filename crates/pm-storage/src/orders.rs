@@ -83,11 +83,16 @@ pub struct OrderFilter {
 }
 
 pub async fn get(pool: &PgPool, order_id: &OrderId) -> Result<Option<OrderRecord>, StorageError> {
-    let row: Option<OrderRow> = sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
-    ))
-    .bind(order_id.as_str())
-    .fetch_optional(&mut *crate::db::acquire(pool).await?)
+    let mut conn = crate::db::acquire(pool).await?;
+    let row: Option<OrderRow> = statement::run(
+        "SELECT",
+        "orders",
+        sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
+        ))
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *conn),
+    )
     .await?;
     row.map(OrderRecord::try_from).transpose()
 }
@@ -141,11 +146,15 @@ pub async fn set_hold(
     at: DateTime<Utc>,
 ) -> Result<Option<OrderRecord>, StorageError> {
     let mut tx = crate::db::begin(pool).await?;
-    let row: Option<OrderRow> = sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE"
-    ))
-    .bind(order_id.as_str())
-    .fetch_optional(&mut *tx)
+    let row: Option<OrderRow> = statement::run(
+        "SELECT",
+        "orders",
+        sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE"
+        ))
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *tx),
+    )
     .await?;
     let Some(current) = row.map(OrderRecord::try_from).transpose()? else {
         return Ok(None);
@@ -172,15 +181,19 @@ pub async fn set_hold(
         tx.commit().await?;
         return Ok(Some(current));
     }
-    let row: OrderRow = sqlx::query_as(&format!(
-        "UPDATE orders SET on_hold = $2, hold_reason = $3, hold_updated_at = $4
+    let row: OrderRow = statement::run(
+        "UPDATE",
+        "orders",
+        sqlx::query_as(&format!(
+            "UPDATE orders SET on_hold = $2, hold_reason = $3, hold_updated_at = $4
          WHERE order_id = $1 RETURNING {ORDER_COLUMNS}"
-    ))
-    .bind(order_id.as_str())
-    .bind(on_hold)
-    .bind(reason.map(HoldReason::as_str))
-    .bind(at)
-    .fetch_one(&mut *tx)
+        ))
+        .bind(order_id.as_str())
+        .bind(on_hold)
+        .bind(reason.map(HoldReason::as_str))
+        .bind(at)
+        .fetch_one(&mut *tx),
+    )
     .await?;
     let data = serde_json::json!({ "reason": reason.map(HoldReason::as_str), "previous_reason": current.hold_reason.map(HoldReason::as_str) });
     insert_event(

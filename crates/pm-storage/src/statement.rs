@@ -1,5 +1,5 @@
-//! The one wrapper that measured statements run through: the webhook-applying statements
-//! and the list pages.
+//! The one wrapper that measured statements run through: the webhook-applying statements,
+//! the list pages, and the operator actions (captures, holds, evidence, the audit trail).
 //!
 //! Invariant: each instrumented statement is exactly one call of [`run`], with a static
 //! operation (the SQL verb) and collection (the table) — never a parameter value — so

@@ -552,5 +552,23 @@ async fn a_capture_is_one_trace_from_the_operator_to_the_providers_server() {
         provider_server.parent, call.span_id,
         "the provider continues the API's call"
     );
+    // The capture's statements, before and after the call, are in the trace too.
+    let statements: Vec<&str> = spans
+        .iter()
+        .filter(|s| {
+            s.service == "pmctl-serve-api" && s.attribute("db.system") == Some("postgresql")
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    for expected in [
+        "SELECT orders",
+        "INSERT order_captures",
+        "UPDATE order_captures",
+    ] {
+        assert!(
+            statements.contains(&expected),
+            "{expected} in {statements:?}"
+        );
+    }
     drop((api, provider));
 }
