@@ -135,18 +135,14 @@ impl WebhookGroups {
         delivery: Delivery,
     ) -> Result<OrderOutcome, StorageError> {
         let webhook = Arc::new(webhook);
-        let grouped = self
-            .in_group(|answer, span| Job::Order {
-                webhook: webhook.clone(),
-                delivery,
-                answer,
-                span,
-            })
-            .await;
-        match grouped {
-            Some(outcome) => Ok(outcome),
-            None => webhooks::apply_order_tx(pool, &webhook, delivery).await,
-        }
+        let job = |answer, span| Job::Order {
+            webhook: webhook.clone(),
+            delivery,
+            answer,
+            span,
+        };
+        self.grouped_or_alone(job, webhooks::apply_order_tx(pool, &webhook, delivery))
+            .await
     }
 
     /// Applies a chargeback webhook in a group, or alone (see [`Self::apply_order`]).
@@ -157,42 +153,41 @@ impl WebhookGroups {
         delivery: Delivery,
     ) -> Result<ChargebackOutcome, StorageError> {
         let webhook = Arc::new(webhook);
-        let grouped = self
-            .in_group(|answer, span| Job::Chargeback {
-                webhook: webhook.clone(),
-                delivery,
-                answer,
-                span,
-            })
-            .await;
-        match grouped {
-            Some(outcome) => Ok(outcome),
-            None => webhooks::apply_chargeback_tx(pool, &webhook, delivery).await,
-        }
+        let job = |answer, span| Job::Chargeback {
+            webhook: webhook.clone(),
+            delivery,
+            answer,
+            span,
+        };
+        self.grouped_or_alone(job, webhooks::apply_chargeback_tx(pool, &webhook, delivery))
+            .await
     }
 
-    /// Queues a job and waits for its group: `None` when grouping is off or the group
-    /// failed, and the caller must apply the webhook on its own.
-    async fn in_group<T>(
+    /// Queues a job and waits for its group's answer; when grouping is off or the group
+    /// failed, runs `alone` (the webhook in its own transaction) instead. `alone` is a
+    /// future, so it does nothing unless it is awaited.
+    async fn grouped_or_alone<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Option<T>>, tracing::Span) -> Job,
-    ) -> Option<T> {
-        if self.queues.is_empty() {
-            return None;
-        }
+        alone: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
         let (answer, answered) = oneshot::channel();
         let job = job(answer, tracing::Span::current());
-        let queue = self.queue_of(job.order_id())?;
+        let Some(queue) = self.queue_of(job.order_id()) else {
+            return alone.await;
+        };
         self.metrics.queued.inc();
         if queue.send(job).await.is_err() {
             self.metrics.queued.dec();
-            return None;
+            return alone.await;
         }
-        let outcome = answered.await.ok().flatten();
-        if outcome.is_none() {
-            self.metrics.alone.inc();
+        match answered.await.ok().flatten() {
+            Some(outcome) => Ok(outcome),
+            None => {
+                self.metrics.alone.inc();
+                alone.await
+            }
         }
-        outcome
     }
 }
 
