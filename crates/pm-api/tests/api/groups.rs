@@ -99,6 +99,25 @@ async fn statuses(handles: Vec<tokio::task::JoinHandle<u16>>) -> Vec<u16> {
     out
 }
 
+/// Sends `bodies` while the worker is held, waits until all of them are queued, lets the
+/// worker go, and answers their statuses in order (the blocker's own webhook must pass).
+async fn queue_behind_the_blocker(
+    app: &TestApp,
+    bodies: Vec<(&'static str, Value)>,
+    lock: sqlx::Transaction<'static, sqlx::Postgres>,
+    blocked: tokio::task::JoinHandle<u16>,
+) -> Vec<u16> {
+    let queued = bodies.len();
+    let handles = sends(app, bodies);
+    wait_for("every webhook to be queued", async || {
+        metric(app, "pm_webhook_group_queue").await == queued as f64
+    })
+    .await;
+    lock.rollback().await.expect("release");
+    assert_eq!(blocked.await.expect("send"), 202);
+    statuses(handles).await
+}
+
 const ORDERS: &str = "/webhooks/payments/orders";
 const CHARGEBACKS: &str = "/webhooks/payments/chargebacks";
 
@@ -129,15 +148,7 @@ async fn queued_webhooks_share_one_group_and_a_chargeback_sees_its_groups_order(
         ));
     }
     let queued = bodies.len();
-    let handles = sends(&app, bodies);
-    wait_for("every webhook to be queued", async || {
-        metric(&app, "pm_webhook_group_queue").await == queued as f64
-    })
-    .await;
-    lock.rollback().await.expect("release");
-
-    assert_eq!(blocked.await.expect("send"), 202);
-    let got = statuses(handles).await;
+    let got = queue_behind_the_blocker(&app, bodies, lock, blocked).await;
     assert_eq!(got[0], 202, "the chargeback: {got:?}");
     assert_eq!(got.iter().filter(|s| **s == 202).count(), 31, "{got:?}");
     assert_eq!(got.iter().filter(|s| **s == 200).count(), 5, "{got:?}");
@@ -194,15 +205,7 @@ async fn a_webhook_the_database_refuses_fails_only_itself() {
         order("evt-poison", "poison", "created", "2026-01-01T00:00:01Z"),
     ));
     let queued = bodies.len();
-    let handles = sends(&app, bodies);
-    wait_for("every webhook to be queued", async || {
-        metric(&app, "pm_webhook_group_queue").await == queued as f64
-    })
-    .await;
-    lock.rollback().await.expect("release");
-
-    assert_eq!(blocked.await.expect("send"), 202);
-    let got = statuses(handles).await;
+    let got = queue_behind_the_blocker(&app, bodies, lock, blocked).await;
     assert_eq!(got[..10], [202; 10], "{got:?}");
     assert_eq!(got[10], 422, "the poison webhook: {got:?}");
     assert_eq!(metric(&app, "pm_webhook_groups_failed_total").await, 1.0);

@@ -271,6 +271,19 @@ pub async fn send_webhook_signed(
     body: &str,
     secret: &str,
 ) -> reqwest::Response {
+    signed_webhook(target, route, body, secret)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// The request of [`send_webhook_signed`], for a test that adds headers of its own.
+pub fn signed_webhook(
+    target: &Pmctl,
+    route: &str,
+    body: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
     let t = chrono::Utc::now().timestamp();
     target
         .http
@@ -281,9 +294,6 @@ pub async fn send_webhook_signed(
             pm_domain::signature::header_value(secret.as_bytes(), t, body.as_bytes()),
         )
         .body(body.to_owned())
-        .send()
-        .await
-        .expect("request")
 }
 
 /// An API key with every scope in `db`.

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use pm_storage::testing::TestDatabase;
 use prost::Message as _;
 
-use crate::process::{eventually, order_json, send_webhook, Pmctl, SECRET};
+use crate::process::{eventually, order_json, send_webhook, signed_webhook, Pmctl, SECRET};
 
 /// One span as the collector received it.
 #[derive(Debug, Clone)]
@@ -121,6 +121,15 @@ impl Collector {
     }
 }
 
+/// Sends an order webhook to `target`, with the caller's `traceparent` when given; the status.
+async fn send_traced(target: &Pmctl, body: &str, traceparent: Option<String>) -> u16 {
+    let mut request = signed_webhook(target, "/webhooks/payments/orders", body, SECRET);
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    request.send().await.expect("request").status().as_u16()
+}
+
 fn one<'a>(spans: &'a [Received], what: &str, test: impl Fn(&Received) -> bool) -> &'a Received {
     let found: Vec<_> = spans.iter().filter(|s| test(s)).collect();
     assert_eq!(found.len(), 1, "expected one {what} span in {spans:#?}");
@@ -149,21 +158,8 @@ async fn a_webhook_through_kafka_is_one_trace_across_ingest_and_api() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let body = order_json("trace-1", "trace-o1", "created", 0);
-    let t = chrono::Utc::now().timestamp();
-    let response = ingest
-        .http
-        .post(ingest.url("/webhooks/payments/orders"))
-        .header("content-type", "application/json")
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .header(
-            pm_domain::signature::HEADER,
-            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 202);
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    assert_eq!(send_traced(&ingest, &body, Some(traceparent)).await, 202);
 
     // Every span of the flow, as both processes export them (in batches, about a second).
     // A span ends after its children and each process exports in the order spans end:
@@ -338,20 +334,8 @@ async fn the_standard_sampler_and_resource_variables_are_honoured() {
             "created",
             0,
         );
-        let t = chrono::Utc::now().timestamp();
-        let mut request = api
-            .http
-            .post(api.url("/webhooks/payments/orders"))
-            .header("content-type", "application/json")
-            .header(
-                pm_domain::signature::HEADER,
-                pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
-            )
-            .body(body);
-        if let Some(tp) = traceparent {
-            request = request.header("traceparent", tp);
-        }
-        async move { request.send().await.expect("request").status().as_u16() }
+        let api = &api;
+        async move { send_traced(api, &body, traceparent).await }
     };
     let sampled = "0af7651916cd43dd8448eb211c80319c";
     let unsampled = "1bf7651916cd43dd8448eb211c80319d";
@@ -427,21 +411,8 @@ async fn a_webhook_through_ingests_http_sink_is_one_trace_down_to_the_api_statem
     let trace_id = "5cf92f3577b34da6a3ce929d0e0e4737";
     let caller_span = "10f067aa0ba902b8";
     let body = order_json("trace-http-1", "trace-http-o1", "created", 0);
-    let t = chrono::Utc::now().timestamp();
-    let response = ingest
-        .http
-        .post(ingest.url("/webhooks/payments/orders"))
-        .header("content-type", "application/json")
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .header(
-            pm_domain::signature::HEADER,
-            pm_domain::signature::header_value(SECRET.as_bytes(), t, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 202);
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    assert_eq!(send_traced(&ingest, &body, Some(traceparent)).await, 202);
 
     // Ingest's server span ends last (after its forward, which waits for the API).
     eventually("the spans of both services", || async {
