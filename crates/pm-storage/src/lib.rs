@@ -16,6 +16,7 @@ pub mod db;
 pub mod disputes;
 mod error;
 pub mod events;
+pub mod layout;
 pub mod metrics;
 pub mod migrate;
 pub mod orders;

@@ -198,7 +198,8 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// Runs pg_partman maintenance for our tables (premake future partitions, apply the
-/// retention when given), prunes the deduplication table, and reports the result.
+/// retention when given), prunes the deduplication table, and reports the result. Event
+/// tables of the unpartitioned layout ([`crate::layout`]) are left alone and not reported.
 pub async fn maintain(
     pool: &PgPool,
     opts: &MaintainOptions,
@@ -210,6 +211,9 @@ pub async fn maintain(
     let (schema, version) = partman(&mut conn).await?;
     let mut tables = Vec::new();
     for table in PARTITIONED_TABLES {
+        if !crate::layout::is_partitioned(&mut conn, table).await? {
+            continue;
+        }
         let before = partitions(&mut conn, table).await?;
         if !opts.dry_run {
             run_table_maintenance(&mut conn, &schema, table, opts.retention).await?;
@@ -230,6 +234,9 @@ pub async fn maintain(
     if let Some(lock_timeout) = opts.cluster_closed {
         let closed_before = Utc::now();
         for (table, index) in CLUSTER_INDEXES {
+            if !crate::layout::is_partitioned(&mut conn, table).await? {
+                continue;
+            }
             clustered.extend(
                 cluster_closed(
                     &mut conn,
@@ -441,13 +448,17 @@ async fn prune_dedupe(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<
     }
 }
 
-/// The state of every partitioned table now (its `created` and `dropped` are empty): what
+/// The state of every partitioned table now (its `created` and `dropped` are empty; tables of
+/// the unpartitioned layout are not listed): what
 /// the services export as metrics, so an alert fires while there is still time to run
 /// maintenance, before rows start landing in a default partition.
 pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
     let mut conn = crate::db::acquire(pool).await?;
     let mut reports = Vec::with_capacity(PARTITIONED_TABLES.len());
     for table in PARTITIONED_TABLES {
+        if !crate::layout::is_partitioned(&mut conn, table).await? {
+            continue;
+        }
         let current = partitions(&mut conn, table).await?;
         reports.push(table_report(&mut conn, table, &current).await?);
     }

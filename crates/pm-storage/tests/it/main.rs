@@ -4,6 +4,7 @@
 mod audit;
 mod captures;
 mod fixtures;
+mod layout;
 mod migrations;
 mod pagination;
 mod partitions;

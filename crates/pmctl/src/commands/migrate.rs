@@ -1,6 +1,7 @@
 //! `pmctl migrate`: apply the SQL migrations.
 
 use comfy_table::Table;
+use pm_storage::layout::{self, Layout};
 
 use crate::args::DatabaseArgs;
 
@@ -17,6 +18,28 @@ pub(crate) struct Args {
     /// scripts: "is this database's schema current?").
     #[arg(long, conflicts_with = "dry_run")]
     check: bool,
+    /// The event tables' layout: `partitioned` (daily pg_partman partitions, for production)
+    /// or `unpartitioned` (one plain table each, with the same indexes: the baseline that
+    /// benchmarks compare partitioning with). Chosen when a database is created: switching
+    /// needs empty event tables, and there is no way back. Without it, the database keeps
+    /// the layout it has (a new one gets `partitioned`).
+    #[arg(long, value_enum, conflicts_with_all = ["dry_run", "check"])]
+    layout: Option<LayoutArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    Partitioned,
+    Unpartitioned,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Partitioned => Layout::Partitioned,
+            LayoutArg::Unpartitioned => Layout::Unpartitioned,
+        }
+    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -44,6 +67,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let applied = pm_storage::migrate::run(&pool).await?;
+    if let Some(wanted) = args.layout.map(Layout::from) {
+        if layout::ensure(&pool, wanted).await? {
+            println!("event tables switched to the {wanted} layout");
+        } else {
+            println!("event tables already have the {wanted} layout");
+        }
+    }
     if let Some(roles) = pm_storage::roles::refresh_grants(&pool).await? {
         if !applied.is_empty() {
             println!(

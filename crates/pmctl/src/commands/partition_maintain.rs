@@ -86,6 +86,9 @@ fn print_report(report: &MaintenanceReport, dry_run: bool) {
             names.join("\n")
         }
     };
+    if report.tables.is_empty() {
+        println!("the event tables are unpartitioned (`pmctl migrate --layout`): no partitions to maintain");
+    }
     for t in &report.tables {
         table.add_row([
             t.table.clone(),
@@ -97,7 +100,9 @@ fn print_report(report: &MaintenanceReport, dry_run: bool) {
             list(&t.dropped),
         ]);
     }
-    println!("{table}");
+    if !report.tables.is_empty() {
+        println!("{table}");
+    }
     if !report.clustered.is_empty() {
         let mut clustered = Table::new();
         clustered.set_header([

@@ -69,6 +69,40 @@ async fn migrate_lists_then_applies_then_has_nothing_to_do() {
 }
 
 #[tokio::test]
+async fn migrate_builds_the_unpartitioned_layout_on_request_and_keeps_it() {
+    let db = TestDatabase::new().await;
+    let url = empty_database(&db, &format!("{}_plain", db.name)).await;
+    let plain = pmctl(&["migrate", "--layout", "unpartitioned"], &url);
+    assert!(
+        plain.status.success() && text(&plain).contains("switched to the unpartitioned layout"),
+        "{}",
+        text(&plain)
+    );
+    let pool = pm_storage::connect(&url, &Default::default()).expect("pool");
+    assert_eq!(
+        pm_storage::layout::current(&pool).await.expect("layout"),
+        pm_storage::layout::Layout::Unpartitioned
+    );
+    // A later plain `migrate` (every deploy runs one) keeps the layout.
+    let again = pmctl(&["migrate"], &url);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        pm_storage::layout::current(&pool).await.expect("layout"),
+        pm_storage::layout::Layout::Unpartitioned
+    );
+    let back = pmctl(&["migrate", "--layout", "partitioned"], &url);
+    assert_eq!(back.status.code(), Some(1), "{}", text(&back));
+    assert!(text(&back).contains("no way back"), "{}", text(&back));
+    let maintained = pmctl(&["partition-maintain"], &url);
+    assert!(
+        maintained.status.success() && text(&maintained).contains("no partitions to maintain"),
+        "{}",
+        text(&maintained)
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn send_delivers_one_signed_webhook_and_its_exit_code_says_how_it_went() {
     let db = TestDatabase::new().await;
     let api = crate::process::Pmctl::start(
