@@ -465,6 +465,40 @@ pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
     Ok(reports)
 }
 
+/// Creates the daily partitions of every partitioned event table from the day of `since`
+/// up to the ones pg_partman premade, so that rows of that period (a backfill, an import,
+/// a benchmark's history) land in their own partition rather than in the default one.
+/// Returns the partitions created; tables of the unpartitioned layout are skipped.
+pub async fn cover(pool: &PgPool, since: DateTime<Utc>) -> Result<Vec<String>, MaintainError> {
+    let mut conn = crate::db::acquire(pool).await?;
+    let (schema, _) = partman(&mut conn).await?;
+    let mut created = Vec::new();
+    for table in PARTITIONED_TABLES {
+        if !crate::layout::is_partitioned(&mut conn, table).await? {
+            continue;
+        }
+        let before = partitions(&mut conn, table).await?;
+        sqlx::query(&format!(
+            "SELECT {}.create_partition_time($1, ARRAY(
+                 SELECT generate_series(date_trunc('day', $2::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                                        now(), interval '1 day')))",
+            quote_ident(&schema)
+        ))
+        .bind(table)
+        .bind(since)
+        .execute(&mut *conn)
+        .await?;
+        let after = partitions(&mut conn, table).await?;
+        created.extend(
+            after
+                .into_iter()
+                .filter(|p| !before.iter().any(|b| b.name == p.name))
+                .map(|p| p.name),
+        );
+    }
+    Ok(created)
+}
+
 /// The partition of `table` that holds the row with `created_at` = `at` (for tests and
 /// diagnostics): the name PostgreSQL routes such a row to.
 pub async fn partition_for(

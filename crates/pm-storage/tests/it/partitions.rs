@@ -346,3 +346,38 @@ async fn the_migration_adds_the_lost_fraud_reports_covering_index() {
     .expect("index");
     assert!(valid, "built completely, although concurrently");
 }
+
+#[tokio::test]
+async fn cover_creates_the_days_of_a_backfill_so_no_row_lands_in_default() {
+    let db = TestDatabase::new().await;
+    let since = chrono::Utc::now() - chrono::Duration::days(20);
+    assert_eq!(
+        partitions::partition_for(&db.pool, "public.dispute_events", since)
+            .await
+            .expect("lookup"),
+        None,
+        "the migration premakes only the week around today"
+    );
+    let created = partitions::cover(&db.pool, since).await.expect("cover");
+    // The 13 or 14 days before the premade week, for each of the two tables.
+    assert!(created.len() >= 2 * 13, "{created:?}");
+    for table in partitions::PARTITIONED_TABLES {
+        for days_ago in [20, 10, 5, 1] {
+            let at = chrono::Utc::now() - chrono::Duration::days(days_ago);
+            assert!(
+                partitions::partition_for(&db.pool, table, at)
+                    .await
+                    .expect("lookup")
+                    .is_some(),
+                "{table}, {days_ago} days ago"
+            );
+        }
+    }
+    assert!(
+        partitions::cover(&db.pool, since)
+            .await
+            .expect("again")
+            .is_empty(),
+        "covering twice creates nothing"
+    );
+}
