@@ -1,8 +1,9 @@
-//! One module per subcommand.
+//! One module per subcommand, and what several of them share.
 
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bench;
+mod child;
 pub(crate) mod db;
 pub(crate) mod demo;
 pub(crate) mod docs;

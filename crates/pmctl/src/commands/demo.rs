@@ -3,9 +3,8 @@
 //! simulator in this process, the quickstart scenario played through ingest, `verify`,
 //! and a report of what ran where and what happened.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,8 +12,8 @@ use comfy_table::Table;
 use pm_lab::verify::{self, VerifyReport};
 use pm_sim::provider::{Accepted, ProviderSim};
 use secrecy::ExposeSecret;
-use tokio::process::{Child, Command};
 
+use super::child::{port_or_free, random_token, spawn};
 use super::simulate_provider::{self, BehaviourArgs};
 use crate::args::secret;
 
@@ -53,96 +52,6 @@ pub(crate) struct Args {
     provider_port: u16,
     #[command(flatten)]
     behaviour: BehaviourArgs,
-}
-
-/// A child `pmctl` process, stopped with SIGTERM (then killed) when the demo ends.
-struct Service {
-    name: &'static str,
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-fn port_or_free(preferred: u16) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", preferred))
-        .or_else(|_| TcpListener::bind(("127.0.0.1", 0)))?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn random_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-async fn spawn(
-    name: &'static str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    dir: &Path,
-    port: u16,
-) -> anyhow::Result<Service> {
-    let log = dir.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log)?;
-    let exe = std::env::current_exe().context("cannot find the pmctl executable")?;
-    let listen = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .args(["--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(file)
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    Ok(Service {
-        name,
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-    })
-}
-
-impl Service {
-    /// Waits until `/health/ready` answers 200.
-    async fn ready(&mut self) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("{}/health/ready", self.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if let Some(status) = self.child.try_wait()? {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                anyhow::bail!("{} exited ({status}) during start-up:\n{log}", self.name);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} did not become ready; see {}",
-                self.name,
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
 }
 
 /// `otlp_endpoint`: where this process (and so the services it starts) export their spans.
