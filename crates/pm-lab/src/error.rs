@@ -71,6 +71,8 @@ pub enum LabError {
     /// The chart could not be drawn.
     #[error("cannot draw the chart: {0}")]
     Chart(String),
+    #[error("read walk: {0}")]
+    Walk(String),
     #[error("HTTP baseline: {0}")]
     Http(String),
     /// A task panicked or was cancelled.

@@ -24,11 +24,14 @@
 
 pub mod baseline;
 mod error;
+mod generate;
+pub mod layouts;
 pub mod loadtest;
 pub mod machine;
 pub mod partitioning;
 pub mod report;
 pub mod statements;
 pub mod verify;
+pub mod walks;
 
 pub use error::LabError;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-pub use table::{baseline_table, partitioning_table};
+pub use table::{baseline_table, layouts_table, partitioning_table};
 
 use crate::baseline::BaselineReport;
 use crate::partitioning::PartitioningReport;
@@ -53,6 +53,22 @@ pub fn write_baseline(dir: &Path, report: &BaselineReport) -> Result<Written, La
         |svg_name| markdown::baseline(report, svg_name),
         // The ramp's steps are load-test steps: the load test's chart draws them.
         &crate::loadtest::report::svg_chart(&report.http.steps, report.http.p99_limit_ms)?,
+    )
+    .map_err(LabError::from)
+}
+
+/// Writes `layouts-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
+pub fn write_layouts(
+    dir: &Path,
+    report: &crate::layouts::LayoutsReport,
+) -> Result<Written, LabError> {
+    write_files(
+        dir,
+        "layouts",
+        &timestamp_slug(report.started_at),
+        &serde_json::to_string_pretty(report)?,
+        |svg_name| crate::layouts::markdown(report, svg_name),
+        &chart::layouts(report)?,
     )
     .map_err(LabError::from)
 }

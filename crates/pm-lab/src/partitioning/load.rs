@@ -15,22 +15,9 @@ use pm_storage::partitions::ClusterOutcome;
 
 use super::schema::{self, DATA_SCHEMA};
 use super::{Layout, Progress, Stage};
+use crate::generate::{hash, pick, timestamp, CURRENCIES, REASONS, STATUSES};
 use crate::LabError;
 
-/// Dispute statuses (PRODUCT.md §2.2), drawn uniformly.
-const STATUSES: &[&str] = &[
-    "open",
-    "under_review",
-    "submitted",
-    "won",
-    "lost",
-    "closed",
-    "canceled",
-];
-/// Dispute reasons of the original generator, drawn uniformly.
-const REASONS: &[&str] = &["fraud", "product_not_received", "duplicate", "other"];
-/// Currencies of the original generator, drawn uniformly.
-const CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "UAH"];
 /// Per mille of the events between a dispute's first and (for final disputes) last that are
 /// `evidence_added`; the same share again is `evidence_submitted`, the rest `webhook_updated`.
 /// 43‰ makes `evidence_added` ≈ 3.6 % of all rows, which reproduces the original's
@@ -53,30 +40,6 @@ pub(crate) struct Loaded {
     pub(crate) evidence_added_rows: i64,
     /// How long clustering each day's partition took (its lock held), in milliseconds.
     pub(crate) cluster_ms: Vec<u64>,
-}
-
-/// `hashint8extended` is the hash PostgreSQL uses for hash partitioning, so it is stable
-/// across versions and platforms. Masked to be non-negative (`abs` overflows on i64::MIN).
-fn hash(expr: &str, seed: u32) -> String {
-    format!("(hashint8extended({expr}, {seed}) & 9223372036854775807)")
-}
-
-/// `values[hash(expr) mod len]` as SQL.
-fn pick(values: &[&str], expr: &str, seed: u32) -> String {
-    let list = values
-        .iter()
-        .map(|v| format!("'{v}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    format!(
-        "(ARRAY[{list}])[1 + {} % {}]",
-        hash(expr, seed),
-        values.len()
-    )
-}
-
-fn timestamp(t: DateTime<Utc>) -> String {
-    format!("'{}'::timestamptz", t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
 }
 
 /// A dispute's status, computed from its number wherever it is needed (the disputes table
@@ -400,17 +363,4 @@ async fn vacuum(
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_index_arrays_from_one() {
-        assert_eq!(
-            pick(&["a", "b"], "n", 7),
-            "(ARRAY['a','b'])[1 + (hashint8extended(n, 7) & 9223372036854775807) % 2]"
-        );
-    }
 }

@@ -40,49 +40,83 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// Grouped bars: one group per query, one bar per layout: median time above, pages below.
 pub(crate) fn partitioning(report: &PartitioningReport) -> Result<String, LabError> {
+    let groups: Vec<String> = report.queries.iter().map(|q| q.title.clone()).collect();
+    let series = |value: fn(&crate::partitioning::LayoutResult) -> f64| {
+        Layout::ALL
+            .into_iter()
+            .map(|layout| Series {
+                label: layout.label().to_owned(),
+                color: color(layout),
+                values: report
+                    .queries
+                    .iter()
+                    .map(|q| q.layout(layout).map(value))
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    };
+    two_panels(
+        &format!(
+            "dispute_events: {} rows over {} days, per layout",
+            super::fmt_count(report.setup.rows),
+            report.setup.days
+        ),
+        &groups,
+        (
+            "median execution time, ms (log scale)",
+            series(|l| l.median_ms),
+        ),
+        (
+            "pages touched, shared hit + read (log scale)",
+            series(|l| l.pages as f64),
+        ),
+    )
+}
+
+/// A titled chart of two panels of grouped bars over the same groups.
+fn two_panels(
+    title: &str,
+    groups: &[String],
+    (top_caption, top_series): (&str, Vec<Series>),
+    (bottom_caption, bottom_series): (&str, Vec<Series>),
+) -> Result<String, LabError> {
     let mut svg = String::new();
     {
         let root =
             SVGBackend::with_string(&mut svg, (WIDTH, 2 * PANEL_HEIGHT + 50)).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
         let root = root
-            .titled(
-                &format!(
-                    "dispute_events: {} rows over {} days, per layout",
-                    super::fmt_count(report.setup.rows),
-                    report.setup.days
-                ),
-                ("sans-serif", 22),
-            )
+            .titled(title, ("sans-serif", 22))
             .map_err(chart_error)?;
         let (top, bottom) = root.split_vertically(PANEL_HEIGHT);
-        bars(report, &top, "median execution time, ms (log scale)", |l| {
-            l.median_ms
-        })?;
-        bars(
-            report,
-            &bottom,
-            "pages touched, shared hit + read (log scale)",
-            |l| l.pages as f64,
-        )?;
+        grouped_bars(&top, top_caption, groups, &top_series)?;
+        grouped_bars(&bottom, bottom_caption, groups, &bottom_series)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
 }
 
-fn bars(
-    report: &PartitioningReport,
+/// One bar per group: a legend entry.
+pub(crate) struct Series {
+    pub(crate) label: String,
+    pub(crate) color: RGBColor,
+    /// One value per group (`None`: no bar).
+    pub(crate) values: Vec<Option<f64>>,
+}
+
+/// Grouped bars on a log scale, each labelled with its value: one group per name in
+/// `groups`, one bar per series in each.
+pub(crate) fn grouped_bars(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     caption: &str,
-    value: impl Fn(&crate::partitioning::LayoutResult) -> f64,
+    groups: &[String],
+    series: &[Series],
 ) -> Result<(), LabError> {
-    let names: Vec<String> = report.queries.iter().map(|q| q.title.clone()).collect();
-    let n = names.len().max(1) as f64;
+    let n = groups.len().max(1) as f64;
     let (lo, hi) = log_bounds(
-        report
-            .queries
+        series
             .iter()
-            .flat_map(|q| q.layouts.iter().map(&value)),
+            .flat_map(|s| s.values.iter().flatten().copied()),
     );
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
@@ -94,7 +128,7 @@ fn bars(
     let label_of = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
-            names.get(i as usize).cloned().unwrap_or_default()
+            groups.get(i as usize).cloned().unwrap_or_default()
         } else {
             String::new()
         }
@@ -102,21 +136,21 @@ fn bars(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(names.len())
+        .x_labels(groups.len())
         .x_label_formatter(&label_of)
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(chart_error)?;
-    let width = 0.8 / Layout::ALL.len() as f64;
-    for (li, layout) in Layout::ALL.into_iter().enumerate() {
-        let fill = color(layout);
-        let points: Vec<(f64, f64)> = report
-            .queries
+    let width = 0.8 / series.len().max(1) as f64;
+    for (si, s) in series.iter().enumerate() {
+        let fill = s.color;
+        let points: Vec<(f64, f64)> = s
+            .values
             .iter()
             .enumerate()
-            .filter_map(|(qi, q)| {
-                let x0 = qi as f64 - 0.4 + li as f64 * width;
-                q.layout(layout).map(|l| (x0, value(l).max(lo)))
+            .filter_map(|(gi, v)| {
+                let x0 = gi as f64 - 0.4 + si as f64 * width;
+                v.map(|v| (x0, v.max(lo)))
             })
             .collect();
         chart
@@ -124,7 +158,7 @@ fn bars(
                 Rectangle::new([(x0 + 0.01, lo), (x0 + width - 0.01, v)], fill.filled())
             }))
             .map_err(chart_error)?
-            .label(layout.label())
+            .label(s.label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], fill.filled()));
         chart
             .draw_series(points.iter().map(|&(x0, v)| {
@@ -144,6 +178,57 @@ fn bars(
         .draw()
         .map_err(chart_error)?;
     Ok(())
+}
+
+/// The layouts comparison: page time above, complete-walk time below, one group per window.
+pub(crate) fn layouts(report: &crate::layouts::LayoutsReport) -> Result<String, LabError> {
+    use pm_storage::layout::Layout as Storage;
+    let groups: Vec<String> = report
+        .walk
+        .windows_days
+        .iter()
+        .map(|d| format!("last {d} day(s)"))
+        .collect();
+    let series = |value: fn(&crate::walks::WalkResult) -> f64| {
+        report
+            .layouts
+            .iter()
+            .map(|l| Series {
+                label: l.layout.to_string(),
+                color: match l.layout {
+                    Storage::Partitioned => color(Layout::Partitioned),
+                    Storage::Unpartitioned => color(Layout::Indexed),
+                },
+                values: report
+                    .walk
+                    .windows_days
+                    .iter()
+                    .map(|d| {
+                        l.walks
+                            .iter()
+                            .find(|w| w.window_days == *d)
+                            .map(value)
+                            .filter(|v| *v > 0.0)
+                    })
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    };
+    two_panels(
+        &format!(
+            "GET /disputes/events walks, {} users, per layout",
+            report.walk.users
+        ),
+        &groups,
+        (
+            "page time, mean ms (log scale)",
+            series(|w| w.pages.mean_us / 1000.0),
+        ),
+        (
+            "complete walk, mean ms (log scale)",
+            series(|w| w.walks.mean_us / 1000.0),
+        ),
+    )
 }
 
 /// `65`, `3.8k`, `0.42`: fits above a bar.

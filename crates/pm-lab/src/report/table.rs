@@ -98,3 +98,46 @@ pub fn baseline_table(report: &BaselineReport) -> Table {
     }
     table
 }
+
+/// One row per window and layout: the read walks; then each layout's write knee.
+pub fn layouts_table(report: &crate::layouts::LayoutsReport) -> Table {
+    let mut table = Table::new();
+    table.set_header([
+        "window",
+        "layout",
+        "pages/s",
+        "page mean ms",
+        "page p99 ms",
+        "complete walks",
+        "walk mean ms",
+        "pages/walk",
+        "checked",
+        "write knee",
+    ]);
+    for days in &report.walk.windows_days {
+        for l in &report.layouts {
+            for w in l.walks.iter().filter(|w| w.window_days == *days) {
+                table.add_row([
+                    format!("{days} d"),
+                    l.layout.to_string(),
+                    format!("{:.0}", w.pages_per_second),
+                    fmt_ms(w.pages.mean_us / 1000.0),
+                    ms(w.pages.p99_us),
+                    fmt_count(w.walks.count),
+                    if w.walks.count == 0 {
+                        "–".to_owned()
+                    } else {
+                        fmt_ms(w.walks.mean_us / 1000.0)
+                    },
+                    fmt_count(w.pages_per_walk),
+                    if w.ok() { "ok" } else { "FAILED" }.to_owned(),
+                    l.writes.as_ref().map_or("–".to_owned(), |wr| {
+                        wr.knee
+                            .map_or("none".to_owned(), |k| format!("{:.0}/s", k.offered_rate))
+                    }),
+                ]);
+            }
+        }
+    }
+    table
+}

@@ -24,6 +24,7 @@ use sqlx::ConnectOptions;
 use crate::args::{duration, DatabaseArgs};
 
 mod kafka;
+mod layouts;
 
 /// Benchmarks whose results go to `bench-results/`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +49,13 @@ enum BenchCommand {
     /// with the cores each process used (a local single-node Apache Kafka unless
     /// --kafka-brokers is given).
     Kafka(kafka::KafkaBenchArgs),
+    /// The services on partitioned and on unpartitioned event tables, side by side: the
+    /// same generated history in both (`migrate --layout`), a real `serve-api` on each,
+    /// optionally a write sweep of a scenario's webhooks (--rates: the knee per layout),
+    /// and the original project's read benchmark — Goose users paging through
+    /// `GET /disputes/events` over the last 1 and 30 days (a closed model: each waits for
+    /// its page). Every complete walk is checked to see every row of its window once.
+    Layouts(layouts::LayoutsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +121,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Partitioning(a) => run_partitioning(a).await,
         BenchCommand::Baseline(a) => run_baseline(a).await,
         BenchCommand::Kafka(a) => kafka::run(a).await,
+        BenchCommand::Layouts(a) => layouts::run(a).await,
     }
 }
 

@@ -9,7 +9,9 @@ use pm_lab::loadtest::check::CheckConfig;
 use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::{self, SloCriteria};
 use pm_lab::loadtest::lag::LagConfig;
-use pm_lab::loadtest::report::{self, Baseline, Knee, RunReport, ScenarioInfo, Settings};
+use pm_lab::loadtest::report::{
+    self, Baseline, Knee, RunReport, ScenarioInfo, Settings, StepReport,
+};
 use pm_lab::loadtest::sweep::{self, SweepConfig, VerifyConfig};
 use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
 use pm_lab::machine::MachineFacts;
@@ -18,11 +20,11 @@ use pm_scenario::Scenario;
 
 use crate::args::{duration, ApiArgs, WebhookSecretArgs};
 
-mod summary;
+pub(crate) mod summary;
 
 /// Played when the default scenario file is not there (e.g. outside the repository).
 const QUICKSTART: &str = include_str!("../../../../scenarios/quickstart.toml");
-const DEFAULT_SCENARIO: &str = "scenarios/steady-10k.toml";
+pub(crate) const DEFAULT_SCENARIO: &str = "scenarios/steady-10k.toml";
 
 /// Drive a scenario's signed webhooks at fixed arrival rates (an open model: request i is
 /// sent at i/rate whatever the server does, and latency is measured from that intended
@@ -130,7 +132,7 @@ pub(crate) struct Args {
 }
 
 /// The scenario text and where it came from (`None`: built in).
-fn scenario_text(path: &Path) -> anyhow::Result<(String, Option<String>)> {
+pub(crate) fn scenario_text(path: &Path) -> anyhow::Result<(String, Option<String>)> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok((text, Some(path.display().to_string()))),
         Err(e)
@@ -217,15 +219,15 @@ impl Args {
 }
 
 /// What the run learns from the database it was given.
-struct DatabaseSide {
-    facts: MachineFacts,
-    statements: Option<StatementProfiler>,
+pub(crate) struct DatabaseSide {
+    pub(crate) facts: MachineFacts,
+    pub(crate) statements: Option<StatementProfiler>,
     /// Why `statements` is `None` although a database was given.
-    statements_unavailable: Option<String>,
+    pub(crate) statements_unavailable: Option<String>,
 }
 
 /// This host's facts, and the database's and its statement statistics when a URL is given.
-async fn database_side(database_url: Option<&str>) -> anyhow::Result<DatabaseSide> {
+pub(crate) async fn database_side(database_url: Option<&str>) -> anyhow::Result<DatabaseSide> {
     let command_line = crate::secrets::redacted_command_line().join(" ");
     let mut side = DatabaseSide {
         facts: MachineFacts::host(&command_line, crate::BUILD.revision),
@@ -267,6 +269,55 @@ async fn preflight(target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A sweep ready to run, and what its report records about it.
+pub(crate) struct Sweep {
+    pub(crate) run_id: String,
+    pub(crate) config: SweepConfig,
+    pub(crate) source: TrafficSource,
+    pub(crate) scenario: ScenarioInfo,
+    pub(crate) settings: Settings,
+    pub(crate) target: String,
+    pub(crate) api_url: Option<String>,
+    pub(crate) database: DatabaseSide,
+    pub(crate) baseline: Option<Baseline>,
+    /// Called as each step finishes.
+    pub(crate) on_step: fn(&StepReport),
+}
+
+/// Runs the sweep (printing each step) and assembles its report: shared by `loadtest` and
+/// `bench layouts`.
+pub(crate) async fn sweep_report(sweep: Sweep) -> anyhow::Result<RunReport> {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let config = SweepConfig {
+        statements: sweep.database.statements,
+        ..sweep.config
+    };
+    let steps = sweep::sweep(&config, sweep.source, sweep.on_step).await?;
+    let knee = knee::knee(&steps).map(|s| Knee {
+        offered_rate: s.offered_rate,
+        achieved_rate: s.achieved_rate,
+        p99_us: s.latency.p99_us,
+    });
+    Ok(RunReport {
+        format: report::REPORT_FORMAT,
+        tool: "pmctl loadtest".to_owned(),
+        run_id: sweep.run_id,
+        started_at,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command_line: crate::secrets::redacted_command_line(),
+        git_revision: Some(crate::BUILD.revision.to_owned()),
+        machine: sweep.database.facts,
+        scenario: sweep.scenario,
+        target: sweep.target,
+        api_url: sweep.api_url,
+        settings: sweep.settings,
+        steps,
+        knee,
+        baseline: sweep.baseline,
+        statements_unavailable: sweep.database.statements_unavailable,
+    })
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let secret = args.secrets.signing_secret()?;
     let (text, file) = scenario_text(&args.scenario)?;
@@ -304,35 +355,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             run_id: run_id.clone(),
         },
     )?;
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let config = SweepConfig {
-        statements: database.statements,
-        ..args.sweep_config(secret)?
-    };
-    let steps = sweep::sweep(&config, source, summary::print_step).await?;
-    let knee = knee::knee(&steps).map(|s| Knee {
-        offered_rate: s.offered_rate,
-        achieved_rate: s.achieved_rate,
-        p99_us: s.latency.p99_us,
-    });
-    let run = RunReport {
-        format: report::REPORT_FORMAT,
-        tool: "pmctl loadtest".to_owned(),
+    let run = sweep_report(Sweep {
         run_id,
-        started_at,
-        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        command_line: crate::secrets::redacted_command_line(),
-        git_revision: Some(crate::BUILD.revision.to_owned()),
-        machine: database.facts,
+        config: args.sweep_config(secret)?,
+        source,
         scenario: info,
+        settings: args.settings(),
         target: args.target.clone(),
         api_url: args.verify.then(|| args.api.api_url.clone()),
-        settings: args.settings(),
-        steps,
-        knee,
+        database,
         baseline,
-        statements_unavailable: database.statements_unavailable,
-    };
+        on_step: summary::print_step,
+    })
+    .await?;
     let written = report::write_reports(&args.out, &run)?;
     summary::print_run(&run, old.as_ref(), &written);
     let failed: Vec<String> = run

@@ -2,6 +2,7 @@
 //! PostgreSQL, a real Kafka-protocol broker, and HTTP between them.
 
 mod auth;
+mod bench;
 mod captures;
 mod cli;
 mod deploy;

@@ -6,6 +6,11 @@ use pm_lab::loadtest::report::{self, RunReport, StepReport, Written};
 
 /// One line as soon as a step is done (progress bars are cleared by then).
 pub(super) fn print_step(s: &StepReport) {
+    println!("{}", step_line(s));
+}
+
+/// What a finished step says: rates, latencies, drops, the objective, the verification.
+pub(crate) fn step_line(s: &StepReport) -> String {
     let verify = match &s.verify {
         Some(v) if v.ok => ", verified".to_owned(),
         Some(v) => format!(
@@ -14,7 +19,7 @@ pub(super) fn print_step(s: &StepReport) {
         ),
         None => String::new(),
     };
-    println!(
+    format!(
         "{:.0}/s: achieved {:.0}/s, p50 {} ms, p99 {} ms, max {} ms, dropped {}, {}{verify}",
         s.offered_rate,
         s.achieved_rate,
@@ -27,7 +32,7 @@ pub(super) fn print_step(s: &StepReport) {
         } else {
             "SLO missed"
         },
-    );
+    )
 }
 
 /// The end of a run.

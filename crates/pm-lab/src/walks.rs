@@ -1,0 +1,305 @@
+//! Read walks: the original project's read benchmark. Virtual users page through
+//! `GET /disputes/events` over a time window, one cursor page after the other until the
+//! window is exhausted, then start over — for a fixed time.
+//!
+//! This is a **closed** model, unlike the webhook load generator ([`crate::loadtest`]): each
+//! user waits for a page before asking for the next, as a person (or a report job) paging
+//! through data does, so the request rate is an outcome, not an input. [Goose] runs the
+//! users and measures the pages (one Goose request each) and the complete walks (one Goose
+//! transaction each); a walk cut short by the end of the run is not counted.
+//!
+//! Every complete walk is checked: the window is fixed when the experiment starts (it ends
+//! at [`WalkConfig::until`], not at "now"), so each walk must see exactly the rows the
+//! caller counted in it — a walk that skips or repeats a row fails the experiment.
+//!
+//! [Goose]: https://book.goose.rs
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use goose::config::GooseConfiguration;
+use goose::goose::{GooseMethod, GooseRequest, TransactionFunction};
+use goose::metrics::GooseRequestMetricTimingData;
+use goose::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+
+/// What to walk, and with how many users for how long.
+#[derive(Debug, Clone)]
+pub struct WalkConfig {
+    /// The API's base URL (`http://127.0.0.1:3000`).
+    pub api_url: String,
+    /// A key with scope `read`, sent as `Authorization: Bearer …`.
+    pub api_key: String,
+    /// Concurrent virtual users.
+    pub users: usize,
+    /// How long the users walk (whole seconds: Goose's resolution).
+    pub duration: Duration,
+    /// `limit` of each page.
+    pub page_size: u32,
+    /// The end of every window: fixed, so that every walk reads the same rows.
+    pub until: DateTime<Utc>,
+}
+
+/// A distribution of times, in microseconds (Goose's buckets: exact below 100 ms, coarser
+/// above).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Timing {
+    fn of(data: &GooseRequestMetricTimingData) -> Timing {
+        let count = data.counter as u64;
+        Timing {
+            count,
+            mean_us: if count == 0 {
+                0.0
+            } else {
+                data.total_time_us as f64 / count as f64
+            },
+            p50_us: data.percentile_us(0.50),
+            p90_us: data.percentile_us(0.90),
+            p99_us: data.percentile_us(0.99),
+            max_us: data.maximum_time_us,
+        }
+    }
+}
+
+/// One window's walks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalkResult {
+    /// The window: the `window_days` days before `until`.
+    pub window_days: u32,
+    pub users: usize,
+    /// How long the users walked.
+    pub seconds: f64,
+    pub page_size: u32,
+    /// Rows in the window, as the database counted them before the run.
+    pub rows_in_window: u64,
+    /// Pages answered with 200, and their latency as the users saw it.
+    pub pages: Timing,
+    pub pages_per_second: f64,
+    /// Page requests that failed (an error status or no answer).
+    pub failed_pages: u64,
+    /// Complete walks, from the first page to the last, and how long each took.
+    pub walks: Timing,
+    /// Pages of one complete walk.
+    pub pages_per_walk: u64,
+    /// Complete walks that saw another number of rows than `rows_in_window` (must be 0).
+    pub inconsistent_walks: u64,
+}
+
+impl WalkResult {
+    /// No failed page and every complete walk saw the whole window exactly once.
+    pub fn ok(&self) -> bool {
+        self.failed_pages == 0 && self.inconsistent_walks == 0
+    }
+}
+
+/// What each user shares with the others: the fixed part of the query and what the walks
+/// saw.
+struct Walk {
+    query: String,
+    authorization: String,
+    rows_in_window: u64,
+    /// `(rows, pages)` of each complete walk.
+    seen: Mutex<Vec<(u64, u64)>>,
+}
+
+/// The page of the wire format a walk needs: the number of items and the next cursor.
+#[derive(Deserialize)]
+struct PageShape {
+    items: Vec<serde::de::IgnoredAny>,
+    next_cursor: Option<String>,
+}
+
+fn transaction_error(message: String) -> Box<TransactionError> {
+    Box::new(TransactionError::Custom(message))
+}
+
+/// One complete walk through the window.
+async fn walk_once(user: &mut GooseUser, walk: Arc<Walk>) -> TransactionResult {
+    let (mut rows, mut pages) = (0u64, 0u64);
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => walk.query.clone(),
+            Some(c) => format!("{}&cursor={}", walk.query, encode_query_value(c)),
+        };
+        let builder = user
+            .get_request_builder(&GooseMethod::Get, &path)?
+            .header("authorization", &walk.authorization);
+        let request = GooseRequest::builder()
+            .name("GET /disputes/events (one page)")
+            .set_request_builder(builder)
+            .build();
+        let mut answer = user.request(request).await?;
+        let response = match answer.response {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                user.set_failure(
+                    &format!("{status}: {body}"),
+                    &mut answer.request,
+                    None,
+                    None,
+                )?;
+                return Ok(());
+            }
+            Err(e) => return Err(transaction_error(format!("no answer: {e}"))),
+        };
+        let page: PageShape = response
+            .json()
+            .await
+            .map_err(|e| transaction_error(format!("not a page of events: {e}")))?;
+        rows += page.items.len() as u64;
+        pages += 1;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    if let Ok(mut seen) = walk.seen.lock() {
+        seen.push((rows, pages));
+    }
+    if rows != walk.rows_in_window {
+        return Err(transaction_error(format!(
+            "a walk saw {rows} rows of {}",
+            walk.rows_in_window
+        )));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value (cursors are opaque to us).
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn goose_error(e: impl std::fmt::Display) -> LabError {
+    LabError::Walk(e.to_string())
+}
+
+/// Walks the `window_days` days before `config.until` with `config.users` users for
+/// `config.duration`. `rows_in_window` is what every complete walk must see.
+pub async fn walk(
+    config: &WalkConfig,
+    window_days: u32,
+    rows_in_window: u64,
+) -> Result<WalkResult, LabError> {
+    let from = config.until - chrono::Duration::days(i64::from(window_days));
+    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let walk = Arc::new(Walk {
+        query: format!(
+            "/disputes/events?time_from={}&time_to={}&limit={}",
+            stamp(from),
+            stamp(config.until),
+            config.page_size
+        ),
+        authorization: format!("Bearer {}", config.api_key),
+        rows_in_window,
+        seen: Mutex::new(Vec::new()),
+    });
+    let shared = Arc::clone(&walk);
+    let function: TransactionFunction =
+        Arc::new(move |user| Box::pin(walk_once(user, Arc::clone(&shared))));
+    let scenario = scenario!("ReadWalk")
+        .register_transaction(Transaction::new(function).set_name("walk the window"));
+    let seconds = config.duration.as_secs().max(1) as usize;
+    let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())
+        .map_err(goose_error)?
+        .register_scenario(scenario)
+        .set_default(GooseDefault::Host, config.api_url.trim_end_matches('/'))
+        .map_err(goose_error)?
+        .set_default(GooseDefault::Users, config.users)
+        .map_err(goose_error)?
+        // All users at once: the measurement is of a steady number of readers.
+        .set_default(
+            GooseDefault::IncreaseRate,
+            (config.users.max(1) * 1000).to_string().as_str(),
+        )
+        .map_err(goose_error)?
+        .set_default(GooseDefault::RunTime, seconds)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::NoTelnet, true)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::NoPrintMetrics, true)
+        .map_err(goose_error)?
+        .set_default(GooseDefault::Quiet, 1)
+        .map_err(goose_error)?;
+    // Goose's run is a large future: on the heap, not on this task's stack.
+    let metrics = Box::pin(attack.execute()).await.map_err(goose_error)?;
+
+    // One request name and one transaction: each has at most one aggregate.
+    let (pages, ok_pages, failed_pages) =
+        metrics
+            .requests
+            .values()
+            .next()
+            .map_or((Timing::of(&Default::default()), 0, 0), |a| {
+                (
+                    Timing::of(&a.raw_data),
+                    a.success_count as u64,
+                    a.fail_count as u64,
+                )
+            });
+    let walks = metrics
+        .transactions
+        .iter()
+        .flatten()
+        .next()
+        .map_or(Timing::of(&Default::default()), |t| {
+            Timing::of(&t.run_times)
+        });
+    let seen = walk.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let walked = metrics.duration.max(1) as f64;
+    // Goose times failed requests too; the count is of answered pages.
+    let page_timing = Timing {
+        count: ok_pages,
+        ..pages
+    };
+    Ok(WalkResult {
+        window_days,
+        users: config.users,
+        seconds: walked,
+        page_size: config.page_size,
+        rows_in_window,
+        pages: page_timing,
+        pages_per_second: ok_pages as f64 / walked,
+        failed_pages,
+        walks,
+        pages_per_walk: seen.first().map_or(0, |(_, p)| *p),
+        inconsistent_walks: seen
+            .iter()
+            .filter(|(rows, _)| *rows != rows_in_window)
+            .count() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_travel_intact_in_the_query() {
+        assert_eq!(encode_query_value("a+b/c=="), "a%2Bb%2Fc%3D%3D");
+        assert_eq!(encode_query_value("AZaz09-_.~"), "AZaz09-_.~");
+    }
+}

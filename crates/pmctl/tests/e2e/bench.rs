@@ -1,0 +1,111 @@
+//! `pmctl bench layouts`: both layouts built, written to and walked through a real
+//! `serve-api`, on the test server.
+
+use pm_storage::testing::TestDatabase;
+use serde_json::Value;
+
+use crate::process::{run, text};
+
+#[tokio::test]
+async fn bench_layouts_writes_and_walks_both_layouts_and_checks_every_walk() {
+    let db = TestDatabase::new().await;
+    let out = tempfile::tempdir().expect("temp dir");
+    let done = tokio::task::spawn_blocking({
+        let (url, out) = (db.url.clone(), out.path().display().to_string());
+        move || {
+            run(
+                &[
+                    "bench",
+                    "layouts",
+                    "--history-days",
+                    "3",
+                    "--history-rows",
+                    "3000",
+                    "--windows",
+                    "1,3",
+                    "--users",
+                    "2",
+                    "--walk-duration",
+                    "2s",
+                    "--page-size",
+                    "250",
+                    "--rates",
+                    "50",
+                    "--duration",
+                    "2s",
+                    "--warmup",
+                    "1s",
+                    "--connections",
+                    "4",
+                    "--json",
+                    "--out",
+                    &out,
+                ],
+                &[("PM_DATABASE_URL", url.as_str())],
+            )
+        }
+    })
+    .await
+    .expect("bench ran");
+    assert!(done.status.success(), "{}", text(&done));
+    let report: Value = serde_json::from_slice(&done.stdout).expect("a JSON report");
+    let layouts = report["layouts"].as_array().expect("layouts");
+    let names: Vec<&str> = layouts
+        .iter()
+        .filter_map(|l| l["layout"].as_str())
+        .collect();
+    assert_eq!(names, ["partitioned", "unpartitioned"]);
+    for l in layouts {
+        let walks = l["walks"].as_array().expect("walks");
+        assert_eq!(walks.len(), 2, "{l}");
+        for w in walks {
+            // 3,000 rows over 3 days: about 1,000 in the last day, all of them in 3 days.
+            let rows = w["rows_in_window"].as_u64().expect("rows");
+            match w["window_days"].as_u64() {
+                Some(1) => assert!((900..=1100).contains(&rows), "{w}"),
+                Some(3) => assert_eq!(rows, 3000, "{w}"),
+                other => panic!("unexpected window {other:?}"),
+            }
+            assert!(
+                w["walks"]["count"].as_u64() > Some(0),
+                "a walk completed: {w}"
+            );
+            assert_eq!(w["failed_pages"], 0, "{w}");
+            assert_eq!(w["inconsistent_walks"], 0, "{w}");
+            assert_eq!(
+                w["pages_per_walk"].as_u64(),
+                Some(rows.div_ceil(250).max(1)),
+                "{w}"
+            );
+        }
+        let writes = &l["writes"];
+        assert!(
+            writes["steps"][0]["achieved_rate"].as_f64() > Some(0.0),
+            "{l}"
+        );
+        let linked = out
+            .path()
+            .join(writes["report"].as_str().expect("report file"));
+        assert!(linked.exists(), "{}", linked.display());
+    }
+    let files: Vec<String> = std::fs::read_dir(out.path())
+        .expect("out")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for ext in ["json", "md", "svg"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with("layouts-") && f.ends_with(ext)),
+            "{files:?}"
+        );
+    }
+    // The benchmark's databases are gone.
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'pm_bench_%'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+    assert_eq!(left, 0);
+}
