@@ -27,6 +27,7 @@ pub mod group;
 pub mod headers;
 pub mod local;
 pub mod metrics;
+pub mod probe;
 pub mod producer;
 pub mod replay;
 #[cfg(feature = "testing")]

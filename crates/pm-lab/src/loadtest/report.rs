@@ -69,6 +69,38 @@ pub struct RunReport {
     /// Why the steps have no statement statistics although the run was given the database.
     #[serde(default)]
     pub statements_unavailable: Option<String>,
+    /// The Kafka cluster the services used (kafka mode), when the run was told of it.
+    #[serde(default)]
+    pub kafka: Option<BrokerFacts>,
+}
+
+/// The Kafka cluster behind a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerFacts {
+    /// The bootstrap list.
+    pub brokers: String,
+    /// Brokers in the cluster's metadata (`None`: it did not answer).
+    pub broker_count: Option<usize>,
+    /// The Apache Kafka release, read from the broker process's jars (local brokers only:
+    /// the protocol does not tell clients).
+    pub release: Option<String>,
+}
+
+impl BrokerFacts {
+    /// `Apache Kafka 4.1.1, 1 broker at 127.0.0.1:9092`.
+    pub fn describe(&self) -> String {
+        format!(
+            "Apache Kafka {}, {} at {}",
+            self.release
+                .as_deref()
+                .unwrap_or("(release unknown: not a local broker)"),
+            self.broker_count
+                .map_or("brokers not reached".to_owned(), |n| {
+                    format!("{n} broker{}", if n == 1 { "" } else { "s" })
+                }),
+            self.brokers
+        )
+    }
 }
 
 /// The scenario of a run.

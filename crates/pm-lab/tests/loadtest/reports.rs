@@ -74,6 +74,7 @@ fn report(steps: Vec<StepReport>, revision: &str) -> RunReport {
         knee,
         baseline: None,
         statements_unavailable: None,
+        kafka: None,
     }
 }
 

@@ -10,7 +10,7 @@ use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::{self, SloCriteria};
 use pm_lab::loadtest::lag::LagConfig;
 use pm_lab::loadtest::report::{
-    self, Baseline, Knee, RunReport, ScenarioInfo, Settings, StepReport,
+    self, Baseline, BrokerFacts, Knee, RunReport, ScenarioInfo, Settings, StepReport,
 };
 use pm_lab::loadtest::sweep::{self, SweepConfig, VerifyConfig};
 use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
@@ -115,6 +115,11 @@ pub(crate) struct Args {
     /// has no database facts.
     #[arg(long, env = "PM_DATABASE_URL")]
     database_url: Option<String>,
+    /// The Kafka cluster the services use in kafka mode: the report records it, how many
+    /// brokers it has and, for a broker on this machine, its Apache Kafka release. Read
+    /// from the services' own variable, so a shell set up for them needs nothing more.
+    #[arg(long = "kafka-brokers", env = "PM_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
     /// Timeout of one request (it then counts as failed, with its time recorded).
     #[arg(long, default_value = "10s", value_parser = duration)]
     request_timeout: Duration,
@@ -257,6 +262,20 @@ pub(crate) async fn database_side(database_url: Option<&str>) -> anyhow::Result<
     Ok(side)
 }
 
+/// What the report says about the Kafka cluster at `brokers`.
+async fn broker_facts(brokers: &str) -> BrokerFacts {
+    let config = pm_kafka::KafkaConfig::new(brokers, "pmctl-loadtest");
+    let broker_count = pm_kafka::topics::broker_count(&config).await.ok();
+    let release = brokers
+        .split(',')
+        .find_map(pm_kafka::probe::local_broker_release);
+    BrokerFacts {
+        brokers: brokers.to_owned(),
+        broker_count,
+        release,
+    }
+}
+
 /// Fails early, with what to start, when the target does not answer at all.
 async fn preflight(target: &str) -> anyhow::Result<()> {
     let url = format!("{}/health/live", target.trim_end_matches('/'));
@@ -282,6 +301,7 @@ pub(crate) struct Sweep {
     pub(crate) baseline: Option<Baseline>,
     /// Called as each step finishes.
     pub(crate) on_step: fn(&StepReport),
+    pub(crate) kafka: Option<BrokerFacts>,
 }
 
 /// Runs the sweep (printing each step) and assembles its report: shared by `loadtest` and
@@ -315,6 +335,7 @@ pub(crate) async fn sweep_report(sweep: Sweep) -> anyhow::Result<RunReport> {
         knee,
         baseline: sweep.baseline,
         statements_unavailable: sweep.database.statements_unavailable,
+        kafka: sweep.kafka,
     })
 }
 
@@ -366,6 +387,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         database,
         baseline,
         on_step: summary::print_step,
+        kafka: match &args.kafka_brokers {
+            Some(brokers) => Some(broker_facts(brokers).await),
+            None => None,
+        },
     })
     .await?;
     let written = report::write_reports(&args.out, &run)?;

@@ -321,7 +321,40 @@ async fn no_subcommand_prints_logs_or_writes_a_secret() {
         &[
             ("PM_WEBHOOK_SECRETS", webhook_secret),
             ("PM_API_KEY", api_key),
+            ("PM_KAFKA_BROKERS", brokers.as_str()),
         ],
+    );
+    // The report names the cluster the services would use, and its release, read from the
+    // broker process of this machine.
+    let reports = scan.dir.path().join("bench-results");
+    let report = std::fs::read_dir(&reports)
+        .expect("bench-results")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("loadtest-"))
+                && p.extension().is_some_and(|e| e == "json")
+        })
+        .expect("a load-test report");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(
+        report["kafka"]["brokers"],
+        brokers.as_str(),
+        "{}",
+        report["kafka"]
+    );
+    assert!(
+        report["kafka"]["broker_count"].as_u64() >= Some(1),
+        "{}",
+        report["kafka"]
+    );
+    assert_eq!(
+        report["kafka"]["release"],
+        pm_kafka::local::kafka_version(),
+        "{}",
+        report["kafka"]
     );
     api_child.kill().unwrap();
     api_child.wait().unwrap();

@@ -39,6 +39,9 @@ pub fn markdown(run: &RunReport, svg_name: &str) -> String {
             "left out"
         }
     );
+    if let Some(kafka) = &run.kafka {
+        let _ = writeln!(md, "- Kafka: {}", kafka.describe());
+    }
     let s = &run.settings;
     let _ = writeln!(
         md,

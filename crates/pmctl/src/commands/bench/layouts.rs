@@ -257,6 +257,7 @@ async fn writes(
         baseline: None,
         // Progress goes to stderr: stdout is the report's (--json).
         on_step: |step| eprintln!("{}", loadtest::summary::step_line(step)),
+        kafka: None,
     })
     .await?;
     let written = pm_lab::loadtest::report::write_reports(&args.out, &run)?;
