@@ -5,8 +5,11 @@
 //! This is a **closed** model, unlike the webhook load generator ([`crate::loadtest`]): each
 //! user waits for a page before asking for the next, as a person (or a report job) paging
 //! through data does, so the request rate is an outcome, not an input. [Goose] runs the
-//! users and measures the pages (one Goose request each) and the complete walks (one Goose
-//! transaction each); a walk cut short by the end of the run is not counted.
+//! users and times the pages (one Goose transaction and request each: Goose lets a running
+//! transaction finish before a user stops, so a transaction must stay short for the run to
+//! end on time); each user's walk — its cursor, rows and start — lives in the user's
+//! session, and a walk is timed from its first page to its last. A walk cut short by the end
+//! of the run is not counted.
 //!
 //! Every complete walk is checked: the window is fixed when the experiment starts (it ends
 //! at [`WalkConfig::until`], not at "now"), so each walk must see exactly the rows the
@@ -15,7 +18,7 @@
 //! [Goose]: https://book.goose.rs
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use goose::config::GooseConfiguration;
@@ -56,6 +59,28 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Exact percentiles of a few samples (nearest rank).
+    fn of_samples(mut micros: Vec<u64>) -> Timing {
+        micros.sort_unstable();
+        let count = micros.len() as u64;
+        let rank = |p: f64| {
+            let i = ((p * micros.len() as f64).ceil() as usize).clamp(1, micros.len().max(1));
+            micros.get(i - 1).copied().unwrap_or(0)
+        };
+        Timing {
+            count,
+            mean_us: if count == 0 {
+                0.0
+            } else {
+                micros.iter().sum::<u64>() as f64 / count as f64
+            },
+            p50_us: rank(0.50),
+            p90_us: rank(0.90),
+            p99_us: rank(0.99),
+            max_us: micros.last().copied().unwrap_or(0),
+        }
+    }
+
     fn of(data: &GooseRequestMetricTimingData) -> Timing {
         let count = data.counter as u64;
         Timing {
@@ -110,8 +135,36 @@ struct Walk {
     query: String,
     authorization: String,
     rows_in_window: u64,
-    /// `(rows, pages)` of each complete walk.
-    seen: Mutex<Vec<(u64, u64)>>,
+    /// Each complete walk.
+    seen: Mutex<Vec<Walked>>,
+}
+
+/// One complete walk.
+#[derive(Debug, Clone, Copy)]
+struct Walked {
+    rows: u64,
+    pages: u64,
+    micros: u64,
+}
+
+/// A user's walk in progress (its Goose session data).
+#[derive(Debug, Clone)]
+struct Position {
+    cursor: Option<String>,
+    rows: u64,
+    pages: u64,
+    started: Instant,
+}
+
+impl Position {
+    fn start() -> Position {
+        Position {
+            cursor: None,
+            rows: 0,
+            pages: 0,
+            started: Instant::now(),
+        }
+    }
 }
 
 /// The page of the wire format a walk needs: the number of items and the next cursor.
@@ -125,56 +178,75 @@ fn transaction_error(message: String) -> Box<TransactionError> {
     Box::new(TransactionError::Custom(message))
 }
 
-/// One complete walk through the window.
-async fn walk_once(user: &mut GooseUser, walk: Arc<Walk>) -> TransactionResult {
-    let (mut rows, mut pages) = (0u64, 0u64);
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            None => walk.query.clone(),
-            Some(c) => format!("{}&cursor={}", walk.query, encode_query_value(c)),
-        };
-        let builder = user
-            .get_request_builder(&GooseMethod::Get, &path)?
-            .header("authorization", &walk.authorization);
-        let request = GooseRequest::builder()
-            .name("GET /disputes/events (one page)")
-            .set_request_builder(builder)
-            .build();
-        let mut answer = user.request(request).await?;
-        let response = match answer.response {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                user.set_failure(
-                    &format!("{status}: {body}"),
-                    &mut answer.request,
-                    None,
-                    None,
-                )?;
-                return Ok(());
-            }
-            Err(e) => return Err(transaction_error(format!("no answer: {e}"))),
-        };
-        let page: PageShape = response
-            .json()
-            .await
-            .map_err(|e| transaction_error(format!("not a page of events: {e}")))?;
-        rows += page.items.len() as u64;
-        pages += 1;
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
+/// The next page of this user's walk (the first page of a new walk after the last one).
+async fn next_page(user: &mut GooseUser, walk: Arc<Walk>) -> TransactionResult {
+    let cursor = match user.get_session_data::<Position>() {
+        Some(p) => p.cursor.clone(),
+        None => {
+            user.set_session_data(Position::start());
+            None
         }
+    };
+    let path = match &cursor {
+        None => walk.query.clone(),
+        Some(c) => format!("{}&cursor={}", walk.query, encode_query_value(c)),
+    };
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, &path)?
+        .header("authorization", &walk.authorization);
+    let request = GooseRequest::builder()
+        .name("GET /disputes/events (one page)")
+        .set_request_builder(builder)
+        .build();
+    let mut answer = user.request(request).await?;
+    let response = match answer.response {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            // The walk is abandoned: the next page starts a new one.
+            user.set_session_data(Position::start());
+            return user.set_failure(
+                &format!("{status}: {body}"),
+                &mut answer.request,
+                None,
+                None,
+            );
+        }
+        Err(e) => {
+            user.set_session_data(Position::start());
+            return Err(transaction_error(format!("no answer: {e}")));
+        }
+    };
+    let page: PageShape = match response.json().await {
+        Ok(page) => page,
+        Err(e) => {
+            user.set_session_data(Position::start());
+            return Err(transaction_error(format!("not a page of events: {e}")));
+        }
+    };
+    let Some(position) = user.get_session_data_mut::<Position>() else {
+        return Err(transaction_error("the walk's position is gone".to_owned()));
+    };
+    position.rows += page.items.len() as u64;
+    position.pages += 1;
+    if page.next_cursor.is_some() {
+        position.cursor = page.next_cursor;
+        return Ok(());
     }
+    let walked = Walked {
+        rows: position.rows,
+        pages: position.pages,
+        micros: u64::try_from(position.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    };
+    *position = Position::start();
     if let Ok(mut seen) = walk.seen.lock() {
-        seen.push((rows, pages));
+        seen.push(walked);
     }
-    if rows != walk.rows_in_window {
+    if walked.rows != walk.rows_in_window {
         return Err(transaction_error(format!(
-            "a walk saw {rows} rows of {}",
-            walk.rows_in_window
+            "a walk saw {} rows of {}",
+            walked.rows, walk.rows_in_window
         )));
     }
     Ok(())
@@ -219,9 +291,9 @@ pub async fn walk(
     });
     let shared = Arc::clone(&walk);
     let function: TransactionFunction =
-        Arc::new(move |user| Box::pin(walk_once(user, Arc::clone(&shared))));
+        Arc::new(move |user| Box::pin(next_page(user, Arc::clone(&shared))));
     let scenario = scenario!("ReadWalk")
-        .register_transaction(Transaction::new(function).set_name("walk the window"));
+        .register_transaction(Transaction::new(function).set_name("next page"));
     let seconds = config.duration.as_secs().max(1) as usize;
     let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())
         .map_err(goose_error)?
@@ -245,7 +317,11 @@ pub async fn walk(
         .set_default(GooseDefault::Quiet, 1)
         .map_err(goose_error)?;
     // Goose's run is a large future: on the heap, not on this task's stack.
+    let started = Instant::now();
     let metrics = Box::pin(attack.execute()).await.map_err(goose_error)?;
+    // Goose reports whole seconds; the users may also finish their last page after the
+    // run time.
+    let walked = started.elapsed().as_secs_f64().max(0.001);
 
     // One request name and one transaction: each has at most one aggregate.
     let (pages, ok_pages, failed_pages) =
@@ -260,16 +336,7 @@ pub async fn walk(
                     a.fail_count as u64,
                 )
             });
-    let walks = metrics
-        .transactions
-        .iter()
-        .flatten()
-        .next()
-        .map_or(Timing::of(&Default::default()), |t| {
-            Timing::of(&t.run_times)
-        });
     let seen = walk.seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let walked = metrics.duration.max(1) as f64;
     // Goose times failed requests too; the count is of answered pages.
     let page_timing = Timing {
         count: ok_pages,
@@ -284,12 +351,9 @@ pub async fn walk(
         pages: page_timing,
         pages_per_second: ok_pages as f64 / walked,
         failed_pages,
-        walks,
-        pages_per_walk: seen.first().map_or(0, |(_, p)| *p),
-        inconsistent_walks: seen
-            .iter()
-            .filter(|(rows, _)| *rows != rows_in_window)
-            .count() as u64,
+        walks: Timing::of_samples(seen.iter().map(|w| w.micros).collect()),
+        pages_per_walk: seen.first().map_or(0, |w| w.pages),
+        inconsistent_walks: seen.iter().filter(|w| w.rows != rows_in_window).count() as u64,
     })
 }
 
@@ -301,5 +365,13 @@ mod tests {
     fn cursors_travel_intact_in_the_query() {
         assert_eq!(encode_query_value("a+b/c=="), "a%2Bb%2Fc%3D%3D");
         assert_eq!(encode_query_value("AZaz09-_.~"), "AZaz09-_.~");
+    }
+
+    #[test]
+    fn walk_times_use_nearest_rank_percentiles() {
+        let t = Timing::of_samples(vec![40, 10, 30, 20]);
+        assert_eq!((t.count, t.p50_us, t.p90_us, t.max_us), (4, 20, 40, 40));
+        assert_eq!(t.mean_us, 25.0);
+        assert_eq!(Timing::of_samples(Vec::new()).count, 0);
     }
 }
