@@ -18,7 +18,9 @@
 # PyPI into a virtualenv of its own. So is Prometheus (all): the observability tests check
 # deploy/prometheus with its promtool and scrape the services with its server, which they
 # start themselves; the package's own service is never started. And systemd-analyze, man,
-# openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx.
+# openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx. Go
+# 1.24+ (all, not installed here: Debian's is too old) and hadolint (from PyPI) check the
+# container files.
 set -euo pipefail
 what=${1:-all}
 
@@ -124,4 +126,19 @@ fi
 
 if [ -n "$kafka" ]; then
     "$(dirname "$0")/kafka.sh" fetch
+fi
+
+# The container files' checks (crates/pmctl/tests/e2e/compose.rs, all): Go 1.24+ runs
+# compose/validate (compose-go, what `docker compose config` runs; its modules come from the
+# Go module proxy once), and hadolint comes from PyPI into a virtualenv (scripts/hadolint.sh).
+# Debian's own Go is too old for compose-go: install a release from https://go.dev/dl/.
+if [ "$what" = all ]; then
+    go_version=$(go env GOVERSION 2>/dev/null || true)
+    go_minor=$(printf '%s' "$go_version" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+    if [ "${go_minor:-0}" -lt 24 ]; then
+        echo "Go 1.24 or newer is needed (found: ${go_version:-none}); install it from https://go.dev/dl/" >&2
+        exit 1
+    fi
+    (cd "$(dirname "$0")/../compose/validate" && go mod download)
+    "$(dirname "$0")/hadolint.sh" --version >/dev/null
 fi

@@ -22,11 +22,11 @@ const BINARY: &str = "/usr/local/bin/pmctl";
 /// The host name the nginx site is written for, a placeholder to replace.
 const HOST: &str = "pay.example.com";
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -52,7 +52,7 @@ fn replace_once(s: &str, from: &str, to: &str) -> String {
 
 /// The `[env: NAME…]` variables of `pmctl <subcommand> --help`, each with whether clap
 /// hides its value (a secret: `[env: NAME]` rather than `[env: NAME=value]`).
-fn env_vars_of(subcommand: &str) -> Vec<(String, bool)> {
+pub(crate) fn env_vars_of(subcommand: &str) -> Vec<(String, bool)> {
     let out = process::run(&[subcommand, "--help"], &[]);
     assert!(
         out.status.success(),

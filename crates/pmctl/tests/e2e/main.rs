@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod captures;
 mod cli;
+mod compose;
 mod deploy;
 mod ingest;
 mod kafka_faults;
