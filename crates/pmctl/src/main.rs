@@ -147,7 +147,59 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     if let Err(e) = &result {
         // Libraries quote what they reject, secrets included: scrubbed like the logs.
-        eprintln!("error: {}", pm_telemetry::redact::scrub(&format!("{e:#}")));
+        eprintln!("error: {}", pm_telemetry::redact::scrub(&describe(e)));
     }
     exit::code(&result)
+}
+
+/// The error and its causes, `: `-separated like anyhow's `{:#}`, but a cause already quoted
+/// by the message before it is not repeated: many errors (thiserror's `"…: {0}"` with a
+/// `#[from]` source) put their source in their own message *and* report it as their cause,
+/// which printed `database error: X: X: X`.
+fn describe(e: &anyhow::Error) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if messages
+            .last()
+            .is_some_and(|before| before.contains(&message))
+        {
+            continue;
+        }
+        messages.push(message);
+    }
+    messages.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What thiserror's `#[error("database error: {0}")] Database(#[from] io::Error)` makes.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "database error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_quoted_by_its_error_is_printed_once() {
+        let inner = std::io::Error::other("connection refused");
+        let e = anyhow::Error::from(Wrapper(inner)).context("the partitioned layout");
+        assert_eq!(
+            describe(&e),
+            "the partitioned layout: database error: connection refused"
+        );
+        let plain = anyhow::anyhow!("disk full").context("cannot write the report");
+        assert_eq!(describe(&plain), "cannot write the report: disk full");
+    }
 }
