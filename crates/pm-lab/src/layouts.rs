@@ -309,15 +309,15 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
     let _ = writeln!(md, "## Read walks\n");
     let _ = writeln!(
         md,
-        "| window | layout | pages/s | page mean ms | p50 | p90 | p99 | complete walks | walk mean ms | pages per walk | rows in window | checked |"
+        "| window | layout | pages/s | page mean ms | p50 | p90 | p99 | complete walks | walk mean ms | pages per walk | rows in window | cores: readers / API / PostgreSQL | checked |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for days in &r.walk.windows_days {
         for l in &r.layouts {
             for w in l.walks.iter().filter(|w| w.window_days == *days) {
                 let _ = writeln!(
                     md,
-                    "| {} d | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} d | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     days,
                     l.layout,
                     w.pages_per_second,
@@ -333,6 +333,10 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
                     },
                     w.pages_per_walk,
                     fmt_count(w.rows_in_window),
+                    w.cores.map_or("–".to_owned(), |c| format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        c.generator, c.service, c.postgres
+                    )),
                     if w.ok() {
                         "✓".to_owned()
                     } else {
@@ -348,7 +352,7 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
     let (rps, page, walk) = ORIGINAL_READS;
     let _ = writeln!(
         md,
-        "| 30 d | the original (Go, its machine) | ~{rps:.0} | ~{page:.0} | | | | | ~{walk:.0} | | | |"
+        "| 30 d | the original (Go, its machine) | ~{rps:.0} | ~{page:.0} | | | | | ~{walk:.0} | | | | |"
     );
     let _ = writeln!(
         md,
@@ -434,6 +438,7 @@ mod tests {
             walks: t,
             pages_per_walk: 10,
             inconsistent_walks: 0,
+            cores: None,
         }
     }
 

@@ -166,6 +166,81 @@ fn cpu_time(stat: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
+/// CPU seconds used so far, from `/proc`, by the process groups a benchmark on this machine
+/// runs: this process (the load generator), one service process by pid, every `postgres`
+/// process and every `java` process (a local Kafka). Zero where `/proc` cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSample {
+    pub this_process: f64,
+    pub service: f64,
+    pub postgres: f64,
+    pub java: f64,
+}
+
+/// Cores each group used over a window (CPU seconds per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoreShare {
+    /// This process: the load generator or the readers.
+    pub generator: f64,
+    /// The service under test.
+    pub service: f64,
+    pub postgres: f64,
+    /// Kafka's JVMs (0 without a local Kafka).
+    pub kafka: f64,
+}
+
+impl CpuSample {
+    /// Reads every process's CPU time once; `service_pid` is the service under test's.
+    pub fn take(service_pid: Option<u32>) -> CpuSample {
+        let mut sample = CpuSample::default();
+        let own = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return sample;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(seconds) = cpu_time(&stat).map(|d| d.as_secs_f64()) else {
+                continue;
+            };
+            // `pid (comm) state …`: the command name is between the parentheses.
+            let comm = stat
+                .split_once('(')
+                .and_then(|(_, rest)| rest.rsplit_once(')'))
+                .map_or("", |(comm, _)| comm);
+            if pid == own {
+                sample.this_process += seconds;
+            } else if Some(pid) == service_pid {
+                sample.service += seconds;
+            } else if comm == "postgres" {
+                sample.postgres += seconds;
+            } else if comm == "java" {
+                sample.java += seconds;
+            }
+        }
+        sample
+    }
+
+    /// Cores used between `earlier` and this sample, over `window` seconds.
+    pub fn since(&self, earlier: &CpuSample, window: f64) -> CoreShare {
+        let window = window.max(0.001);
+        CoreShare {
+            generator: (self.this_process - earlier.this_process) / window,
+            service: (self.service - earlier.service) / window,
+            postgres: (self.postgres - earlier.postgres) / window,
+            kafka: (self.java - earlier.java) / window,
+        }
+    }
+}
+
 /// `MemTotal:       24576000 kB` → bytes.
 fn parse_meminfo(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -176,6 +251,28 @@ fn parse_meminfo(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_samples_count_this_process_and_divide_by_the_window() {
+        let mut spin = 0u64;
+        for i in 0..2_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        let now = CpuSample::take(None);
+        assert!(now.this_process > 0.0, "{now:?}");
+        let earlier = CpuSample {
+            this_process: now.this_process - 1.0,
+            service: 0.0,
+            postgres: now.postgres - 2.0,
+            java: now.java,
+        };
+        let share = now.since(&earlier, 2.0);
+        assert_eq!(
+            (share.generator, share.postgres, share.kafka),
+            (0.5, 1.0, 0.0)
+        );
+    }
 
     #[test]
     fn reads_memory_key_value_files_and_cpu_time() {

@@ -120,6 +120,10 @@ pub struct WalkResult {
     pub pages_per_walk: u64,
     /// Complete walks that saw another number of rows than `rows_in_window` (must be 0).
     pub inconsistent_walks: u64,
+    /// Cores the readers (this process), the API and PostgreSQL used meanwhile, when the
+    /// caller measured them (it knows the API's process).
+    #[serde(default)]
+    pub cores: Option<crate::machine::CoreShare>,
 }
 
 impl WalkResult {
@@ -354,6 +358,7 @@ pub async fn walk(
         walks: Timing::of_samples(seen.iter().map(|w| w.micros).collect()),
         pages_per_walk: seen.first().map_or(0, |w| w.pages),
         inconsistent_walks: seen.iter().filter(|w| w.rows != rows_in_window).count() as u64,
+        cores: None,
     })
 }
 

@@ -111,6 +111,7 @@ pub fn layouts_table(report: &crate::layouts::LayoutsReport) -> Table {
         "complete walks",
         "walk mean ms",
         "pages/walk",
+        "cores: readers/API/PG",
         "checked",
         "write knee",
     ]);
@@ -130,6 +131,9 @@ pub fn layouts_table(report: &crate::layouts::LayoutsReport) -> Table {
                         fmt_ms(w.walks.mean_us / 1000.0)
                     },
                     fmt_count(w.pages_per_walk),
+                    w.cores.map_or("–".to_owned(), |c| {
+                        format!("{:.2}/{:.2}/{:.2}", c.generator, c.service, c.postgres)
+                    }),
                     if w.ok() { "ok" } else { "FAILED" }.to_owned(),
                     l.writes.as_ref().map_or("–".to_owned(), |wr| {
                         wr.knee

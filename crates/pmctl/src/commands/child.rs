@@ -59,6 +59,11 @@ pub(crate) async fn spawn(
 }
 
 impl Service {
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Waits until `/health/ready` answers 200.
     pub(crate) async fn ready(&mut self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();

@@ -72,6 +72,9 @@ async fn bench_layouts_writes_and_walks_both_layouts_and_checks_every_walk() {
             );
             assert_eq!(w["failed_pages"], 0, "{w}");
             assert_eq!(w["inconsistent_walks"], 0, "{w}");
+            // What each side used meanwhile: the API served the pages, PostgreSQL ran them.
+            assert!(w["cores"]["service"].as_f64() > Some(0.0), "{w}");
+            assert!(w["cores"]["postgres"].as_f64() > Some(0.0), "{w}");
             assert_eq!(
                 w["pages_per_walk"].as_u64(),
                 Some(rows.div_ceil(250).max(1)),

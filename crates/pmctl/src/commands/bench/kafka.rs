@@ -21,6 +21,7 @@ use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
 use pm_kafka::group::GroupProgress;
 use pm_kafka::local::KafkaTarget;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
+use pm_lab::machine::{CoreShare, CpuSample};
 use serde::Serialize;
 
 use super::{command_line, progress_bar};
@@ -223,7 +224,7 @@ async fn one_run(
         apply_rate,
         rate_includes_startup: includes_startup,
         total_seconds,
-        cores: cpu2.since(&cpu1, window.max(0.001)),
+        cores: cpu2.since(&cpu1, window).into(),
     })
 }
 
@@ -279,64 +280,12 @@ async fn committed(progress: &std::sync::Arc<GroupProgress>) -> anyhow::Result<u
     .await?
 }
 
-/// CPU time used so far by each process group, from `/proc`.
-struct CpuSample {
-    serve_api: f64,
-    postgres: f64,
-    kafka: f64,
-}
-
-impl CpuSample {
-    fn take(api_pid: Option<u32>) -> CpuSample {
-        let mut sample = CpuSample {
-            serve_api: 0.0,
-            postgres: 0.0,
-            kafka: 0.0,
-        };
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return sample;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // `pid (comm) state …`: comm may hold spaces, so split after the last ')'.
-            let Some((head, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let comm = head.split_once('(').map_or("", |(_, c)| c);
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-            let ticks: f64 = fields
-                .get(11..13)
-                .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-                .unwrap_or(0.0);
-            // Linux reports in USER_HZ, 100 on every common configuration.
-            let seconds = ticks / 100.0;
-            if Some(pid) == api_pid {
-                sample.serve_api += seconds;
-            } else if comm == "postgres" {
-                sample.postgres += seconds;
-            } else if comm == "java" {
-                sample.kafka += seconds;
-            }
-        }
-        sample
-    }
-
-    /// Cores used between `earlier` and this sample, over `window` seconds.
-    fn since(&self, earlier: &CpuSample, window: f64) -> CoreUse {
+impl From<CoreShare> for CoreUse {
+    fn from(c: CoreShare) -> CoreUse {
         CoreUse {
-            serve_api: (self.serve_api - earlier.serve_api) / window,
-            postgres: (self.postgres - earlier.postgres) / window,
-            kafka: (self.kafka - earlier.kafka) / window,
+            serve_api: c.service,
+            postgres: c.postgres,
+            kafka: c.kafka,
         }
     }
 }

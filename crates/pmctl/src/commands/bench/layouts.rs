@@ -9,7 +9,7 @@
 //! `GET /disputes/events` over the last 1 and 30 days.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{SubsecRound, Utc};
@@ -20,7 +20,7 @@ use pm_lab::loadtest::knee::SloCriteria;
 use pm_lab::loadtest::report::{ScenarioInfo, Settings};
 use pm_lab::loadtest::sweep::SweepConfig;
 use pm_lab::loadtest::traffic::{TrafficOptions, TrafficSource};
-use pm_lab::machine::MachineFacts;
+use pm_lab::machine::{CpuSample, MachineFacts};
 use pm_lab::report;
 use pm_lab::walks::{self, WalkConfig};
 use pm_scenario::Scenario;
@@ -334,7 +334,11 @@ async fn one_layout(
                 args.users,
                 args.walk_duration.as_secs()
             );
-            results.push(walks::walk(&config, *days, rows).await?);
+            let before = (CpuSample::take(api.pid()), Instant::now());
+            let mut result = walks::walk(&config, *days, rows).await?;
+            result.cores =
+                Some(CpuSample::take(api.pid()).since(&before.0, before.1.elapsed().as_secs_f64()));
+            results.push(result);
         }
         anyhow::Ok((
             LayoutRun {
