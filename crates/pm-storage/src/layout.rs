@@ -15,7 +15,7 @@ use std::fmt;
 
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::partitions::PARTITIONED_TABLES;
+use crate::partitions::{quote_ident, PARTITIONED_TABLES};
 use crate::StorageError;
 
 /// How the event tables are stored.
@@ -235,13 +235,7 @@ async fn unpartition(conn: &mut PgConnection, table: &str) -> Result<(), LayoutE
 /// Removes `table` from pg_partman's configuration, with the template table pg_partman 4.x
 /// keeps for it.
 async fn forget_in_partman(conn: &mut PgConnection, table: &str) -> Result<(), LayoutError> {
-    let schema: Option<String> = sqlx::query_scalar(
-        "SELECT n.nspname::text FROM pg_extension e
-         JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(schema) = schema else {
+    let Some((schema, _)) = crate::partitions::installed_partman(conn).await? else {
         return Ok(());
     };
     let schema = quote_ident(&schema);
@@ -264,8 +258,4 @@ async fn forget_in_partman(conn: &mut PgConnection, table: &str) -> Result<(), L
         }
     }
     Ok(())
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -119,14 +119,22 @@ impl From<sqlx::Error> for MaintainError {
     }
 }
 
-async fn partman(conn: &mut PgConnection) -> Result<(String, String), MaintainError> {
-    let found: Option<(String, String)> = sqlx::query_as(
+/// pg_partman's schema and version in this database, when it is installed.
+pub(crate) async fn installed_partman(
+    conn: &mut PgConnection,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT n.nspname::text, e.extversion FROM pg_extension e
          JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'",
     )
     .fetch_optional(&mut *conn)
-    .await?;
-    found.ok_or(MaintainError::NotMigrated)
+    .await
+}
+
+async fn partman(conn: &mut PgConnection) -> Result<(String, String), MaintainError> {
+    installed_partman(conn)
+        .await?
+        .ok_or(MaintainError::NotMigrated)
 }
 
 /// Lists the partitions of `table`, oldest first, the default partition last.
@@ -193,7 +201,7 @@ async fn table_report(
     })
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -134,16 +134,7 @@ async fn database(
     if let Ok(url) = db.url() {
         return Ok((url, None));
     }
-    eprintln!(
-        "no database configured: starting a private PostgreSQL ({}; default settings, shared_buffers 128MB)",
-        if durable { "durable" } else { "non-durable" }
-    );
-    let cluster = EmbeddedCluster::start(EmbeddedOptions {
-        durable,
-        ..EmbeddedOptions::default()
-    })
-    .await
-    .context("cannot start the embedded PostgreSQL (or set PM_DATABASE_URL)")?;
+    let cluster = embedded(durable).await?;
     let admin = pm_storage::connect(&cluster.admin_url(), &Default::default())?;
     sqlx::query("CREATE DATABASE bench")
         .execute(&admin)
@@ -151,6 +142,20 @@ async fn database(
         .context("cannot create the benchmark database")?;
     admin.close().await;
     Ok((cluster.url_for("bench"), Some(cluster)))
+}
+
+/// A private PostgreSQL for a benchmark without a configured database (thrown away with it).
+async fn embedded(durable: bool) -> anyhow::Result<EmbeddedCluster> {
+    eprintln!(
+        "no database configured: starting a private PostgreSQL ({}; default settings, shared_buffers 128MB)",
+        if durable { "durable" } else { "non-durable" }
+    );
+    EmbeddedCluster::start(EmbeddedOptions {
+        durable,
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .context("cannot start the embedded PostgreSQL (or set PM_DATABASE_URL)")
 }
 
 /// A small pool without sqlx's slow-statement warnings: in a benchmark every load statement

@@ -130,6 +130,20 @@ async fn send_traced(target: &Pmctl, body: &str, traceparent: Option<String>) ->
     request.send().await.expect("request").status().as_u16()
 }
 
+/// Waits until the collector has the server span of each of `services` in the trace (a
+/// service's server span ends after everything it did for the request).
+async fn server_spans_of(collector: &Collector, trace_id: &str, services: &[&str]) {
+    eventually(&format!("the server spans of {services:?}"), || async {
+        let spans = collector.of_trace(trace_id);
+        services.iter().all(|service| {
+            spans
+                .iter()
+                .any(|s| s.service == *service && s.kind == SpanKind::Server as i32)
+        })
+    })
+    .await;
+}
+
 fn one<'a>(spans: &'a [Received], what: &str, test: impl Fn(&Received) -> bool) -> &'a Received {
     let found: Vec<_> = spans.iter().filter(|s| test(s)).collect();
     assert_eq!(found.len(), 1, "expected one {what} span in {spans:#?}");
@@ -415,15 +429,11 @@ async fn a_webhook_through_ingests_http_sink_is_one_trace_down_to_the_api_statem
     assert_eq!(send_traced(&ingest, &body, Some(traceparent)).await, 202);
 
     // Ingest's server span ends last (after its forward, which waits for the API).
-    eventually("the spans of both services", || async {
-        let spans = collector.of_trace(trace_id);
-        let server_of = |service: &str| {
-            spans
-                .iter()
-                .any(|s| s.service == service && s.kind == SpanKind::Server as i32)
-        };
-        server_of("pmctl-serve-ingest") && server_of("pmctl-serve-api")
-    })
+    server_spans_of(
+        &collector,
+        trace_id,
+        &["pmctl-serve-ingest", "pmctl-serve-api"],
+    )
     .await;
     let spans = collector.of_trace(trace_id);
     let ingest_server = one(&spans, "ingest server", |s| {
@@ -489,15 +499,11 @@ async fn a_capture_is_one_trace_from_the_operator_to_the_providers_server() {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
     // The API's server span ends after its provider call, which ends after the provider's.
-    eventually("the capture's spans from both processes", || async {
-        let spans = collector.of_trace(trace_id);
-        let server_of = |service: &str| {
-            spans
-                .iter()
-                .any(|s| s.service == service && s.kind == SpanKind::Server as i32)
-        };
-        server_of("pmctl-serve-api") && server_of("pmctl-simulate-provider")
-    })
+    server_spans_of(
+        &collector,
+        trace_id,
+        &["pmctl-serve-api", "pmctl-simulate-provider"],
+    )
     .await;
     let spans = collector.of_trace(trace_id);
     let server = one(&spans, "api server", |s| {

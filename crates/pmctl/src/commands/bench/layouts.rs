@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{SubsecRound, Utc};
-use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
+use pm_embedded_pg::EmbeddedCluster;
 use pm_lab::layouts::{self, History, LayoutRun, LayoutsReport, StepBrief, WalkSettings, Writes};
 use pm_lab::loadtest::engine::EngineConfig;
 use pm_lab::loadtest::knee::SloCriteria;
@@ -137,13 +137,7 @@ async fn server(db: &DatabaseArgs) -> anyhow::Result<(String, Option<EmbeddedClu
     if let Ok(url) = db.url() {
         return Ok((url, None));
     }
-    eprintln!("no database configured: starting a private PostgreSQL (durable, default settings)");
-    let cluster = EmbeddedCluster::start(EmbeddedOptions {
-        durable: true,
-        ..EmbeddedOptions::default()
-    })
-    .await
-    .context("cannot start the embedded PostgreSQL (or set PM_DATABASE_URL)")?;
+    let cluster = super::embedded(true).await?;
     Ok((cluster.admin_url(), Some(cluster)))
 }
 
