@@ -16,6 +16,10 @@
 //!   commit rate — so that the service's own rates can be read as fractions of them.
 //! - [`statements`] reads `pg_stat_statements`: where PostgreSQL spent its time during a
 //!   measurement, statement by statement.
+//! - [`walks`] is the original project's read benchmark: Goose users paging through
+//!   `GET /disputes/events` over a fixed window (a closed model), every complete walk checked.
+//! - [`layouts`] puts the services on partitioned and unpartitioned event tables side by side
+//!   (`pmctl bench layouts`): the same history, the write knee and the read walks.
 //!
 //! The lab talks to the system under test only from outside: over HTTP (webhooks to ingest
 //! or the API, reads from the API), and to PostgreSQL through a pool the caller hands it (a
