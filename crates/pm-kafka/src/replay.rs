@@ -49,12 +49,16 @@ pub struct Filter {
     pub error_contains: Option<String>,
     pub key: Option<String>,
     pub event_type: Option<String>,
+    /// Only the dead letter at this DLQ partition and offset.
+    pub at: Option<(i32, i64)>,
 }
 
 impl Filter {
     pub fn matches(&self, d: &DeadLetter) -> bool {
         let failed_at = d.info.as_ref().map(|i| i.first_failed_at);
-        self.since.is_none_or(|s| failed_at.is_some_and(|t| t >= s))
+        self.at
+            .is_none_or(|at| at == (d.dlq_partition, d.dlq_offset))
+            && self.since.is_none_or(|s| failed_at.is_some_and(|t| t >= s))
             && self.until.is_none_or(|u| failed_at.is_some_and(|t| t < u))
             && self
                 .error_class
@@ -191,6 +195,10 @@ pub fn list(
     Ok(out)
 }
 
+/// Replays of one message after which it is skipped (`pm-replay-count`): a message that
+/// keeps failing stops looping.
+pub const DEFAULT_MAX_REPLAYS: u32 = 3;
+
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -205,6 +213,9 @@ pub struct ReplayOptions {
     pub max_replays: u32,
     /// Rescan the DLQ from its start instead of resuming.
     pub from_beginning: bool,
+    /// Replay outside the replay group: read from the DLQ's start and commit nothing, so
+    /// the resumable replay's position is left alone (the admin UI's "replay this one").
+    pub detached: bool,
 }
 
 /// What a replay did.
@@ -308,8 +319,9 @@ pub fn replay(
     cancel: &CancellationToken,
     mut progress: impl FnMut(&ReplaySummary, u64),
 ) -> Result<ReplaySummary, KafkaError> {
-    let group = if opts.dry_run {
-        format!("pmctl-dry-run-{}", uuid::Uuid::new_v4())
+    let tracked = !opts.dry_run && !opts.detached;
+    let group = if !tracked {
+        format!("pmctl-detached-{}", uuid::Uuid::new_v4())
     } else {
         replay_group(dlq_topic)
     };
@@ -322,7 +334,7 @@ pub fn replay(
         .set("enable.auto.offset.store", "false")
         .create()?;
     let ends = ends(&consumer, dlq_topic)?;
-    let start = if opts.dry_run || opts.from_beginning {
+    let start = if !tracked || opts.from_beginning {
         ends.iter().map(|(p, (low, _))| (*p, *low)).collect()
     } else {
         resume_points(&consumer, dlq_topic, &ends)?
@@ -392,7 +404,7 @@ pub fn replay(
                 }
             }
         }
-        if !opts.dry_run {
+        if tracked {
             // Stores the offset after this message's (librdkafka adds the 1).
             consumer.store_offset_from_message(m)?;
             read += 1;
@@ -404,7 +416,7 @@ pub fn replay(
         progress(&summary, total);
         Ok(opts.limit.is_none_or(|l| summary.replayed < l))
     })?;
-    if !opts.dry_run {
+    if tracked {
         // Make the stored offsets durable before reporting.
         commit_stored(&consumer, CommitMode::Sync)?;
     }

@@ -4,6 +4,7 @@
 //! and the original system never scheduled maintenance at all): `pmctl partition-maintain`
 //! runs this from cron, a systemd timer or a Kubernetes CronJob.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -406,7 +407,11 @@ async fn cluster_one(
     .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
     .execute(&mut *tx)
     .await?;
-    let clustered = sqlx::raw_sql(&format!("CLUSTER {partition} USING {index}"))
+    // Unprepared-style statements through `query` (not `raw_sql`, whose future is not `Send`
+    // in general: maintenance also runs inside the API, from the admin UI).
+    let cluster = format!("CLUSTER {partition} USING {index}");
+    let clustered = sqlx::query(&cluster)
+        .persistent(false)
         .execute(&mut *tx)
         .await;
     match clustered {
@@ -421,7 +426,9 @@ async fn cluster_one(
     tx.commit().await?;
     let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     // The rewrite left the planner's statistics describing the old order.
-    sqlx::raw_sql(&format!("ANALYZE {partition}"))
+    let analyze = format!("ANALYZE {partition}");
+    sqlx::query(&analyze)
+        .persistent(false)
         .execute(&mut *conn)
         .await?;
     let (rows, pages): (f32, i32) =
@@ -471,6 +478,48 @@ pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
         reports.push(table_report(&mut conn, table, &current).await?);
     }
     Ok(reports)
+}
+
+/// One partition and about how many rows it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionRows {
+    pub partition: Partition,
+    /// PostgreSQL's running estimate of its live rows (`pg_stat_user_tables.n_live_tup`):
+    /// counting every partition exactly would read every table.
+    pub estimated_rows: i64,
+}
+
+/// Every partitioned table's state and its partitions with their estimated sizes, oldest
+/// first, the default partition last (the admin UI's partitions page).
+pub async fn overview(
+    pool: &PgPool,
+) -> Result<Vec<(TableReport, Vec<PartitionRows>)>, StorageError> {
+    let reports = status(pool).await?;
+    let mut conn = crate::db::acquire(pool).await?;
+    let mut out = Vec::with_capacity(reports.len());
+    for report in reports {
+        let estimates: HashMap<String, i64> = sqlx::query_as(
+            "SELECT c.relname::text, coalesce(s.n_live_tup, 0)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+             WHERE i.inhparent = $1::regclass",
+        )
+        .bind(&report.table)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        let rows = partitions(&mut conn, &report.table)
+            .await?
+            .into_iter()
+            .map(|p| PartitionRows {
+                estimated_rows: estimates.get(&p.name).copied().unwrap_or(0),
+                partition: p,
+            })
+            .collect();
+        out.push((report, rows));
+    }
+    Ok(out)
 }
 
 /// Creates the daily partitions of every partitioned event table from the day of `since`

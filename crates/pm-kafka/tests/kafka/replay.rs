@@ -17,6 +17,7 @@ fn opts() -> ReplayOptions {
         rate: None,
         max_replays: 3,
         from_beginning: false,
+        detached: false,
     }
 }
 
@@ -234,6 +235,48 @@ async fn max_replays_stops_loops() {
     .await;
     assert_eq!(to_other.replayed, 1);
     assert_eq!(env.read_all(&env.topics.disputes).len(), 1);
+}
+
+#[tokio::test]
+async fn a_detached_replay_of_one_dead_letter_leaves_the_resumable_replay_alone() {
+    let env = Env::new(1).await;
+    dead_letters(&env, 3, ErrorClass::Retryable).await;
+    let dlq = Topics::dlq(&env.topics.orders);
+    let all = replay::list(&env.config, &dlq, &Filter::default(), 100).expect("list");
+    let chosen = (all[1].dlq_partition, all[1].dlq_offset);
+    let one = Filter {
+        at: Some(chosen),
+        ..Filter::default()
+    };
+    assert_eq!(
+        replay::list(&env.config, &dlq, &one, 100)
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let detached = ReplayOptions {
+        detached: true,
+        ..opts()
+    };
+    let summary = run_replay(&env, one.clone(), detached.clone()).await;
+    assert_eq!((summary.replayed, summary.skipped), (1, 2));
+    assert_eq!(
+        (
+            summary.messages[0].dlq_partition,
+            summary.messages[0].dlq_offset
+        ),
+        chosen
+    );
+    let again = run_replay(&env, one, detached).await;
+    assert_eq!(again.replayed, 1, "a detached replay does not remember");
+    assert_eq!(env.read_all(&env.topics.orders).len(), 2);
+
+    let resumed = run_replay(&env, Filter::default(), opts()).await;
+    assert_eq!(
+        resumed.replayed, 3,
+        "the resumable replay still has every dead letter ahead of it"
+    );
 }
 
 #[tokio::test]

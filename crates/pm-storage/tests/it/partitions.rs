@@ -381,3 +381,52 @@ async fn cover_creates_the_days_of_a_backfill_so_no_row_lands_in_default() {
         "covering twice creates nothing"
     );
 }
+
+#[tokio::test]
+async fn the_overview_lists_every_partition_with_its_estimated_rows() {
+    let db = TestDatabase::new().await;
+    let (yesterday, today) = seed_interleaved(&db, 40).await;
+    let status = partitions::status(&db.pool).await.expect("status");
+    // The estimates are PostgreSQL's statistics, which the inserting connection reports
+    // once it is idle (within seconds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let overview = partitions::overview(&db.pool).await.expect("overview");
+        assert_eq!(
+            overview.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            status.iter().collect::<Vec<_>>(),
+            "the tables' state is the status the metrics show"
+        );
+        let (_, disputes) = overview
+            .iter()
+            .find(|(t, _)| t.table == "public.dispute_events")
+            .expect("dispute_events");
+        assert!(
+            disputes
+                .last()
+                .expect("partitions")
+                .partition
+                .from
+                .is_none(),
+            "the default partition comes last"
+        );
+        let rows = |name: &str| {
+            disputes
+                .iter()
+                .find(|p| name.ends_with(&p.partition.name))
+                .unwrap_or_else(|| panic!("{name} is listed"))
+                .estimated_rows
+        };
+        let total: i64 = disputes.iter().map(|p| p.estimated_rows).sum();
+        if (rows(&yesterday), rows(&today), total) == (40, 40, 80) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "estimates: {yesterday} {}, {today} {}, all {total}",
+            rows(&yesterday),
+            rows(&today)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -82,7 +82,7 @@ struct ReplayArgs {
     to: Option<String>,
     /// Skip messages already replayed this many times (a loop is visible in the
     /// `pm-replay-count` header).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = replay::DEFAULT_MAX_REPLAYS)]
     max_replays: u32,
     /// Rescan the DLQ from its start instead of resuming after the last replay.
     #[arg(long)]
@@ -101,6 +101,7 @@ impl Common {
             error_contains: self.error_contains.clone(),
             key: self.key.clone(),
             event_type: self.event_type.clone(),
+            at: None,
         }
     }
 
@@ -200,6 +201,7 @@ async fn replay_all(args: ReplayArgs) -> anyhow::Result<()> {
         rate: args.rate,
         max_replays: args.max_replays,
         from_beginning: args.from_beginning,
+        detached: false,
     };
     let mut table = Table::new();
     table.set_header(["dlq", "replayed", "skipped", "over max replays", "failed"]);
