@@ -18,7 +18,8 @@
 # PyPI into a virtualenv of its own. So is Prometheus (all): the observability tests check
 # deploy/prometheus with its promtool and scrape the services with its server, which they
 # start themselves; the package's own service is never started. And systemd-analyze, man,
-# openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx. Go
+# openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx.
+# Chromium and its chromedriver (all): the admin UI is tested in a real browser. Go
 # 1.24+ (all, not installed here: Debian's is too old) and hadolint (from PyPI) check the
 # container files.
 set -euo pipefail
@@ -88,6 +89,13 @@ if [ "$what" = all ]; then
     if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
         need_quiet+=(nginx-light)
     fi
+fi
+
+# The admin UI's browser test (crates/pmctl/tests/e2e/admin_ui.rs, all) drives a headless
+# Chromium through chromedriver (WebDriver).
+if [ "$what" = all ]; then
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 
 if [ $((${#need[@]} + ${#need_quiet[@]})) -gt 0 ]; then

@@ -215,52 +215,133 @@ fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAd
         .unwrap_or(peer)
 }
 
-/// Lets the request through when it carries an active key with the guard's scope.
-pub(crate) async fn require(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
-    let keyring = &guard.app.inner.keyring;
-    let peer = req
-        .extensions()
+/// Why a credential was not accepted.
+pub(crate) enum Denied {
+    /// The address presented too many bad keys; it may try again after these seconds.
+    Throttled(u64),
+    /// No such key, a wrong secret, or a revoked or expired key (indistinguishable, on purpose).
+    Invalid,
+    /// The keys could not be read.
+    Unavailable(ApiError),
+}
+
+/// The address a request is counted under (see [`client_address`]).
+pub(crate) fn request_address(app: &AppState, parts: &axum::http::request::Parts) -> IpAddr {
+    let peer = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let ip = client_address(peer, req.headers(), &keyring.settings.trusted_proxies);
+    client_address(
+        peer,
+        &parts.headers,
+        &app.inner.keyring.settings.trusted_proxies,
+    )
+}
+
+/// Whether a request came through a trusted proxy that says its client used HTTPS.
+pub(crate) fn forwarded_https(app: &AppState, parts: &axum::http::request::Parts) -> bool {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+    peer.is_some_and(|c| {
+        app.inner
+            .keyring
+            .settings
+            .trusted_proxies
+            .contains(&c.0.ip())
+    }) && parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Checks a presented API key (`pmk_…`) from `ip`: the one check behind the `Bearer` header
+/// and the admin UI's login. Bad keys count towards `ip`'s throttling.
+pub(crate) async fn authenticate(
+    app: &AppState,
+    ip: IpAddr,
+    token: &str,
+) -> Result<StoredKey, Denied> {
+    let keyring = &app.inner.keyring;
     if let Some(retry) = keyring.throttled(ip) {
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-failures",
-            "too many requests with invalid credentials from this address; retry later",
-        );
-        p.retry_after = u32::try_from(retry).ok();
-        return p.into_response();
+        return Err(Denied::Throttled(retry));
+    }
+    let Some(presented) = Presented::parse(token) else {
+        keyring.failed(ip);
+        return Err(Denied::Invalid);
+    };
+    let key = keyring
+        .key(app, &presented.id)
+        .await
+        .map_err(Denied::Unavailable)?;
+    let now = pm_domain::time::now();
+    match key.filter(|k| presented.matches(&k.secret_hash) && k.is_active(now)) {
+        Some(key) => Ok(key),
+        None => {
+            keyring.failed(ip);
+            Err(Denied::Invalid)
+        }
+    }
+}
+
+/// The key an admin session was opened with, as it is now: `None` once it was revoked,
+/// expired or deleted (the session ends with it). Its secret was checked at login.
+pub(crate) async fn session_key(app: &AppState, id: &KeyId) -> Result<Option<StoredKey>, ApiError> {
+    let key = app.inner.keyring.key(app, id).await?;
+    let now = pm_domain::time::now();
+    Ok(key.filter(|k| k.is_active(now)))
+}
+
+/// `429` with `Retry-After` for a throttled address.
+pub(crate) fn throttled(retry: u64) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-failures",
+        "too many requests with invalid credentials from this address; retry later",
+    );
+    p.retry_after = u32::try_from(retry).ok();
+    p
+}
+
+impl Operator {
+    pub(crate) fn of(key: &StoredKey) -> Self {
+        Operator {
+            key_name: key.name.clone(),
+            key_id: key.key_id.to_string(),
+        }
+    }
+}
+
+/// Lets the request through when it carries an active key with the guard's scope.
+pub(crate) async fn require(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ip = request_address(&guard.app, &parts);
+    let mut req = Request::from_parts(parts, body);
+    if let Some(retry) = guard.app.inner.keyring.throttled(ip) {
+        return throttled(retry).into_response();
     }
     let Some(token) = bearer(&req) else {
         return unauthorized();
     };
-    let Some(presented) = Presented::parse(token) else {
-        keyring.failed(ip);
-        return unauthorized();
-    };
-    let key = match keyring.key(&guard.app, &presented.id).await {
+    let key = match authenticate(&guard.app, ip, token).await {
         Ok(key) => key,
-        Err(e) => return e.into_response(),
-    };
-    let now = pm_domain::time::now();
-    let Some(key) = key.filter(|k| presented.matches(&k.secret_hash) && k.is_active(now)) else {
-        keyring.failed(ip);
-        return unauthorized();
+        Err(Denied::Throttled(retry)) => return throttled(retry).into_response(),
+        Err(Denied::Invalid) => return unauthorized(),
+        Err(Denied::Unavailable(e)) => return e.into_response(),
     };
     if !key.scopes.contains(&guard.scope) {
-        return Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this key lacks the `{}` scope", guard.scope),
-        )
-        .into_response();
+        return forbidden(guard.scope).into_response();
     }
-    req.extensions_mut().insert(Operator {
-        key_name: key.name.clone(),
-        key_id: key.key_id.to_string(),
-    });
+    req.extensions_mut().insert(Operator::of(&key));
     next.run(req).await
+}
+
+/// `403` for a valid key without `scope`.
+pub(crate) fn forbidden(scope: Scope) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("this key lacks the `{scope}` scope"),
+    )
 }
 
 #[cfg(test)]

@@ -40,7 +40,15 @@ impl From<PageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = match self {
+        self.into_problem().into_response()
+    }
+}
+
+impl ApiError {
+    /// The problem this error is answered with (JSON routes send it as problem+json, the
+    /// admin UI shows its detail on the page).
+    pub fn into_problem(self) -> Problem {
+        match self {
             ApiError::Problem(p) => p,
             ApiError::Storage(StorageError::InvalidCursor) => {
                 Problem::bad_request(StorageError::InvalidCursor.to_string())
@@ -89,8 +97,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "storage error");
                 Problem::internal()
             }
-        };
-        problem.into_response()
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! the database and `pm-provider` for the provider, and turn errors into problem+json in
 //! one place ([`error`]). Provider calls are made between transactions, never inside one.
 
+pub mod admin;
 pub mod auth;
 pub mod captures;
 pub mod consumer;
@@ -22,5 +23,6 @@ mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use admin::{AdminSettings, DeadLetters};
 pub use routes::router;
 pub use state::{ApiConfig, ApiMetrics, AppState, Readiness};

@@ -23,6 +23,11 @@ impl Params {
         )
     }
 
+    /// Parameters already decoded (the admin UI's filter forms).
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params(pairs)
+    }
+
     fn bad(name: &str, message: impl std::fmt::Display) -> Problem {
         let mut p = Problem::bad_request(format!("query parameter `{name}`: {message}"));
         p.kind = "/problems/invalid-query".to_owned();

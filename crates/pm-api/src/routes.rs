@@ -14,7 +14,7 @@ pub(crate) mod orders;
 pub(crate) mod profile;
 pub(crate) mod webhooks;
 
-/// Builds the API router, with `limits` on every route.
+/// Builds the API router (and the admin UI's, [`crate::admin`]), with `limits` on every route.
 ///
 /// Who may call what: provider webhooks are signed, `/internal/*` carries the service token,
 /// the health probes are open, and everything else needs an API key with a scope — `read`
@@ -79,6 +79,7 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         .merge(reads)
         .merge(actions)
         .merge(admin)
+        .merge(crate::admin::router())
         .fallback(pm_http::problem::no_route)
         .method_not_allowed_fallback(pm_http::problem::method_not_allowed);
     // Limits inside the metrics middleware, so shed and timed-out requests are counted.

@@ -35,6 +35,8 @@ pub struct ApiConfig {
     pub pprof: bool,
     /// Group commit of sync-mode webhooks.
     pub webhook_groups: crate::groups::GroupSettings,
+    /// The admin UI (`/admin`).
+    pub admin: crate::admin::AdminSettings,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -53,6 +55,7 @@ impl fmt::Debug for ApiConfig {
             .field("auth", &self.auth)
             .field("pprof", &self.pprof)
             .field("webhook_groups", &self.webhook_groups)
+            .field("admin", &self.admin)
             .finish()
     }
 }
@@ -196,6 +199,7 @@ pub(crate) struct Inner {
     pub(crate) readiness: Vec<(&'static str, Readiness)>,
     pub(crate) keyring: crate::auth::Keyring,
     pub(crate) groups: crate::groups::WebhookGroups,
+    pub(crate) admin: crate::admin::Admin,
 }
 
 impl fmt::Debug for AppState {
@@ -225,8 +229,10 @@ impl AppState {
             config.webhook_groups,
             metrics.groups.clone(),
         );
+        let admin = crate::admin::Admin::new(&config.admin);
         let state = AppState {
             inner: Arc::new(Inner {
+                admin,
                 groups,
                 pool,
                 read_pool,

@@ -184,6 +184,7 @@ impl TestApi {
             },
             pprof: self.pprof,
             webhook_groups: self.webhook_groups,
+            admin: crate::admin::AdminSettings::default(),
         };
         let now = pm_domain::time::now();
         let name = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -391,6 +391,55 @@ impl InternalTokenArgs {
     }
 }
 
+/// The admin UI (`/admin`) of serve-api.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct AdminArgs {
+    /// Signs the admin UI's session cookies (at least 32 characters). Give every serve-api
+    /// behind one address the same secret; without one, each process draws its own and its
+    /// sessions end when it restarts.
+    #[arg(long = "admin-session-secret", env = "PM_ADMIN_SESSION_SECRET", hide_env_values = true, value_parser = secret)]
+    session_secret: Option<SecretString>,
+    /// A file holding that secret (or the systemd credential `admin-session-secret`).
+    #[arg(
+        long = "admin-session-secret-file",
+        env = "PM_ADMIN_SESSION_SECRET_FILE"
+    )]
+    session_secret_file: Option<PathBuf>,
+    /// How long an admin UI session lasts from login (revoking its API key ends it sooner).
+    #[arg(long = "admin-session-ttl", env = "PM_ADMIN_SESSION_TTL", default_value = "8h", value_parser = duration)]
+    session_ttl: Duration,
+}
+
+impl AdminArgs {
+    /// The admin UI's settings; `tls`: the listener terminates TLS.
+    pub(crate) fn settings(&self, tls: bool) -> anyhow::Result<pm_api::AdminSettings> {
+        let secret = Sources {
+            flag: "--admin-session-secret",
+            value: self.session_secret.as_ref(),
+            file: self.session_secret_file.as_deref(),
+            credential: "admin-session-secret",
+        }
+        .resolve()?
+        .map(|(secret, _)| secret);
+        if let Some(s) = &secret {
+            anyhow::ensure!(
+                s.expose_secret().len() >= 32,
+                "--admin-session-secret must be at least 32 characters (it signs the admin UI's sessions)"
+            );
+        }
+        anyhow::ensure!(
+            self.session_ttl >= Duration::from_secs(60),
+            "--admin-session-ttl must be at least 1m"
+        );
+        Ok(pm_api::AdminSettings {
+            session_secret: secret,
+            session_ttl: self.session_ttl,
+            tls,
+            dead_letters: None,
+        })
+    }
+}
+
 /// The Kafka cluster and the project's topics.
 #[derive(Debug, clap::Args)]
 pub(crate) struct KafkaArgs {

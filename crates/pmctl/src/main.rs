@@ -62,8 +62,8 @@ enum Command {
     PartitionMaintain(commands::partition_maintain::Args),
     /// Send one signed webhook (order or chargeback) and print the answer.
     Send(commands::send::Args),
-    /// Serve the core API (webhooks, reads, operator actions) on port 3000.
-    ServeApi(commands::serve_api::Args),
+    /// Serve the core API (webhooks, reads, operator actions, the admin UI) on port 3000.
+    ServeApi(Box<commands::serve_api::Args>),
     /// Serve the public webhook gateway on port 3001: verify, validate, hand on to Kafka or the API.
     ServeIngest(commands::serve_ingest::Args),
     /// Settle captures whose provider answer was lost, through the provider's capture lookup.
@@ -134,7 +134,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
             Command::Send(a) => commands::send::run(a).await,
-            Command::ServeApi(a) => commands::serve_api::run(a).await,
+            Command::ServeApi(a) => commands::serve_api::run(*a).await,
             Command::ServeIngest(a) => commands::serve_ingest::run(a).await,
             Command::ReconcileCaptures(a) => commands::reconcile_captures::run(a).await,
             Command::ReplayDlq(a) => commands::replay_dlq::run(a).await,

@@ -2,11 +2,11 @@
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use pm_domain::pagination::Sort;
+use pm_domain::pagination::{PageRequest, Sort};
 use pm_storage::audit::{self, AuditFilter};
 
 use crate::dto::{self, AuditEntry, List};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::query::{check_window, Params};
 use crate::state::AppState;
 
@@ -26,7 +26,13 @@ pub(crate) async fn list_audit(
     State(app): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<AuditEntry>>> {
-    let mut p = Params::new(q.as_deref());
+    let (filter, page) = audit_filter(Params::new(q.as_deref()))?;
+    let result = audit::list(app.read_pool(), &filter, &page).await?;
+    Ok(Json(dto::list(result, dto::audit_entry)))
+}
+
+/// The filters and page of `GET /audit` (and the admin UI's audit page).
+pub(crate) fn audit_filter(mut p: Params) -> Result<(AuditFilter, PageRequest), ApiError> {
     let filter = AuditFilter {
         actor: p.text("actor")?,
         actions: p.all::<String>("action")?,
@@ -48,6 +54,5 @@ pub(crate) async fn list_audit(
     let page = p.page(Sort::Desc)?;
     p.finish()?;
     check_window(filter.time_from, filter.time_to, ("time_from", "time_to"))?;
-    let result = audit::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(dto::list(result, dto::audit_entry)))
+    Ok((filter, page))
 }

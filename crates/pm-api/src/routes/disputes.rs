@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use pm_domain::dispute::DisputeStatus;
 use pm_domain::event::DisputeEventKind;
 use pm_domain::evidence::Evidence as EvidenceInput;
-use pm_domain::pagination::Sort;
+use pm_domain::pagination::{PageRequest, Sort};
 use pm_domain::{DisputeId, OrderId};
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
@@ -21,11 +21,11 @@ use super::orders::event_filter;
 use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
 use crate::dto::{self, Dispute, Event, Evidence, List, Submission};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::query::Params;
 use crate::state::AppState;
 
-fn dispute_id(raw: &str) -> Result<DisputeId, Problem> {
+pub(crate) fn dispute_id(raw: &str) -> Result<DisputeId, Problem> {
     DisputeId::parse(raw).map_err(|e| Problem::bad_request(format!("dispute_id {e}")))
 }
 
@@ -49,7 +49,13 @@ pub(crate) async fn list_disputes(
     State(app): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Dispute>>> {
-    let mut p = Params::new(q.as_deref());
+    let (filter, page) = dispute_filter(Params::new(q.as_deref()))?;
+    let result = disputes::list(app.read_pool(), &filter, &page).await?;
+    Ok(Json(dto::list(result, dto::dispute)))
+}
+
+/// The filters and page of `GET /disputes` (and the admin UI's disputes list).
+pub(crate) fn dispute_filter(mut p: Params) -> Result<(DisputeFilter, PageRequest), ApiError> {
     let filter = DisputeFilter {
         dispute_ids: p.ids("dispute_id", "dispute_ids", DisputeId::parse)?,
         order_ids: p.ids("order_id", "order_ids", |id: &str| OrderId::parse(id))?,
@@ -58,8 +64,7 @@ pub(crate) async fn list_disputes(
     };
     let page = p.page(Sort::Desc)?;
     p.finish()?;
-    let result = disputes::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(dto::list(result, dto::dispute)))
+    Ok((filter, page))
 }
 
 #[utoipa::path(get, path = "/disputes/{dispute_id}", tag = "disputes",
@@ -138,14 +143,27 @@ pub(crate) async fn put_evidence(
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| pm_domain::InputError::Malformed(e.to_string()))?;
     let evidence = EvidenceInput::from_json(&value).map_err(pm_domain::InputError::Invalid)?;
+    let stored = store_evidence(&app, id, &evidence, &operator, &correlation).await?;
+    Ok(Json(dto::evidence(stored)))
+}
+
+/// Stores `evidence` for dispute `id`, replacing earlier evidence (the JSON route and the
+/// admin UI's evidence form).
+pub(crate) async fn store_evidence(
+    app: &AppState,
+    id: DisputeId,
+    evidence: &EvidenceInput,
+    operator: &Operator,
+    correlation: &CorrelationId,
+) -> ApiResult<disputes::EvidenceRecord> {
     match disputes::upsert_evidence(
         app.pool(),
         id,
-        &evidence,
-        &operator.actor(&correlation),
+        evidence,
+        &operator.actor(correlation),
         pm_domain::time::now(),
     ).await? {
-        EvidenceOutcome::Stored(e) => Ok(Json(dto::evidence(e))),
+        EvidenceOutcome::Stored(e) => Ok(e),
         EvidenceOutcome::NotFound => Err(unknown_dispute(id).into()),
         EvidenceOutcome::NotAccepted(status) => Err(Problem::conflict(
             "dispute-not-editable",
@@ -171,6 +189,18 @@ pub(crate) async fn submit(
     Extension(correlation): Extension<CorrelationId>,
 ) -> ApiResult<Response> {
     let id = dispute_id(&id)?;
+    let body = run_submit(&app, id, &operator, &correlation).await?;
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Submits dispute `id`'s evidence to the provider as a representment (the JSON route and
+/// the admin UI). The same evidence submitted twice is one representment at the provider.
+pub(crate) async fn run_submit(
+    app: &AppState,
+    id: DisputeId,
+    operator: &Operator,
+    correlation: &CorrelationId,
+) -> ApiResult<Submission> {
     let (dispute, evidence) = match disputes::plan_submission(app.pool(), id).await? {
         SubmissionPlan::Ready { dispute, evidence } => (dispute, evidence),
         SubmissionPlan::NotFound => return Err(unknown_dispute(id).into()),
@@ -233,15 +263,14 @@ pub(crate) async fn submit(
         app.pool(),
         id,
         &representment.id,
-        &operator.actor(&correlation),
+        &operator.actor(correlation),
         pm_domain::time::now(),
     )
     .await?
     .ok_or_else(|| unknown_dispute(id))?;
-    let body = Submission {
+    Ok(Submission {
         submission_id: representment.id,
         status: updated.status.as_str().to_owned(),
         submitted_at: updated.submitted_at,
-    };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    })
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use pm_domain::command::{CaptureCommand, HoldChange};
 use pm_domain::event::OrderEventKind;
 use pm_domain::order::OrderStatus;
-use pm_domain::pagination::Sort;
+use pm_domain::pagination::{PageRequest, Sort};
 use pm_domain::{IdempotencyKey, OrderId, UserId};
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
@@ -23,11 +23,11 @@ use super::{PathParam, MAX_COMMAND_BODY};
 use crate::auth::Operator;
 use crate::captures::Answer;
 use crate::dto::{self, Capture, Event, Hold, List, Order};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::query::{check_window, Params};
 use crate::state::AppState;
 
-fn order_id(raw: &str) -> Result<OrderId, Problem> {
+pub(crate) fn order_id(raw: &str) -> Result<OrderId, Problem> {
     OrderId::parse(raw).map_err(|e| Problem::bad_request(format!("order_id {e}")))
 }
 
@@ -53,7 +53,13 @@ pub(crate) async fn list_orders(
     State(app): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<List<Order>>> {
-    let mut p = Params::new(q.as_deref());
+    let (filter, page) = order_filter(Params::new(q.as_deref()))?;
+    let result = orders::list(app.read_pool(), &filter, &page).await?;
+    Ok(Json(dto::list(result, dto::order)))
+}
+
+/// The filters and page of `GET /orders` (and the admin UI's orders list).
+pub(crate) fn order_filter(mut p: Params) -> Result<(OrderFilter, PageRequest), ApiError> {
     let filter = OrderFilter {
         order_ids: p.ids("order_id", "order_ids", |id: &str| OrderId::parse(id))?,
         statuses: p.all::<OrderStatus>("status")?,
@@ -69,8 +75,7 @@ pub(crate) async fn list_orders(
         filter.created_to,
         ("created_from", "created_to"),
     )?;
-    let result = orders::list(app.read_pool(), &filter, &page).await?;
-    Ok(Json(dto::list(result, dto::order)))
+    Ok((filter, page))
 }
 
 #[utoipa::path(get, path = "/orders/{order_id}", tag = "orders",
@@ -178,14 +183,21 @@ pub(crate) async fn hold(
 }
 
 /// A settled capture: 200 with the capture, or 502 with the provider's reason.
-fn capture_response(c: &captures::CaptureRecord) -> Response {
+pub(crate) fn capture_response(c: &captures::CaptureRecord) -> Response {
+    match capture_problem(c) {
+        None => (StatusCode::OK, Json(dto::capture(c))).into_response(),
+        Some(p) => p.into_response(),
+    }
+}
+
+/// Why a capture did not (or may not have) charged: `None` when it captured.
+pub(crate) fn capture_problem(c: &captures::CaptureRecord) -> Option<Problem> {
     match c.status {
-        CaptureStatus::Success => (StatusCode::OK, Json(dto::capture(c))).into_response(),
-        CaptureStatus::Pending | CaptureStatus::Unknown => outcome_unknown(
+        CaptureStatus::Success => None,
+        CaptureStatus::Pending | CaptureStatus::Unknown => Some(outcome_unknown(
             c.last_error.as_deref().unwrap_or("no answer yet"),
             &c.idempotency_key,
-        )
-        .into_response(),
+        )),
         CaptureStatus::Failed => {
             let reason = c
                 .failure_reason
@@ -197,7 +209,7 @@ fn capture_response(c: &captures::CaptureRecord) -> Response {
                 format!("the provider did not capture: {reason}"),
             );
             p.title = "Capture failed".to_owned();
-            p.into_response()
+            Some(p)
         }
     }
 }
@@ -237,11 +249,25 @@ pub(crate) async fn capture(
 ) -> ApiResult<Response> {
     let id = order_id(&id)?;
     let cmd = CaptureCommand::parse(&read_json_body(&headers, body, MAX_COMMAND_BODY).await?)?;
+    let record = run_capture(&app, &id, &cmd, &operator, &correlation).await?;
+    Ok(capture_response(&record))
+}
+
+/// Captures `cmd` on order `id` for `operator`: the one capture path of the JSON route and
+/// the admin UI. `Ok` is the capture as it stands — captured, declined, or with an unknown
+/// outcome (the provider's answer was lost); `Err` is a refusal, nothing was charged.
+pub(crate) async fn run_capture(
+    app: &AppState,
+    id: &OrderId,
+    cmd: &CaptureCommand,
+    operator: &Operator,
+    correlation: &CorrelationId,
+) -> ApiResult<captures::CaptureRecord> {
     let key = &cmd.idempotency_key;
-    let actor = operator.actor(&correlation);
+    let actor = operator.actor(correlation);
     let start = captures::begin(
         app.pool(),
-        &id,
+        id,
         &cmd.money,
         key,
         &actor,
@@ -266,7 +292,7 @@ pub(crate) async fn capture(
     }
     let pending = match start {
         CaptureStart::Proceed(record) => record,
-        CaptureStart::Replay(record) => return Ok(capture_response(&record)),
+        CaptureStart::Replay(record) => return Ok(record),
         CaptureStart::InProgress => {
             let mut p = Problem::conflict(
                 "capture-in-progress",
@@ -302,7 +328,7 @@ pub(crate) async fn capture(
             )
             .into())
         }
-        CaptureStart::OrderNotFound => return Err(unknown_order(&id).into()),
+        CaptureStart::OrderNotFound => return Err(unknown_order(id).into()),
         CaptureStart::OnHold(reason) => {
             let why = reason.map_or(String::new(), |r| format!(" ({})", r.as_str()));
             return Err(Problem::conflict(
@@ -331,7 +357,7 @@ pub(crate) async fn capture(
     let answer = Answer::of_capture(
         app.inner
             .provider
-            .capture(&id, &pending.money, key, correlation.as_str())
+            .capture(id, &pending.money, key, correlation.as_str())
             .await,
     );
     let result = match answer {
@@ -340,7 +366,11 @@ pub(crate) async fn capture(
             tracing::warn!(%error, order_id = %id, "capture: the provider's answer was lost; outcome unknown");
             captures::mark_unknown(app.pool(), key, &error, &actor, pm_domain::time::now()).await?;
             app.inner.metrics.count_capture("unknown", "request");
-            return Err(outcome_unknown(&error, key).into());
+            return Ok(captures::CaptureRecord {
+                status: CaptureStatus::Unknown,
+                last_error: Some(error),
+                ..pending
+            });
         }
     };
     let stored = captures::finish(
@@ -355,7 +385,7 @@ pub(crate) async fn capture(
     app.inner
         .metrics
         .count_capture(stored.status.as_str(), "request");
-    Ok(capture_response(&stored))
+    Ok(stored)
 }
 
 /// Why `begin` refused a capture (for the audit trail); `None` when it may go on or

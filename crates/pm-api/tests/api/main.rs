@@ -1,6 +1,7 @@
 //! API tests over real HTTP against a real PostgreSQL (a fresh database per test) and a
 //! wiremock provider whose received requests are asserted exactly.
 
+mod admin;
 mod app;
 mod audit;
 mod auth;

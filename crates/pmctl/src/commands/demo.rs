@@ -343,6 +343,7 @@ fn print_next_steps(api: &str, ingest: &str, secret: &str, key_name: &str, key: 
     println!("  curl -s {auth} '{api}/orders/events?kind=webhook_received&sort=desc&limit=5'");
     println!("  curl -s {auth} {api}/metrics | grep pm_webhooks_processed");
     println!("  curl -s {auth} {api}/openapi.json | head -c 300");
+    println!("  # the admin UI: open {api}/admin and log in with that key");
     println!("  # a signed webhook through ingest:");
     println!("  pmctl send order --status success --target {ingest} --webhook-secret {secret}");
 }

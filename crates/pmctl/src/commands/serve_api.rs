@@ -8,8 +8,8 @@ use pm_api::{ApiConfig, ApiMetrics, AppState};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 
 use crate::args::{
-    duration, CaptureArgs, DatabaseArgs, InternalTokenArgs, KafkaArgs, ProviderArgs, ServerArgs,
-    WebhookArgs,
+    duration, AdminArgs, CaptureArgs, DatabaseArgs, InternalTokenArgs, KafkaArgs, ProviderArgs,
+    ServerArgs, WebhookArgs,
 };
 
 /// How webhooks are processed.
@@ -41,6 +41,8 @@ pub(crate) struct Args {
     webhooks: WebhookArgs,
     #[command(flatten)]
     internal_token: InternalTokenArgs,
+    #[command(flatten)]
+    admin: AdminArgs,
     /// With TLS: CA certificates (PEM) that sign the client certificates `/internal/*`
     /// then requires, on top of the service token (mutual TLS for ingest's forwarding).
     /// Other routes do not ask for one.
@@ -131,7 +133,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::debug!(error = %e, "cannot check the database role's privileges"),
     }
     let intake = args.webhooks.intake()?;
-    let config = ApiConfig {
+    let mut config = ApiConfig {
+        admin: args.admin.settings(tls.is_some())?,
         intake: intake.config.clone(),
         internal_token: args.internal_token.token()?,
         internal_needs_client_certificate: args.tls_client_ca.is_some(),
@@ -161,6 +164,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Kafka => Some(start_consumers(&args, &pool, &metrics, registry, &shutdown).await?),
     };
     watchers.extend(kafka.as_ref().map(|k| k.watch_dlq_depth(&shutdown)));
+    config.admin.dead_letters = kafka.as_ref().map(|k| k.dead_letters.clone());
     let readiness = kafka.iter().map(|k| ("kafka", k.readiness())).collect();
     let provider = args
         .provider
@@ -291,6 +295,8 @@ struct KafkaConsumers {
     dlq: pm_kafka::Producer,
     backlogs: Vec<std::sync::Arc<pm_kafka::replay::Backlog>>,
     metrics: pm_kafka::metrics::ConsumerMetrics,
+    /// For the admin UI's dead-letters page and its replay.
+    dead_letters: pm_api::DeadLetters,
 }
 
 async fn start_consumers(
@@ -318,6 +324,15 @@ async fn start_consumers(
         .map(|topic| pm_kafka::replay::Backlog::new(&config, &topics::Topics::dlq(topic)))
         .map(|b| b.map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    let dead_letters = pm_api::DeadLetters {
+        config: config.clone(),
+        producer: dlq.clone(),
+        topics: vec![
+            ("orders".to_owned(), topics::Topics::dlq(&names.orders)),
+            ("disputes".to_owned(), topics::Topics::dlq(&names.disputes)),
+        ],
+        max_replays: pm_kafka::replay::DEFAULT_MAX_REPLAYS,
+    };
     let mut consumers = Vec::new();
     let mut health = Vec::new();
     for (topic, group, kind) in [
@@ -384,6 +399,7 @@ async fn start_consumers(
         dlq,
         backlogs,
         metrics: watched,
+        dead_letters,
     })
 }
 

@@ -14,15 +14,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::process::{chargeback_json, eventually, order_json, Pmctl, SECRET};
 
-struct Kafka {
-    config: KafkaConfig,
+/// A topic set of its own on the test broker, and a producer (shared with the admin UI test).
+pub(crate) struct Kafka {
+    pub(crate) config: KafkaConfig,
     prefix: String,
-    topics: Topics,
+    pub(crate) topics: Topics,
     producer: Producer,
 }
 
 impl Kafka {
-    async fn new() -> Kafka {
+    pub(crate) async fn new() -> Kafka {
         let config = KafkaConfig::new(pm_kafka::testing::brokers(), "e2e");
         let prefix = pm_kafka::testing::unique("e2e");
         let topics = Topics::with_prefix(&prefix);
@@ -43,7 +44,7 @@ impl Kafka {
     }
 
     /// What ingest does with an accepted webhook.
-    async fn publish(&self, kind: WebhookKind, json: &str) {
+    pub(crate) async fn publish(&self, kind: WebhookKind, json: &str) {
         let (topic, env, user) = match kind {
             WebhookKind::Order => {
                 let w = OrderWebhook::parse(json.as_bytes()).expect("valid order webhook");
@@ -73,7 +74,7 @@ impl Kafka {
             .expect("produce");
     }
 
-    async fn api(&self, db: &TestDatabase, database_url: &str, extra: &[&str]) -> Pmctl {
+    pub(crate) async fn api(&self, db: &TestDatabase, database_url: &str, extra: &[&str]) -> Pmctl {
         let brokers = self.config.brokers.clone();
         let mut args = vec![
             "serve-api",
@@ -99,7 +100,7 @@ impl Kafka {
         api
     }
 
-    fn dead_letters(&self, topic: &str) -> usize {
+    pub(crate) fn dead_letters(&self, topic: &str) -> usize {
         replay::list(&self.config, &Topics::dlq(topic), &Filter::default(), 1000)
             .map(|l| l.len())
             .unwrap_or(0)

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `pmctl` binary: real processes on free ports, a real
 //! PostgreSQL, a real Kafka-protocol broker, and HTTP between them.
 
+mod admin_ui;
 mod auth;
 mod bench;
 mod captures;
