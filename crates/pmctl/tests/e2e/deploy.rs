@@ -747,6 +747,9 @@ async fn the_nginx_site_routes_to_the_services_and_forwards_ids_and_the_client_a
         "/disputes",
         "/audit?actor=me",
         "/openapi.json",
+        "/admin",
+        "/admin/orders?status=success",
+        "/admin/assets/htmx.min.js",
     ] {
         let r = site.client.get(site.https(path)).send().await.unwrap();
         let answer = (r.status().as_u16(), r.text().await.unwrap());
@@ -786,6 +789,7 @@ async fn the_nginx_site_keeps_private_and_unknown_paths_from_the_services() {
     let unknown = [
         "/",
         "/ordersx",
+        "/administrator",
         "/webhooks",
         "/webhooks/",
         "/webhooks/payments/refunds",
