@@ -135,7 +135,7 @@ pub(crate) async fn logout(
 ) -> Response {
     let now = pm_domain::time::now();
     app.inner.admin.sessions.end(&action.session.opened, now);
-    let _ = audit::record_alone(
+    let recorded = audit::record_alone(
         app.pool(),
         &audit::Entry {
             actor: &action.session.operator.actor(&correlation),
@@ -148,6 +148,10 @@ pub(crate) async fn logout(
         now,
     )
     .await;
+    if let Err(e) = recorded {
+        // The session ends anyway: logging out must always work.
+        tracing::warn!(error = %e, "cannot record a logout in the audit trail");
+    }
     super::with_cookie(
         Redirect::to("/admin/login").into_response(),
         &session::set_cookie(
@@ -518,7 +522,7 @@ pub(crate) async fn maintain(
         Ok(_) => "applied".to_owned(),
         Err(e) => format!("failed: {e}"),
     };
-    let _ = audit::record_alone(
+    let recorded = audit::record_alone(
         app.pool(),
         &audit::Entry {
             actor: &s.operator.actor(&correlation),
@@ -531,6 +535,9 @@ pub(crate) async fn maintain(
         pm_domain::time::now(),
     )
     .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "cannot record a maintenance run in the audit trail");
+    }
     let flash = match result {
         Ok(report) => {
             let created: usize = report.tables.iter().map(|t| t.created.len()).sum();

@@ -225,6 +225,22 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// For a page that serves visitors without a session too (the login page).
+impl axum::extract::OptionalFromRequestParts<AppState> for Session {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(
+            <Session as FromRequestParts<AppState>>::from_request_parts(parts, app)
+                .await
+                .ok(),
+        )
+    }
+}
+
 /// A `POST` of a logged-in operator: the session and the form, its CSRF token checked.
 #[derive(Debug)]
 pub(crate) struct Action {

@@ -89,22 +89,6 @@ pub(crate) fn login_page(secure: bool, next: Option<&str>, flash: Option<&Flash>
     )
 }
 
-impl axum::extract::OptionalFromRequestParts<AppState> for Session {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        app: &AppState,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        use axum::extract::FromRequestParts;
-        Ok(
-            <Session as FromRequestParts<AppState>>::from_request_parts(parts, app)
-                .await
-                .ok(),
-        )
-    }
-}
-
 /// `GET /admin/orders`: the orders, filtered and paged like `GET /orders`.
 pub(crate) async fn orders(
     State(app): State<AppState>,
