@@ -374,7 +374,9 @@ async fn an_operator_works_through_the_admin_ui_in_a_real_browser() {
     ui.wait_text("#disputes", "ui-3").await;
     ui.shot("disputes").await;
     ui.click("#disputes td.mono a").await;
-    ui.wait_text("h1", "Dispute").await;
+    // Not just the h1: the list's own says "Disputes".
+    ui.wait_path("/admin/disputes/").await;
+    ui.wait_text("#evidence h2", "Evidence").await;
     ui.fill(
         "form.evidence input[name=field_name]",
         "product_description",
@@ -476,7 +478,9 @@ async fn an_operator_works_through_the_admin_ui_in_a_real_browser() {
     ui.shot("read-only-order").await;
     ui.goto("/admin/disputes").await;
     ui.click("#disputes td.mono a").await;
-    ui.wait_text("h1", "Dispute").await;
+    // Not just the h1: the list's own says "Disputes".
+    ui.wait_path("/admin/disputes/").await;
+    ui.wait_text("#evidence h2", "Evidence").await;
     assert!(!ui.has("#evidence-form").await && !ui.has("#submit-evidence").await);
     ui.goto("/admin/dead-letters").await;
     ui.wait_text("h1", "Dead letters").await;
