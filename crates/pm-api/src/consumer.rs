@@ -65,6 +65,7 @@ impl WebhookHandler {
         let delivery = Delivery {
             event_id: env.event_id,
             received_at: env.received_at,
+            correlation_id: m.header(pm_kafka::headers::CORRELATION_ID).map(Into::into),
         };
         let body = env.payload.get().as_bytes();
         match env.kind {
@@ -92,10 +93,10 @@ impl WebhookHandler {
         Ok(match d {
             Decoded::Order(w, delivery) => (
                 Outcome::Done,
-                order_label(webhooks::apply_order(conn, w, *delivery).await?),
+                order_label(webhooks::apply_order(conn, w, delivery).await?),
             ),
             Decoded::Chargeback(w, delivery) => {
-                match webhooks::apply_chargeback(conn, w, *delivery).await? {
+                match webhooks::apply_chargeback(conn, w, delivery).await? {
                     ChargebackOutcome::Applied { effect, .. } => (Outcome::Done, effect.as_str()),
                     ChargebackOutcome::Duplicate => (Outcome::Done, "duplicate"),
                     ChargebackOutcome::OrderUnknown => (
@@ -200,7 +201,7 @@ async fn apply_order_batch(
         out.push(match d {
             Ok(Decoded::Order(w, delivery)) => {
                 applied.push(index);
-                orders.push((w, *delivery));
+                orders.push((w, delivery.clone()));
                 spans.push(m.process_span());
                 (Outcome::Done, "")
             }

@@ -137,11 +137,11 @@ impl WebhookGroups {
         let webhook = Arc::new(webhook);
         let job = |answer, span| Job::Order {
             webhook: webhook.clone(),
-            delivery,
+            delivery: delivery.clone(),
             answer,
             span,
         };
-        self.grouped_or_alone(job, webhooks::apply_order_tx(pool, &webhook, delivery))
+        self.grouped_or_alone(job, webhooks::apply_order_tx(pool, &webhook, &delivery))
             .await
     }
 
@@ -155,12 +155,15 @@ impl WebhookGroups {
         let webhook = Arc::new(webhook);
         let job = |answer, span| Job::Chargeback {
             webhook: webhook.clone(),
-            delivery,
+            delivery: delivery.clone(),
             answer,
             span,
         };
-        self.grouped_or_alone(job, webhooks::apply_chargeback_tx(pool, &webhook, delivery))
-            .await
+        self.grouped_or_alone(
+            job,
+            webhooks::apply_chargeback_tx(pool, &webhook, &delivery),
+        )
+        .await
     }
 
     /// Queues a job and waits for its group's answer; when grouping is off or the group
@@ -287,14 +290,15 @@ impl Worker {
         chargebacks: &[ChargebackJob],
     ) -> Result<(Vec<OrderOutcome>, Vec<ChargebackOutcome>), GroupFailure> {
         let mut tx = pm_storage::db::begin(&self.pool).await?;
-        let batch: Vec<(&OrderWebhook, Delivery)> =
-            orders.iter().map(|(w, d, _)| (w.as_ref(), *d)).collect();
+        let batch: Vec<(&OrderWebhook, Delivery)> = orders
+            .iter()
+            .map(|(w, d, _)| (w.as_ref(), d.clone()))
+            .collect();
         let order_outcomes = webhooks::apply_orders(&mut tx, &batch).await?;
         let mut chargeback_outcomes = Vec::with_capacity(chargebacks.len());
         for (webhook, delivery, _) in chargebacks {
             // An unknown order writes nothing, so it can share the transaction.
-            chargeback_outcomes
-                .push(webhooks::apply_chargeback(&mut tx, webhook, *delivery).await?);
+            chargeback_outcomes.push(webhooks::apply_chargeback(&mut tx, webhook, delivery).await?);
         }
         let abandoned = orders.iter().filter(|(_, _, a)| a.is_closed()).count()
             + chargebacks.iter().filter(|(_, _, a)| a.is_closed()).count();

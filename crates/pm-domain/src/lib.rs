@@ -12,6 +12,7 @@
 pub mod api_key;
 pub mod command;
 pub mod dispute;
+pub mod domain_event;
 pub mod envelope;
 pub mod event;
 pub mod evidence;

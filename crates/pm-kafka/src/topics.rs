@@ -20,6 +20,8 @@ use crate::{connection, Error, KafkaConfig};
 pub struct Topics {
     pub orders: String,
     pub disputes: String,
+    /// Where the outbox relay publishes the domain events (key: the aggregate id).
+    pub domain_events: String,
 }
 
 impl Default for Topics {
@@ -27,6 +29,7 @@ impl Default for Topics {
         Topics {
             orders: "webhooks.orders".to_owned(),
             disputes: "webhooks.disputes".to_owned(),
+            domain_events: "domain-events".to_owned(),
         }
     }
 }
@@ -43,6 +46,7 @@ impl Topics {
         Topics {
             orders: format!("{prefix}{}", d.orders),
             disputes: format!("{prefix}{}", d.disputes),
+            domain_events: format!("{prefix}{}", d.domain_events),
         }
     }
 
@@ -128,6 +132,12 @@ pub async fn ensure_topics(
     for name in &dlqs {
         new.push(new_topic(name).set("retention.ms", &dlq_retention));
     }
+    // The domain events keep the webhook topics' retention: consumers that fall further
+    // behind rebuild from the outbox's own retention, or from the database.
+    new.push(match &retention {
+        Some(r) => new_topic(&topics.domain_events).set("retention.ms", r),
+        None => new_topic(&topics.domain_events),
+    });
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {

@@ -20,6 +20,7 @@
 //! the reconciliation settles it.
 
 use crate::statement;
+use pm_domain::domain_event::EventType;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -517,7 +518,7 @@ async fn settle(
     )
     .await?;
     audit::record(
-        conn,
+        &mut *conn,
         &audit::Entry {
             actor,
             action: "capture_settled",
@@ -527,6 +528,43 @@ async fn settle(
             detail: data,
         },
         now,
+    )
+    .await?;
+    let money = updated.record()?.money;
+    let (event_type, data) = match result {
+        CaptureResult::Success { provider_tx_id } => (
+            EventType::OrderCaptured,
+            serde_json::json!({
+                "order_id": order_id,
+                "idempotency_key": key.as_str(),
+                "amount": money.amount_text(),
+                "currency": money.currency().code(),
+                "provider_tx_id": provider_tx_id,
+                "captured_at": pm_domain::time::format(&now),
+                "settled_by": settled_by.as_str(),
+            }),
+        ),
+        CaptureResult::Failed { reason, .. } => (
+            EventType::OrderCaptureFailed,
+            serde_json::json!({
+                "order_id": order_id,
+                "idempotency_key": key.as_str(),
+                "amount": money.amount_text(),
+                "currency": money.currency().code(),
+                "reason": reason,
+                "settled_by": settled_by.as_str(),
+            }),
+        ),
+    };
+    crate::outbox::append(
+        conn,
+        crate::outbox::NewEvent {
+            event_type,
+            aggregate_id: order_id,
+            data,
+            correlation_id: actor.correlation_id.as_deref(),
+            at: now,
+        },
     )
     .await?;
     Ok(updated)

@@ -15,6 +15,7 @@ use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
 use crate::statement;
 use crate::StorageError;
+use pm_domain::domain_event::EventType;
 
 /// A dispute as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +277,26 @@ pub async fn upsert_evidence(
         at,
     )
     .await?;
+    // Evidence replaced is one change; the move from open to under_review it may cause is
+    // in the event's status.
+    crate::outbox::append(
+        &mut tx,
+        crate::outbox::NewEvent {
+            event_type: EventType::DisputeEvidenceUpdated,
+            aggregate_id: &id.to_string(),
+            data: serde_json::json!({
+                "dispute_id": id.as_uuid(),
+                "order_id": dispute.order_id,
+                "status": next.as_str(),
+                "previous_status": dispute.status.as_str(),
+                "field_names": evidence.fields.keys().collect::<Vec<_>>(),
+                "file_ids": evidence.file_ids(),
+            }),
+            correlation_id: actor.correlation_id.as_deref(),
+            at,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(EvidenceOutcome::Stored(row.into()))
 }
@@ -359,6 +380,25 @@ pub async fn record_submission(
         at,
     )
     .await?;
+    if applies {
+        crate::outbox::append(
+            &mut tx,
+            crate::outbox::NewEvent {
+                event_type: EventType::DisputeSubmitted,
+                aggregate_id: &id.to_string(),
+                data: serde_json::json!({
+                    "dispute_id": id.as_uuid(),
+                    "order_id": dispute.order_id,
+                    "submission_id": submission_id,
+                    "submitted_at": pm_domain::time::format(&at),
+                    "previous_status": dispute.status.as_str(),
+                }),
+                correlation_id: actor.correlation_id.as_deref(),
+                at,
+            },
+        )
+        .await?;
+    }
     let updated = fetch(&mut tx, id, false).await?;
     tx.commit().await?;
     Ok(updated)

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod metrics;
 pub mod migrate;
 pub mod orders;
+pub mod outbox;
 pub mod partitions;
 pub mod roles;
 mod statement;

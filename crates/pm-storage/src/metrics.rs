@@ -225,7 +225,7 @@ impl PartitionGauges {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), crate::StorageError> {
         for report in crate::partitions::status(pool).await? {
-            let Some(table) = crate::partitions::PARTITIONED_TABLES
+            let Some(table) = crate::partitions::MAINTAINED_TABLES
                 .iter()
                 .copied()
                 .find(|t| *t == report.table)

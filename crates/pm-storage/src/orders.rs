@@ -13,6 +13,7 @@ use crate::audit::{self, Actor};
 use crate::events::{insert_event, push_keyset, EventTable};
 use crate::statement;
 use crate::StorageError;
+use pm_domain::domain_event::EventType;
 
 /// An order as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +206,30 @@ pub async fn set_hold(
         None,
         &data.to_string(),
         at,
+    )
+    .await?;
+    let (event_type, data) = match reason {
+        Some(r) => (
+            EventType::OrderHeld,
+            serde_json::json!({ "order_id": order_id.as_str(), "reason": r.as_str() }),
+        ),
+        None => (
+            EventType::OrderReleased,
+            serde_json::json!({
+                "order_id": order_id.as_str(),
+                "previous_reason": current.hold_reason.map(HoldReason::as_str),
+            }),
+        ),
+    };
+    crate::outbox::append(
+        &mut tx,
+        crate::outbox::NewEvent {
+            event_type,
+            aggregate_id: order_id.as_str(),
+            data,
+            correlation_id: actor.correlation_id.as_deref(),
+            at,
+        },
     )
     .await?;
     tx.commit().await?;

@@ -16,6 +16,18 @@ use crate::StorageError;
 /// The partitioned tables this project owns.
 pub const PARTITIONED_TABLES: [&str; 2] = ["public.order_events", "public.dispute_events"];
 
+/// The transactional outbox ([`crate::outbox`]): always partitioned by day, whatever the
+/// event tables' layout; its partitions are dropped once old and fully published.
+pub const OUTBOX_TABLE: &str = "public.outbox";
+
+/// Every table maintenance premakes partitions for, and the status reports.
+pub const MAINTAINED_TABLES: [&str; 3] =
+    [PARTITIONED_TABLES[0], PARTITIONED_TABLES[1], OUTBOX_TABLE];
+
+/// How long published outbox events are kept by default (for a consumer that replays from
+/// the database, and for looking into what was sent).
+pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The index each partitioned table's closed partitions are clustered on (see
 /// [`cluster_closed`]): `(kind, created_at)`, the order reports by kind and time read in.
 pub const CLUSTER_INDEXES: [(&str, &str); 2] = [
@@ -99,6 +111,9 @@ pub struct MaintainOptions {
     /// Cluster the partitions whose day is over (see [`cluster_closed`]), waiting at most
     /// this long for each one's lock; `None` leaves them as they are.
     pub cluster_closed: Option<Duration>,
+    /// Drop outbox partitions whose whole range is older than this once every event in
+    /// them is published (one unpublished event keeps its partition).
+    pub outbox_retention: Duration,
 }
 
 /// Why maintenance refused to run.
@@ -219,13 +234,18 @@ pub async fn maintain(
     let mut conn = crate::db::acquire(pool).await?;
     let (schema, version) = partman(&mut conn).await?;
     let mut tables = Vec::new();
-    for table in PARTITIONED_TABLES {
+    for table in MAINTAINED_TABLES {
         if !crate::layout::is_partitioned(&mut conn, table).await? {
             continue;
         }
         let before = partitions(&mut conn, table).await?;
         if !opts.dry_run {
-            run_table_maintenance(&mut conn, &schema, table, opts.retention).await?;
+            if table == OUTBOX_TABLE {
+                run_table_maintenance(&mut conn, &schema, table, None).await?;
+                prune_outbox(&mut conn, Utc::now(), opts.outbox_retention).await?;
+            } else {
+                run_table_maintenance(&mut conn, &schema, table, opts.retention).await?;
+            }
         }
         tables.push(table_report(&mut conn, table, &before).await?);
     }
@@ -266,6 +286,47 @@ pub async fn maintain(
         dedupe_pruned,
         dedupe_rows,
     })
+}
+
+/// Drops the outbox partitions whose range ended more than `retention` before `now` and
+/// that hold no unpublished event, each checked under a lock that keeps a relay from
+/// marking (and so needing) its rows meanwhile.
+async fn prune_outbox(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    retention: Duration,
+) -> Result<Vec<String>, MaintainError> {
+    let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut dropped = Vec::new();
+    for p in partitions(conn, OUTBOX_TABLE).await? {
+        let Some(to) = p.to else { continue };
+        if to > cutoff {
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let name = quote_ident(&p.name);
+        sqlx::query(&format!("LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE"))
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?;
+        let pending: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {name} WHERE published_at IS NULL)"
+        ))
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending {
+            tracing::warn!(partition = %p.name, "an old outbox partition still holds unpublished events; is a relay running?");
+            continue;
+        }
+        sqlx::query(&format!("DROP TABLE {name}"))
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        dropped.push(p.name);
+    }
+    Ok(dropped)
 }
 
 /// One table's maintenance in one transaction. The retention is set for this run only and
@@ -469,8 +530,8 @@ async fn prune_dedupe(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<
 /// maintenance, before rows start landing in a default partition.
 pub async fn status(pool: &PgPool) -> Result<Vec<TableReport>, StorageError> {
     let mut conn = crate::db::acquire(pool).await?;
-    let mut reports = Vec::with_capacity(PARTITIONED_TABLES.len());
-    for table in PARTITIONED_TABLES {
+    let mut reports = Vec::with_capacity(MAINTAINED_TABLES.len());
+    for table in MAINTAINED_TABLES {
         if !crate::layout::is_partitioned(&mut conn, table).await? {
             continue;
         }

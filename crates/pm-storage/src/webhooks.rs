@@ -27,12 +27,15 @@ use crate::statement;
 use crate::StorageError;
 
 /// When and under which id a webhook was accepted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Delivery {
     /// The id of the event row to write (ingest's envelope id, or a fresh one).
     pub event_id: EventId,
     /// When the webhook was accepted; stamps the event row (and picks its partition).
     pub received_at: DateTime<Utc>,
+    /// The correlation id of the request or message that brought it: the domain events it
+    /// causes carry it.
+    pub correlation_id: Option<std::sync::Arc<str>>,
 }
 
 impl Delivery {
@@ -41,6 +44,7 @@ impl Delivery {
         Self {
             event_id: EventId::generate(),
             received_at: pm_domain::time::now(),
+            correlation_id: None,
         }
     }
 }
@@ -103,8 +107,12 @@ struct WebhookEventData<'a, W> {
 pub async fn apply_order(
     conn: &mut PgConnection,
     w: &OrderWebhook,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) -> Result<OrderOutcome, StorageError> {
+    let trace_id = crate::outbox::current_trace_id();
+    let correlation_id = delivery.correlation_id.as_deref();
+    let (outbox_id, outbox_payload) =
+        crate::outbox::order_webhook_event(w, correlation_id, trace_id.as_deref())?;
     let statement = sqlx::query_scalar(APPLY_ORDER_SQL)
         .bind(w.provider_event_id.as_str())
         .bind(delivery.received_at)
@@ -115,8 +123,14 @@ pub async fn apply_order(
         .bind(w.updated_at)
         .bind(delivery.event_id.as_uuid())
         .bind(serde_json::to_string(w)?)
+        .bind(outbox_id)
+        .bind(outbox_payload)
+        .bind(correlation_id)
+        .bind(trace_id.as_deref())
+        .bind(pm_domain::domain_event::SCHEMA_VERSION)
         .fetch_one(conn);
-    // One statement: the dedupe record, the order and its event (see APPLY_ORDER_SQL).
+    // One statement: the dedupe record, the order, its event and its domain event in the
+    // outbox (see APPLY_ORDER_SQL).
     let effect: Option<String> = statement::run("INSERT", "orders", statement).await?;
     Ok(match effect {
         None => OrderOutcome::Duplicate,
@@ -150,11 +164,12 @@ pub async fn apply_orders(
         if let [index] = round[..] {
             // A round of one takes the single-webhook statement: the set-based one costs
             // PostgreSQL more to plan and run for a single row.
-            let (w, delivery) = batch[index];
+            let (w, delivery) = &batch[index];
             outcomes[index] = apply_order(conn, w, delivery).await?;
             continue;
         }
-        let rows = RoundColumns::of(batch, &round)?;
+        let trace_id = crate::outbox::current_trace_id();
+        let rows = RoundColumns::of(batch, &round, trace_id.as_deref())?;
         let statement = sqlx::query_as::<_, (i64, Option<String>)>(APPLY_ORDERS_SQL)
             .bind(rows.provider_event_ids)
             .bind(rows.received_at)
@@ -165,9 +180,14 @@ pub async fn apply_orders(
             .bind(rows.updated_at)
             .bind(rows.event_ids)
             .bind(rows.webhooks)
+            .bind(rows.outbox_event_ids)
+            .bind(rows.outbox_payloads)
+            .bind(rows.correlation_ids)
+            .bind(trace_id.as_deref())
+            .bind(pm_domain::domain_event::SCHEMA_VERSION)
             .fetch_all(&mut *conn);
-        // One statement per round: the dedupe records, the orders and their events (see
-        // APPLY_ORDERS_SQL).
+        // One statement per round: the dedupe records, the orders, their events and their
+        // domain events (see APPLY_ORDERS_SQL).
         let answers = statement::run("INSERT", "orders", statement).await?;
         if answers.len() != round.len() {
             return Err(StorageError::corrupt(
@@ -241,13 +261,20 @@ struct RoundColumns<'a> {
     updated_at: Vec<DateTime<Utc>>,
     event_ids: Vec<uuid::Uuid>,
     webhooks: Vec<String>,
+    outbox_event_ids: Vec<uuid::Uuid>,
+    outbox_payloads: Vec<String>,
+    correlation_ids: Vec<Option<&'a str>>,
 }
 
 impl<'a> RoundColumns<'a> {
-    fn of(batch: &[(&'a OrderWebhook, Delivery)], round: &[usize]) -> Result<Self, StorageError> {
+    fn of(
+        batch: &'a [(&'a OrderWebhook, Delivery)],
+        round: &[usize],
+        trace_id: Option<&str>,
+    ) -> Result<Self, StorageError> {
         let mut c = RoundColumns::default();
         for &index in round {
-            let (w, delivery) = batch[index];
+            let (w, delivery) = &batch[index];
             c.provider_event_ids.push(w.provider_event_id.as_str());
             c.received_at.push(delivery.received_at);
             c.order_ids.push(w.order_id.as_str());
@@ -257,6 +284,11 @@ impl<'a> RoundColumns<'a> {
             c.updated_at.push(w.updated_at);
             c.event_ids.push(delivery.event_id.as_uuid());
             c.webhooks.push(serde_json::to_string(w)?);
+            let correlation_id = delivery.correlation_id.as_deref();
+            let (id, payload) = crate::outbox::order_webhook_event(w, correlation_id, trace_id)?;
+            c.outbox_event_ids.push(id);
+            c.outbox_payloads.push(payload);
+            c.correlation_ids.push(correlation_id);
         }
         Ok(c)
     }
@@ -273,6 +305,8 @@ impl<'a> RoundColumns<'a> {
 /// the same event waits on it and then does nothing. The effect recorded in the event's
 /// data is read from the statement's snapshot, so under a concurrent change of the same
 /// order it may say `stale` where `final_kept` was meant; the state change itself is exact.
+/// A change also bumps the order's `outbox_sequence` and writes its domain event
+/// (`order_created` or `order_status_changed`, [`crate::outbox`]) with that sequence.
 const APPLY_ORDER_SQL: &str = r"
 WITH dedupe AS (
     INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
@@ -280,10 +314,11 @@ WITH dedupe AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), upsert AS (
-    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at)
-    SELECT $3, $4, $5, $6, $7 FROM dedupe
+    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at, outbox_sequence)
+    SELECT $3, $4, $5, $6, $7, 1 FROM dedupe
     ON CONFLICT (order_id) DO UPDATE
-        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+            outbox_sequence = o.outbox_sequence + 1
         WHERE o.status NOT IN ('success', 'failed')
           AND (
                 (CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
@@ -292,7 +327,7 @@ WITH dedupe AS (
               = (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
               AND EXCLUDED.updated_at > o.updated_at)
           )
-    RETURNING (xmax = 0) AS created
+    RETURNING (xmax = 0) AS created, o.outbox_sequence
 ), effect AS (
     SELECT CASE
         WHEN NOT EXISTS (SELECT 1 FROM dedupe) THEN NULL
@@ -307,6 +342,16 @@ WITH dedupe AS (
            jsonb_build_object('effect', effect.effect, 'webhook', $9::jsonb), $2
     FROM effect
     WHERE effect.effect IS NOT NULL
+), domain_event AS (
+    INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
+                        schema_version, payload, correlation_id, trace_id, created_at)
+    SELECT $10, 'order', $3, upsert.outbox_sequence, t.event_type, $14,
+           jsonb_set(jsonb_set($11::jsonb, '{sequence}', to_jsonb(upsert.outbox_sequence)),
+                     '{event_type}', to_jsonb(t.event_type)),
+           $12, $13, now()
+    FROM upsert
+    CROSS JOIN LATERAL (SELECT CASE WHEN upsert.created THEN 'order_created'
+                                    ELSE 'order_status_changed' END AS event_type) t
 )
 SELECT effect FROM effect
 ";
@@ -327,13 +372,16 @@ SELECT effect FROM effect
 /// because a round holds each at most once (see [`order_rounds`]). The effect recorded in
 /// the event's data is read from the statement's snapshot, so under a concurrent change of
 /// the same order it may say `stale` where `final_kept` was meant; the state change itself
-/// is exact.
+/// is exact. Each change also bumps its order's `outbox_sequence` and writes its domain
+/// event ([`crate::outbox`]) with that sequence.
 const APPLY_ORDERS_SQL: &str = r"
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[],
-                         $6::timestamptz[], $7::timestamptz[], $8::uuid[], $9::text[])
+                         $6::timestamptz[], $7::timestamptz[], $8::uuid[], $9::text[],
+                         $10::uuid[], $11::text[], $12::text[])
         WITH ORDINALITY AS i(provider_event_id, received_at, order_id, user_id, status,
-                             created_at, updated_at, event_id, webhook, position)
+                             created_at, updated_at, event_id, webhook,
+                             outbox_event_id, outbox_payload, correlation_id, position)
 ), dedupe AS (
     INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
     SELECT 'order', provider_event_id, received_at FROM input ORDER BY order_id
@@ -342,10 +390,11 @@ WITH input AS (
 ), fresh AS (
     SELECT input.* FROM input JOIN dedupe USING (provider_event_id)
 ), upsert AS (
-    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at)
-    SELECT order_id, user_id, status, created_at, updated_at FROM fresh ORDER BY order_id
+    INSERT INTO orders AS o (order_id, user_id, status, created_at, updated_at, outbox_sequence)
+    SELECT order_id, user_id, status, created_at, updated_at, 1 FROM fresh ORDER BY order_id
     ON CONFLICT (order_id) DO UPDATE
-        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+        SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+            outbox_sequence = o.outbox_sequence + 1
         WHERE o.status NOT IN ('success', 'failed')
           AND (
                 (CASE EXCLUDED.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
@@ -354,7 +403,7 @@ WITH input AS (
               = (CASE o.status WHEN 'created' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
               AND EXCLUDED.updated_at > o.updated_at)
           )
-    RETURNING o.order_id, (o.xmax = 0) AS created
+    RETURNING o.order_id, (o.xmax = 0) AS created, o.outbox_sequence
 ), effect AS (
     SELECT fresh.*, CASE
         WHEN upsert.created THEN 'created'
@@ -369,6 +418,17 @@ WITH input AS (
     SELECT event_id, order_id, 'webhook_received', provider_event_id,
            jsonb_build_object('effect', effect, 'webhook', webhook::jsonb), received_at
     FROM effect
+), domain_event AS (
+    INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
+                        schema_version, payload, correlation_id, trace_id, created_at)
+    SELECT fresh.outbox_event_id, 'order', fresh.order_id, upsert.outbox_sequence, t.event_type,
+           $14, jsonb_set(jsonb_set(fresh.outbox_payload::jsonb, '{sequence}',
+                                    to_jsonb(upsert.outbox_sequence)),
+                          '{event_type}', to_jsonb(t.event_type)),
+           fresh.correlation_id, $13, now()
+    FROM fresh JOIN upsert ON upsert.order_id = fresh.order_id
+    CROSS JOIN LATERAL (SELECT CASE WHEN upsert.created THEN 'order_created'
+                                    ELSE 'order_status_changed' END AS event_type) t
 )
 SELECT input.position, effect.effect
 FROM input LEFT JOIN effect ON effect.position = input.position
@@ -416,7 +476,7 @@ async fn lock_dispute_of_order(
 pub async fn apply_chargeback(
     conn: &mut PgConnection,
     w: &ChargebackWebhook,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) -> Result<ChargebackOutcome, StorageError> {
     let statement = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1)")
         .bind(w.order_id.as_str())
@@ -470,6 +530,7 @@ pub async fn apply_chargeback(
             .await?
             .rows_affected();
         if inserted == 1 {
+            dispute_changed(conn, w, delivery, dispute_id.as_uuid(), None, &fresh).await?;
             return record_chargeback(
                 conn,
                 w,
@@ -484,7 +545,8 @@ pub async fn apply_chargeback(
     }
     let row =
         current.ok_or_else(|| StorageError::corrupt("disputes.order_id", w.order_id.as_str()))?;
-    let (next, effect) = dispute::apply(Some(row.progress()?), change);
+    let previous = row.progress()?;
+    let (next, effect) = dispute::apply(Some(previous), change);
     if effect.changes_state() {
         let statement = sqlx::query(
             "UPDATE disputes SET status = $2, evidence_due_at = $3, provider_updated_at = $4,
@@ -499,14 +561,96 @@ pub async fn apply_chargeback(
         .bind(next.closed_at)
         .execute(&mut *conn);
         statement::run("UPDATE", "disputes", statement).await?;
+        dispute_changed(conn, w, delivery, row.dispute_id, Some(&previous), &next).await?;
     }
     record_chargeback(conn, w, delivery, row.dispute_id, effect).await
+}
+
+/// The domain events of a chargeback that changed its dispute: `dispute_opened` for a new
+/// one, `dispute_won` / `dispute_lost` for a decision (a dispute whose first webhook is
+/// already its decision gets both), `dispute_status_changed` for anything else.
+async fn dispute_changed(
+    conn: &mut PgConnection,
+    w: &ChargebackWebhook,
+    delivery: &Delivery,
+    dispute_id: uuid::Uuid,
+    previous: Option<&DisputeProgress>,
+    next: &DisputeProgress,
+) -> Result<(), StorageError> {
+    use pm_domain::dispute::DisputeStatus;
+    use pm_domain::domain_event::EventType;
+    let aggregate_id = dispute_id.to_string();
+    let at = pm_domain::time::now();
+    let format = |t: Option<DateTime<Utc>>| t.map(|t| pm_domain::time::format(&t));
+    let mut events = Vec::with_capacity(2);
+    if previous.is_none() {
+        events.push((
+            EventType::DisputeOpened,
+            serde_json::json!({
+                "dispute_id": dispute_id,
+                "order_id": w.order_id.as_str(),
+                "user_id": w.user_id.as_uuid(),
+                "status": next.status.as_str(),
+                "reason": w.reason,
+                "amount": w.money.amount_text(),
+                "currency": w.money.currency().code(),
+                "opened_at": pm_domain::time::format(&next.opened_at),
+                "evidence_due_at": format(next.evidence_due_at),
+            }),
+        ));
+    }
+    let decision = match next.status {
+        DisputeStatus::Won => Some(EventType::DisputeWon),
+        DisputeStatus::Lost => Some(EventType::DisputeLost),
+        _ => None,
+    };
+    match (decision, previous) {
+        (Some(event_type), _) => events.push((
+            event_type,
+            serde_json::json!({
+                "dispute_id": dispute_id,
+                "order_id": w.order_id.as_str(),
+                "reason": w.reason,
+                "amount": w.money.amount_text(),
+                "currency": w.money.currency().code(),
+                "opened_at": pm_domain::time::format(&next.opened_at),
+                "closed_at": format(next.closed_at),
+                "previous_status": previous.map(|p| p.status.as_str()),
+            }),
+        )),
+        (None, Some(previous)) => events.push((
+            EventType::DisputeStatusChanged,
+            serde_json::json!({
+                "dispute_id": dispute_id,
+                "order_id": w.order_id.as_str(),
+                "status": next.status.as_str(),
+                "previous_status": previous.status.as_str(),
+                "evidence_due_at": format(next.evidence_due_at),
+                "closed_at": format(next.closed_at),
+            }),
+        )),
+        (None, None) => {}
+    }
+    for (event_type, data) in events {
+        crate::outbox::append(
+            conn,
+            crate::outbox::NewEvent {
+                event_type,
+                aggregate_id: &aggregate_id,
+                data,
+                correlation_id: delivery.correlation_id.as_deref(),
+                at,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn record_chargeback(
     conn: &mut PgConnection,
     w: &ChargebackWebhook,
-    delivery: Delivery,
+    delivery: &Delivery,
     dispute_id: uuid::Uuid,
     effect: DisputeEffect,
 ) -> Result<ChargebackOutcome, StorageError> {
@@ -537,7 +681,7 @@ async fn record_chargeback(
 pub async fn apply_order_tx(
     pool: &PgPool,
     w: &OrderWebhook,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) -> Result<OrderOutcome, StorageError> {
     // One statement is its own transaction: no BEGIN/COMMIT round trips.
     let mut conn = crate::db::acquire(pool).await?;
@@ -550,7 +694,7 @@ pub async fn apply_order_tx(
 pub async fn apply_chargeback_tx(
     pool: &PgPool,
     w: &ChargebackWebhook,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) -> Result<ChargebackOutcome, StorageError> {
     let mut tx = crate::db::begin(pool).await?;
     let outcome = apply_chargeback(&mut tx, w, delivery).await?;

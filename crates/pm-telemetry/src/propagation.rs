@@ -35,6 +35,16 @@ pub fn headers_of(span: &tracing::Span) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// The trace id of `span` (32 hex digits), when tracing is on and the span is in a trace:
+/// what the outbox stores with each domain event.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Adds `span`'s trace context to outgoing HTTP headers.
 pub fn inject_http(span: &tracing::Span, headers: &mut HeaderMap) {
     for (name, value) in headers_of(span) {

@@ -9,6 +9,7 @@ pub(crate) mod demo;
 pub(crate) mod docs;
 pub(crate) mod loadtest;
 pub(crate) mod migrate;
+pub(crate) mod outbox_relay;
 pub(crate) mod partition_maintain;
 pub(crate) mod reconcile_captures;
 pub(crate) mod replay_dlq;

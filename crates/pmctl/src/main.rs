@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod args;
 mod commands;
 mod exit;
+mod relay;
 mod secrets;
 mod server;
 mod signals;
@@ -58,6 +59,8 @@ enum Command {
     Man(commands::docs::ManArgs),
     /// Apply the SQL migrations (idempotent; safe in CI and at every deploy).
     Migrate(commands::migrate::Args),
+    /// Publish the outbox's domain events to Kafka (`domain-events`), once acknowledged.
+    OutboxRelay(commands::outbox_relay::Args),
     /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
     PartitionMaintain(commands::partition_maintain::Args),
     /// Send one signed webhook (order or chargeback) and print the answer.
@@ -89,6 +92,7 @@ impl Command {
             Command::Loadtest(_) => "pmctl-loadtest",
             Command::Man(_) => "pmctl-man",
             Command::Migrate(_) => "pmctl-migrate",
+            Command::OutboxRelay(_) => "pmctl-outbox-relay",
             Command::PartitionMaintain(_) => "pmctl-partition-maintain",
             Command::Send(_) => "pmctl-send",
             Command::ServeApi(_) => "pmctl-serve-api",
@@ -132,6 +136,7 @@ fn main() -> std::process::ExitCode {
             Command::Loadtest(a) => commands::loadtest::run(a).await,
             Command::Man(a) => commands::docs::man(&a, Cli::command()),
             Command::Migrate(a) => commands::migrate::run(a).await,
+            Command::OutboxRelay(a) => commands::outbox_relay::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
             Command::Send(a) => commands::send::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(*a).await,

@@ -516,6 +516,7 @@ pub(crate) async fn maintain(
         dedupe_keep: partitions::MIN_DEDUPE_KEEP,
         dry_run: false,
         cluster_closed: None,
+        outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
     };
     let result = partitions::maintain(app.pool(), &opts).await;
     let outcome = match &result {

@@ -297,7 +297,7 @@ pub(crate) async fn order_page(
 }
 
 fn amount_text(m: &pm_domain::Money) -> String {
-    m.amount_json().get().trim_matches('"').to_owned()
+    m.amount_text()
 }
 
 fn captures_table(list: &[CaptureRecord]) -> Markup {

@@ -13,6 +13,7 @@ use pm_domain::InputError;
 use pm_http::intake::read_json_body;
 use pm_http::Problem;
 use pm_storage::webhooks::{ChargebackOutcome, Delivery, OrderOutcome};
+use pm_telemetry::CorrelationId;
 use pm_tls::ClientCertificate;
 
 use crate::dto::WebhookAck;
@@ -38,6 +39,14 @@ fn duplicate() -> Response {
         }),
     )
         .into_response()
+}
+
+/// A webhook accepted now, under the request's correlation id.
+fn delivery_now(correlation: &CorrelationId) -> Delivery {
+    Delivery {
+        correlation_id: Some(correlation.as_str().into()),
+        ..Delivery::now()
+    }
 }
 
 async fn apply_order(app: &AppState, w: OrderWebhook, delivery: Delivery) -> ApiResult<Response> {
@@ -112,6 +121,7 @@ fn now_unix() -> i64 {
     ))]
 pub(crate) async fn order_webhook(
     State(app): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -122,7 +132,7 @@ pub(crate) async fn order_webhook(
         .accept(&headers, body, now_unix())
         .await?;
     let w = OrderWebhook::parse(&bytes)?;
-    apply_order(&app, w, Delivery::now()).await
+    apply_order(&app, w, delivery_now(&correlation)).await
 }
 
 #[utoipa::path(post, path = "/webhooks/payments/chargebacks", tag = "webhooks",
@@ -136,6 +146,7 @@ pub(crate) async fn order_webhook(
     ))]
 pub(crate) async fn chargeback_webhook(
     State(app): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -146,7 +157,7 @@ pub(crate) async fn chargeback_webhook(
         .accept(&headers, body, now_unix())
         .await?;
     let w = ChargebackWebhook::parse(&bytes)?;
-    apply_chargeback(&app, w, Delivery::now()).await
+    apply_chargeback(&app, w, delivery_now(&correlation)).await
 }
 
 /// Authenticates a service call and reads its envelope.
@@ -197,6 +208,7 @@ async fn internal_envelope(
               (status = 401, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn internal_order_update(
     State(app): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     client_certificate: Option<Extension<ClientCertificate>>,
     body: Body,
@@ -210,6 +222,7 @@ pub(crate) async fn internal_order_update(
         Delivery {
             event_id: env.event_id,
             received_at: env.received_at,
+            correlation_id: Some(correlation.as_str().into()),
         },
     )
     .await
@@ -222,6 +235,7 @@ pub(crate) async fn internal_order_update(
               (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn internal_dispute_update(
     State(app): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
     headers: HeaderMap,
     client_certificate: Option<Extension<ClientCertificate>>,
     body: Body,
@@ -241,6 +255,7 @@ pub(crate) async fn internal_dispute_update(
         Delivery {
             event_id: env.event_id,
             received_at: env.received_at,
+            correlation_id: Some(correlation.as_str().into()),
         },
     )
     .await

@@ -10,9 +10,6 @@ use pm_kafka::consumer::{
 use pm_kafka::metrics::ConsumerMetrics;
 use pm_kafka::{headers, KafkaConfig, Producer, Topics};
 use pm_telemetry::metrics::{Registry, SharedRegistry};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -196,53 +193,11 @@ impl Env {
 
     /// Every message of `topic` (reads to the current end of each partition).
     pub fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("reader");
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            if high > 0 {
-                ends.insert(p.id(), high);
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                    .expect("tpl");
-            }
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ends.is_empty() && Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    ends.remove(&m.partition());
-                }
-                out.push(m.detach());
-            }
-        }
-        out
+        pm_kafka::testing::read_all(&self.config, topic)
     }
 }
 
-pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
-    let h = m.headers()?;
-    (0..h.count())
-        .map(|i| h.get(i))
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
+pub use pm_kafka::testing::header;
 
 /// Polls `check` until it holds or the deadline passes.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

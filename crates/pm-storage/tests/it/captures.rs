@@ -31,7 +31,7 @@ async fn an_order(db: &TestDatabase, id: &str) -> OrderId {
     apply_order_tx(
         &db.pool,
         &order(&format!("e-{id}"), id, OrderStatus::Updated, 1),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("order");

@@ -6,6 +6,7 @@ mod captures;
 mod fixtures;
 mod layout;
 mod migrations;
+mod outbox;
 mod pagination;
 mod partitions;
 mod webhooks;

@@ -18,7 +18,14 @@ async fn migrations_are_idempotent_and_report_their_state() {
             .fetch_all(&db.pool)
             .await
             .expect("part_config");
-    assert_eq!(parents, ["public.dispute_events", "public.order_events"]);
+    assert_eq!(
+        parents,
+        [
+            "public.dispute_events",
+            "public.order_events",
+            "public.outbox"
+        ]
+    );
     let premake: Vec<i32> = sqlx::query_scalar("SELECT premake FROM partman.part_config")
         .fetch_all(&db.pool)
         .await

@@ -24,8 +24,9 @@ async fn seed(db: &TestDatabase) {
         let delivery = Delivery {
             event_id: pm_domain::EventId::generate(),
             received_at: pm_domain::time::now() - chrono::Duration::seconds(100 - i as i64),
+            correlation_id: None,
         };
-        apply_order_tx(&db.pool, &w, delivery).await.expect("seed");
+        apply_order_tx(&db.pool, &w, &delivery).await.expect("seed");
     }
 }
 
@@ -77,7 +78,7 @@ async fn pagination_is_stable_under_concurrent_inserts() {
     // A row inserted before the cursor position is not seen, nothing is repeated or skipped.
     let mut early = order("e-new", "o-new", OrderStatus::Created, 0);
     early.created_at = t(-50);
-    apply_order_tx(&db.pool, &early, Delivery::now())
+    apply_order_tx(&db.pool, &early, &Delivery::now())
         .await
         .expect("insert");
     let next = PageRequest::new(Some(100), Sort::Asc, first.next_cursor.as_deref()).expect("page");

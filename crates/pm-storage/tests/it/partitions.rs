@@ -17,6 +17,7 @@ fn opts(retention: Option<Duration>) -> MaintainOptions {
         dedupe_keep: 35 * DAY,
         dry_run: false,
         cluster_closed: None,
+        outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
     }
 }
 
@@ -264,6 +265,7 @@ async fn closed_days_are_clustered_by_kind_once_and_a_busy_one_is_left_for_the_n
     let (yesterday, today) = seed_interleaved(&db, 300).await;
     let cluster = |timeout_ms, dry_run| MaintainOptions {
         cluster_closed: Some(Duration::from_millis(timeout_ms)),
+        outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
         dry_run,
         ..opts(None)
     };

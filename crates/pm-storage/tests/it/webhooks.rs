@@ -32,7 +32,7 @@ async fn order_lifecycle_records_every_webhook_and_ends_final() {
         ("e2", OrderStatus::Updated, 5),
         ("e3", OrderStatus::Success, 9),
     ] {
-        let o = apply_order_tx(&db.pool, &order(ev, "o1", status, at), Delivery::now())
+        let o = apply_order_tx(&db.pool, &order(ev, "o1", status, at), &Delivery::now())
             .await
             .expect("apply");
         assert!(effect(o).is_some_and(OrderEffect::changes_state));
@@ -58,7 +58,7 @@ async fn a_duplicate_changes_nothing_and_stores_nothing() {
     let w = order("e1", "o1", OrderStatus::Created, 0);
     assert_eq!(
         effect(
-            apply_order_tx(&db.pool, &w, Delivery::now())
+            apply_order_tx(&db.pool, &w, &Delivery::now())
                 .await
                 .expect("first")
         ),
@@ -67,13 +67,13 @@ async fn a_duplicate_changes_nothing_and_stores_nothing() {
     apply_order_tx(
         &db.pool,
         &order("e2", "o1", OrderStatus::Updated, 5),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("second");
     // The first event again, later: acknowledged as a duplicate; it must not move the order.
     assert_eq!(
-        apply_order_tx(&db.pool, &w, Delivery::now())
+        apply_order_tx(&db.pool, &w, &Delivery::now())
             .await
             .expect("again"),
         OrderOutcome::Duplicate
@@ -91,7 +91,7 @@ async fn twenty_concurrent_deliveries_make_one_change_and_one_event() {
     let w = order("e-concurrent", "o1", OrderStatus::Created, 0);
     let deliveries = (0..20).map(|_| {
         let (pool, w) = (db.pool.clone(), w.clone());
-        tokio::spawn(async move { apply_order_tx(&pool, &w, Delivery::now()).await })
+        tokio::spawn(async move { apply_order_tx(&pool, &w, &Delivery::now()).await })
     });
     let outcomes: Vec<OrderOutcome> = futures::future::join_all(deliveries)
         .await
@@ -120,7 +120,7 @@ async fn concurrent_chargebacks_of_one_order_create_one_dispute() {
     apply_order_tx(
         &db.pool,
         &order("e1", "o1", OrderStatus::Success, 0),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("order");
@@ -131,7 +131,7 @@ async fn concurrent_chargebacks_of_one_order_create_one_dispute() {
     ];
     let tasks = events.iter().cloned().map(|w| {
         let pool = db.pool.clone();
-        tokio::spawn(async move { apply_chargeback_tx(&pool, &w, Delivery::now()).await })
+        tokio::spawn(async move { apply_chargeback_tx(&pool, &w, &Delivery::now()).await })
     });
     for r in futures::future::join_all(tasks).await {
         assert!(matches!(
@@ -157,21 +157,21 @@ async fn a_late_updated_after_success_is_recorded_but_does_not_move_the_order() 
     apply_order_tx(
         &db.pool,
         &order("e1", "o1", OrderStatus::Created, 0),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("created");
     apply_order_tx(
         &db.pool,
         &order("e3", "o1", OrderStatus::Success, 9),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("success");
     let late = apply_order_tx(
         &db.pool,
         &order("e2", "o1", OrderStatus::Updated, 5),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("late");
@@ -192,7 +192,7 @@ async fn updated_before_created_creates_the_order_and_created_does_not_rewind_it
     let first = apply_order_tx(
         &db.pool,
         &order("e2", "o1", OrderStatus::Updated, 5),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("updated");
@@ -200,7 +200,7 @@ async fn updated_before_created_creates_the_order_and_created_does_not_rewind_it
     let late = apply_order_tx(
         &db.pool,
         &order("e1", "o1", OrderStatus::Created, 0),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("created");
@@ -221,7 +221,7 @@ async fn a_chargeback_for_an_unknown_order_stores_nothing_and_applies_later() {
     let db = TestDatabase::new().await;
     let cb = chargeback("c1", "o-later", ChargebackStatus::Opened, 1);
     assert_eq!(
-        apply_chargeback_tx(&db.pool, &cb, Delivery::now())
+        apply_chargeback_tx(&db.pool, &cb, &Delivery::now())
             .await
             .expect("apply"),
         ChargebackOutcome::OrderUnknown
@@ -236,11 +236,11 @@ async fn a_chargeback_for_an_unknown_order_stores_nothing_and_applies_later() {
     apply_order_tx(
         &db.pool,
         &order("e1", "o-later", OrderStatus::Success, 0),
-        Delivery::now(),
+        &Delivery::now(),
     )
     .await
     .expect("order");
-    let retried = apply_chargeback_tx(&db.pool, &cb, Delivery::now())
+    let retried = apply_chargeback_tx(&db.pool, &cb, &Delivery::now())
         .await
         .expect("retry");
     assert!(matches!(
@@ -276,21 +276,21 @@ async fn dispute_lifecycles_end_won_lost_or_closed_and_stay_there() {
         apply_order_tx(
             &db.pool,
             &order("e1", "o1", OrderStatus::Success, 0),
-            Delivery::now(),
+            &Delivery::now(),
         )
         .await
         .expect("order");
         apply_chargeback_tx(
             &db.pool,
             &chargeback("c1", "o1", ChargebackStatus::Opened, 1),
-            Delivery::now(),
+            &Delivery::now(),
         )
         .await
         .expect("opened");
         apply_chargeback_tx(
             &db.pool,
             &chargeback("c2", "o1", ChargebackStatus::Updated, 2),
-            Delivery::now(),
+            &Delivery::now(),
         )
         .await
         .expect("updated");
@@ -301,7 +301,7 @@ async fn dispute_lifecycles_end_won_lost_or_closed_and_stay_there() {
         apply_chargeback_tx(
             &db.pool,
             &closed("c3", "o1", resolution, 3),
-            Delivery::now(),
+            &Delivery::now(),
         )
         .await
         .expect("closed");
@@ -310,7 +310,7 @@ async fn dispute_lifecycles_end_won_lost_or_closed_and_stay_there() {
         let late = apply_chargeback_tx(
             &db.pool,
             &chargeback("c0", "o1", ChargebackStatus::Opened, 1),
-            Delivery::now(),
+            &Delivery::now(),
         )
         .await
         .expect("late opened");
@@ -341,11 +341,12 @@ async fn events_land_in_the_daily_partition_of_their_time() {
         let delivery = Delivery {
             event_id: pm_domain::EventId::generate(),
             received_at: at,
+            correlation_id: None,
         };
         apply_order_tx(
             &db.pool,
             &order(ev, &format!("o-{ev}"), OrderStatus::Created, 0),
-            delivery,
+            &delivery,
         )
         .await
         .expect("apply");
@@ -388,14 +389,14 @@ async fn the_sql_order_rule_matches_the_domain_rule_exhaustively() {
                 apply_order_tx(
                     &db.pool,
                     &order(&format!("{id}-a"), &id, current, 10),
-                    Delivery::now(),
+                    &Delivery::now(),
                 )
                 .await
                 .expect("first");
                 let outcome = apply_order_tx(
                     &db.pool,
                     &order(&format!("{id}-b"), &id, incoming, 10 + offset),
-                    Delivery::now(),
+                    &Delivery::now(),
                 )
                 .await
                 .expect("second");
@@ -556,13 +557,9 @@ async fn a_batch_is_the_same_as_its_webhooks_one_at_a_time() {
         let deliveries: Vec<Delivery> = webhooks.iter().map(|_| Delivery::now()).collect();
         let mut expected = Vec::new();
         for (w, d) in webhooks.iter().zip(&deliveries) {
-            expected.push(
-                apply_order_tx(&one_by_one.pool, w, *d)
-                    .await
-                    .expect("apply"),
-            );
+            expected.push(apply_order_tx(&one_by_one.pool, w, d).await.expect("apply"));
         }
-        let batch: Vec<_> = webhooks.iter().zip(deliveries.iter().copied()).collect();
+        let batch: Vec<_> = webhooks.iter().zip(deliveries.iter().cloned()).collect();
         let outcomes = apply_in_one_transaction(&batched, &batch).await;
         assert_eq!(outcomes, expected, "run {run}");
         assert_eq!(

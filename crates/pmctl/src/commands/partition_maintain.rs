@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// before leaving that partition to the next run.
     #[arg(long, default_value = "5s", value_parser = duration, requires = "cluster_closed")]
     cluster_lock_timeout: Duration,
+    /// Drop outbox partitions older than this once every domain event in them was published
+    /// (a partition with an unpublished event is kept, and a warning logged).
+    #[arg(long, env = "PM_OUTBOX_RETENTION", default_value = "7d", value_parser = duration)]
+    outbox_retention: Duration,
     /// Report what exists; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -49,6 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         dedupe_keep: args.dedupe_keep,
         dry_run: args.dry_run,
         cluster_closed: args.cluster_closed.then_some(args.cluster_lock_timeout),
+        outbox_retention: args.outbox_retention,
     };
     let report = partitions::maintain(&pool, &opts).await?;
     if args.json {
@@ -86,8 +91,12 @@ fn print_report(report: &MaintenanceReport, dry_run: bool) {
             names.join("\n")
         }
     };
-    if report.tables.is_empty() {
-        println!("the event tables are unpartitioned (`pmctl migrate --layout`): no partitions to maintain");
+    let event_tables = report
+        .tables
+        .iter()
+        .any(|t| partitions::PARTITIONED_TABLES.contains(&t.table.as_str()));
+    if !event_tables {
+        println!("the event tables are unpartitioned (`pmctl migrate --layout`): only the outbox has partitions to maintain");
     }
     for t in &report.tables {
         table.add_row([

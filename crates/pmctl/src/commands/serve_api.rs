@@ -59,6 +59,13 @@ pub(crate) struct Args {
     capture_reconcile_interval: Duration,
     #[command(flatten)]
     kafka: KafkaArgs,
+    /// Also run the outbox relay (as `pmctl outbox-relay`): publish the domain events to
+    /// Kafka's `domain-events`, in either mode (it needs --kafka-brokers). Any number of
+    /// instances may run it.
+    #[arg(long, env = "PM_OUTBOX_RELAY")]
+    outbox_relay: bool,
+    #[command(flatten)]
+    relay: crate::commands::outbox_relay::RelayArgs,
     /// Kafka mode: most messages of one partition applied in one database transaction.
     #[arg(long, env = "PM_KAFKA_BATCH_SIZE", default_value_t = 100)]
     kafka_batch_size: usize,
@@ -181,6 +188,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    if args.outbox_relay {
+        watchers.push(start_relay(&args, &pool, registry, &shutdown).await?);
+    }
     let state = AppState::new(
         pool.clone(),
         read_pool.clone(),
@@ -286,6 +296,27 @@ fn watch_partitions(
             }
         }
     })
+}
+
+/// The outbox relay inside the API, on the write pool.
+async fn start_relay(
+    args: &Args,
+    pool: &pm_storage::PgPool,
+    registry: &mut Registry,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (producer, settings) = args
+        .relay
+        .prepare(&args.kafka, "pmctl-serve-api-relay")
+        .await?;
+    let metrics = crate::relay::RelayMetrics::register(registry);
+    Ok(tokio::spawn(crate::relay::run(
+        pool.clone(),
+        producer,
+        settings,
+        Some(metrics),
+        shutdown.clone(),
+    )))
 }
 
 /// The Kafka consumers of kafka mode and the producer of their dead letters.

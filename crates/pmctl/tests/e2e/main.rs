@@ -12,6 +12,7 @@ mod ingest;
 mod kafka_faults;
 mod kafka_mode;
 mod observability;
+mod outbox;
 mod overload;
 mod process;
 mod roles;

@@ -121,9 +121,27 @@ impl Pmctl {
     ) -> Pmctl {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--listen", &listen]);
+        let p = Self::spawn(&all, env, port, scheme, http);
+        p.wait_for("/health/live", 200).await;
+        p
+    }
+
+    /// Starts `pmctl <args>` that serves no HTTP (a relay, a consumer) and returns at once.
+    pub fn background(args: &[&str], env: &[(&str, &str)]) -> Pmctl {
+        Self::spawn(args, env, 0, "http", reqwest::Client::new())
+    }
+
+    fn spawn(
+        args: &[&str],
+        env: &[(&str, &str)],
+        port: u16,
+        scheme: &'static str,
+        http: reqwest::Client,
+    ) -> Pmctl {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmctl"));
         cmd.args(args)
-            .args(["--listen", &listen])
             .env_remove("DATABASE_URL")
             // Warnings and errors only: the test output stays readable, failures visible.
             .env("PM_LOG", "warn,librdkafka=off,rdkafka=off")
@@ -143,16 +161,14 @@ impl Pmctl {
                 log.push('\n');
             }
         });
-        let p = Pmctl {
+        Pmctl {
             child,
             port,
             key: String::new(),
             scheme,
             http,
             log,
-        };
-        p.wait_for("/health/live", 200).await;
-        p
+        }
     }
 
     /// Gives this serve-api an API key with every scope, made in `db` as an operator
