@@ -141,7 +141,7 @@ pub(crate) fn order_webhook_event(
 }
 
 /// One unpublished event, as a relay publishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Pending {
     pub event_id: uuid::Uuid,
     pub aggregate_type: String,
@@ -154,6 +154,14 @@ pub struct Pending {
     pub created_at: DateTime<Utc>,
 }
 
+/// A claimed event, with its aggregate's oldest unpublished sequence number.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    #[sqlx(flatten)]
+    event: Pending,
+    first_unpublished: i64,
+}
+
 /// Claims up to `limit` unpublished events on `conn` (inside the relay's transaction):
 /// locked with `FOR UPDATE SKIP LOCKED`, so relays running side by side take different
 /// events, and then cut to what may be published now — per aggregate, only a run that starts
@@ -162,20 +170,7 @@ pub struct Pending {
 /// ever published out of order. The result is in publishing order (per aggregate, by
 /// sequence).
 pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>, StorageError> {
-    let statement = sqlx::query_as::<
-        _,
-        (
-            uuid::Uuid,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            Option<String>,
-            DateTime<Utc>,
-            i64,
-        ),
-    >(
+    let statement = sqlx::query_as::<_, Claimed>(
         "WITH claimed AS (
              SELECT event_id, created_at FROM outbox
              WHERE published_at IS NULL
@@ -184,7 +179,7 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>, 
              FOR UPDATE SKIP LOCKED
          )
          SELECT o.event_id, o.aggregate_type, o.aggregate_id, o.sequence, o.event_type,
-                o.payload::text, o.correlation_id, o.created_at,
+                o.payload::text AS payload, o.correlation_id, o.created_at,
                 (SELECT min(u.sequence) FROM outbox u
                  WHERE u.published_at IS NULL AND u.aggregate_type = o.aggregate_type
                    AND u.aggregate_id = o.aggregate_id) AS first_unpublished
@@ -196,39 +191,27 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>, 
     let rows = statement::run("SELECT", "outbox", statement).await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut expected: Option<(String, String, i64)> = None;
-    for (
-        event_id,
-        aggregate_type,
-        aggregate_id,
-        sequence,
-        event_type,
-        payload,
-        correlation_id,
-        created_at,
-        first,
-    ) in rows
+    for Claimed {
+        event,
+        first_unpublished,
+    } in rows
     {
         let next = match &expected {
-            Some((t, a, n)) if *t == aggregate_type && *a == aggregate_id => *n,
-            _ => first,
+            Some((t, a, n)) if *t == event.aggregate_type && *a == event.aggregate_id => *n,
+            _ => first_unpublished,
         };
-        if sequence != next {
+        if event.sequence != next {
             // A gap: an earlier event of this aggregate is held by another relay (or is in
             // another claim); what follows it waits for the next round.
-            expected = Some((aggregate_type, aggregate_id, i64::MAX));
+            expected = Some((event.aggregate_type, event.aggregate_id, i64::MAX));
             continue;
         }
-        expected = Some((aggregate_type.clone(), aggregate_id.clone(), sequence + 1));
-        out.push(Pending {
-            event_id,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type,
-            payload,
-            correlation_id,
-            created_at,
-        });
+        expected = Some((
+            event.aggregate_type.clone(),
+            event.aggregate_id.clone(),
+            event.sequence + 1,
+        ));
+        out.push(event);
     }
     Ok(out)
 }

@@ -296,10 +296,6 @@ pub(crate) async fn order_page(
     )
 }
 
-fn amount_text(m: &pm_domain::Money) -> String {
-    m.amount_text()
-}
-
 fn captures_table(list: &[CaptureRecord]) -> Markup {
     html! {
         @if list.is_empty() {
@@ -311,7 +307,7 @@ fn captures_table(list: &[CaptureRecord]) -> Markup {
                     @for c in list {
                         tr {
                             td { (badge(c.status.as_str())) }
-                            td { (amount_text(&c.money)) " " (c.money.currency().code()) }
+                            td { (c.money) }
                             td.mono { (c.idempotency_key) }
                             td { (c.attempts) }
                             td {
@@ -346,7 +342,7 @@ fn capture_form(
             form.inline method="post" action={ (base) "/capture" } #capture-form {
                 (csrf(s))
                 input type="hidden" name="idempotency_key" value=(c.idempotency_key);
-                input type="hidden" name="amount" value=(amount_text(&c.money));
+                input type="hidden" name="amount" value=(c.money.amount_text());
                 input type="hidden" name="currency" value=(c.money.currency().code());
                 button type="submit" #settle-capture { "Ask again (same key " (c.idempotency_key) ")" }
             }
@@ -402,7 +398,7 @@ pub(crate) async fn disputes(
                             td { a href={ "/admin/orders/" (url(&d.order_id)) } { (d.order_id) } }
                             td { (badge(d.status.as_str())) }
                             td { (d.reason) }
-                            td { (amount_text(&d.money)) " " (d.money.currency().code()) }
+                            td { (d.money) }
                             td { (time(&d.opened_at)) }
                             td { (maybe_time(d.evidence_due_at.as_ref())) }
                         }
@@ -494,7 +490,7 @@ pub(crate) async fn dispute_page(
         dl.facts {
             dt { "Order" } dd { a href={ "/admin/orders/" (url(&d.order_id)) } { (d.order_id) } }
             dt { "Reason" } dd { (d.reason) }
-            dt { "Amount" } dd { (amount_text(&d.money)) " " (d.money.currency().code()) }
+            dt { "Amount" } dd { (d.money) }
             dt { "Opened" } dd { (time(&d.opened_at)) }
             dt { "Evidence due" } dd { (maybe_time(d.evidence_due_at.as_ref())) }
             dt { "Submitted" } dd #submitted { (maybe_time(d.submitted_at.as_ref())) @if let Some(sub) = &d.submission_id { " as " span.mono { (sub) } } }

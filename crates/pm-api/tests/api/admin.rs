@@ -122,20 +122,6 @@ impl Browser {
     }
 }
 
-async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
-    api_keys::create(
-        &app.db.pool,
-        name,
-        scopes,
-        None,
-        &pm_storage::audit::Actor::new("cli:tests", None),
-        pm_domain::time::now(),
-    )
-    .await
-    .expect("key")
-    .1
-}
-
 #[tokio::test]
 async fn login_opens_a_strict_http_only_session_and_logout_ends_it() {
     let app = TestApp::spawn().await;
@@ -351,7 +337,7 @@ async fn a_read_key_sees_no_actions_and_is_refused_if_it_tries() {
     let app = TestApp::spawn().await;
     app.order_in("ord-r", "updated").await;
     let dispute = app.open_dispute("ord-rd").await;
-    let reader = key(&app, "reader", &[Scope::Read]).await;
+    let reader = app.key("reader", &[Scope::Read]).await;
     let mut b = Browser::new(&app);
     assert_eq!(b.login(&reader).await.status, 303);
 

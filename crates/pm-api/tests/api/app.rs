@@ -51,6 +51,21 @@ impl TestApp {
         }
     }
 
+    /// A new API key with `scopes`, made as `pmctl api-keys create` would.
+    pub async fn key(&self, name: &str, scopes: &[pm_domain::api_key::Scope]) -> String {
+        pm_storage::api_keys::create(
+            &self.db.pool,
+            name,
+            scopes,
+            None,
+            &pm_storage::audit::Actor::new("cli:tests", None),
+            pm_domain::time::now(),
+        )
+        .await
+        .expect("key")
+        .1
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

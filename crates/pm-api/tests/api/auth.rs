@@ -15,20 +15,6 @@ fn tester() -> pm_storage::audit::Actor {
     pm_storage::audit::Actor::new("cli:tests", None)
 }
 
-async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
-    api_keys::create(
-        &app.db.pool,
-        name,
-        scopes,
-        None,
-        &tester(),
-        pm_domain::time::now(),
-    )
-    .await
-    .expect("key")
-    .1
-}
-
 async fn call(http: &reqwest::Client, method: &str, url: String) -> (u16, Option<String>, Value) {
     let request = match method {
         "POST" => http.post(url).json(&json!({"action": "clear"})),
@@ -47,7 +33,7 @@ async fn call(http: &reqwest::Client, method: &str, url: String) -> (u16, Option
 #[tokio::test]
 async fn without_a_usable_key_every_operator_route_is_401_and_says_nothing_about_keys() {
     let app = TestApp::spawn().await;
-    let real = key(&app, "real", &[Scope::Read]).await;
+    let real = app.key("real", &[Scope::Read]).await;
     let wrong_secret = format!(
         "{}{}",
         &real[..real.len() - 1],
@@ -115,8 +101,8 @@ async fn without_a_usable_key_every_operator_route_is_401_and_says_nothing_about
 async fn scopes_decide_what_a_key_may_do() {
     let app = TestApp::spawn().await;
     app.order_in("o-s", "updated").await;
-    let reader = client_with_key(&key(&app, "reader", &[Scope::Read]).await);
-    let operator = client_with_key(&key(&app, "operator", &[Scope::Operate]).await);
+    let reader = client_with_key(&app.key("reader", &[Scope::Read]).await);
+    let operator = client_with_key(&app.key("operator", &[Scope::Operate]).await);
 
     assert_eq!(call(&reader, "GET", app.url("/orders")).await.0, 200);
     assert_eq!(call(&reader, "GET", app.url("/metrics")).await.0, 200);
@@ -137,7 +123,7 @@ async fn scopes_decide_what_a_key_may_do() {
 #[tokio::test]
 async fn a_revoked_or_expired_key_stops_working_within_seconds() {
     let app = TestApp::spawn().await;
-    let token = key(&app, "soon-revoked", &[Scope::Read]).await;
+    let token = app.key("soon-revoked", &[Scope::Read]).await;
     let client = client_with_key(&token);
     assert_eq!(call(&client, "GET", app.url("/orders")).await.0, 200);
     api_keys::revoke(
