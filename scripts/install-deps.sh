@@ -19,7 +19,8 @@
 # deploy/prometheus with its promtool and scrape the services with its server, which they
 # start themselves; the package's own service is never started. And systemd-analyze, man,
 # openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx.
-# Chromium and its chromedriver (all): the admin UI is tested in a real browser. Go
+# Chromium and its chromedriver (all): the admin UI is tested in a real browser. The
+# Debezium jars (all): the outbox is also published by Debezium in the tests. Go
 # 1.24+ (all, not installed here: Debian's is too old) and hadolint (from PyPI) check the
 # container files.
 set -euo pipefail
@@ -47,7 +48,10 @@ fi
 kafka=
 if { [ "$what" = all ] && [ -z "${PM_TEST_KAFKA_BROKERS:-}" ]; } || [ "$what" = kafka ]; then
     kafka=yes
-    # Kafka 4 runs on Java 17 or newer only.
+fi
+# Java and Maven for the broker, and (all) for Debezium, which runs whatever broker is used.
+if [ "$what" = all ] || [ "$what" = kafka ]; then
+    # Kafka 4 and Debezium 3 run on Java 17 or newer only.
     java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1 || true)
     if [ "${java_major:-0}" -lt 17 ]; then
         need+=(openjdk-17-jre-headless)
@@ -71,6 +75,10 @@ if [ "$what" != kafka ]; then
     fi
 fi
 
+# scripts/debezium.sh asks the worker's REST API how the connector is doing.
+if [ "$what" = all ] && ! command -v curl >/dev/null 2>&1; then
+    need+=(curl)
+fi
 if [ "$what" = all ] && ! python3 -m venv --help >/dev/null 2>&1; then
     need+=(python3 python3-venv)
 fi
@@ -134,6 +142,11 @@ fi
 
 if [ -n "$kafka" ]; then
     "$(dirname "$0")/kafka.sh" fetch
+fi
+# Debezium and Kafka Connect for the second outbox relay (scripts/debezium.sh; about 30 MB),
+# which the tests start beside the broker.
+if [ "$what" = all ]; then
+    "$(dirname "$0")/debezium.sh" fetch
 fi
 
 # The container files' checks (crates/pmctl/tests/e2e/compose.rs, all): Go 1.24+ runs

@@ -67,6 +67,10 @@ pub struct EmbeddedOptions {
     /// process (or to nobody, and only then fall back to `127.0.0.1`), so the cluster takes
     /// the port on both addresses and, before `start` returns, checks that both reach it.
     pub tls: Option<EmbeddedTls>,
+    /// Run with `wal_level = logical`, so that logical replication slots can be made — what
+    /// Debezium (`scripts/debezium.sh`) reads the outbox through. It writes a little more
+    /// WAL; off by default.
+    pub logical_replication: bool,
 }
 
 /// A PostgreSQL server running from the machine's own binaries, owned by this process.
@@ -583,6 +587,9 @@ impl Launch {
             for name in ["fsync", "synchronous_commit", "full_page_writes"] {
                 settings.push((name, "off".into()));
             }
+        }
+        if self.options.logical_replication {
+            settings.push(("wal_level", "logical".into()));
         }
         if let Some(tls) = tls {
             settings.push(("ssl", "on".into()));

@@ -164,6 +164,39 @@ async fn dropping_the_cluster_shuts_the_server_down() {
 }
 
 #[tokio::test]
+async fn logical_replication_is_off_unless_asked_for() {
+    let wal_level = |cluster: &EmbeddedCluster| {
+        let url = cluster.admin_url();
+        async move {
+            let mut connection = PgConnection::connect(&url).await.expect("connect");
+            sqlx::query_scalar::<_, String>("show wal_level")
+                .fetch_one(&mut connection)
+                .await
+                .expect("wal_level")
+        }
+    };
+    let plain = start_temporary().await;
+    assert_eq!(wal_level(&plain).await, "replica");
+    plain.stop().await.expect("stop");
+
+    let logical = EmbeddedCluster::start(EmbeddedOptions {
+        logical_replication: true,
+        ..EmbeddedOptions::default()
+    })
+    .await
+    .expect("start");
+    assert_eq!(wal_level(&logical).await, "logical");
+    // What Debezium does first: a slot that decodes with pgoutput.
+    let mut connection = connect(&logical).await;
+    sqlx::query("select pg_create_logical_replication_slot('probe', 'pgoutput')")
+        .execute(&mut connection)
+        .await
+        .expect("a logical slot");
+    connection.close().await.expect("close");
+    logical.stop().await.expect("stop");
+}
+
+#[tokio::test]
 async fn an_existing_data_directory_is_reused_with_its_data() {
     let parent = tempfile::tempdir().expect("tempdir");
     let options = EmbeddedOptions {

@@ -11,6 +11,7 @@
 //! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters;
 //!   [`group`]: a group's committed offsets, read from outside the group;
 //! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests);
+//! - [`debezium`]: Debezium on this machine, the second outbox relay (benchmarks, tests);
 //! - [`Error`]: a broker that refuses our login or TLS handshake is reported as that,
 //!   promptly, not as a timeout (see `connection`).
 //!
@@ -21,6 +22,7 @@
 pub mod config;
 mod connection;
 pub mod consumer;
+pub mod debezium;
 pub mod dlq;
 mod error;
 pub mod group;

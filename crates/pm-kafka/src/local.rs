@@ -30,14 +30,115 @@ pub fn kafka_version() -> &'static str {
         .map_or("unknown", |(v, _)| v.trim())
 }
 
-/// Writes the embedded launcher into `dir` (as `kafka.sh` beside `kafka/`).
-fn write_launcher(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir.join("kafka"))?;
-    std::fs::write(dir.join("kafka/pom.xml"), POM)?;
-    std::fs::write(dir.join("kafka/log4j2.properties"), LOG4J)?;
-    let launcher = dir.join("kafka.sh");
-    std::fs::write(&launcher, LAUNCHER)?;
-    Ok(launcher)
+/// One of the project's launcher scripts, written into a temporary directory with its files,
+/// with the directory it runs in and a watchdog that stops what it started.
+///
+/// The watchdog is a shell holding a pipe from this process: when the pipe closes — on drop,
+/// or when the process ends however it ends, SIGKILL included — it runs the launcher's stop
+/// command on the run directory and removes the launcher's copy.
+#[derive(Debug)]
+pub(crate) struct Launched {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    launcher: PathBuf,
+    /// Holds the launcher; removed last.
+    _scripts: tempfile::TempDir,
+    watchdog: Mutex<Option<Child>>,
+}
+
+impl Launched {
+    /// Writes `files` (path, contents; the first is the launcher, run with bash) and starts
+    /// the watchdog, which will run the launcher with `stop --dir DIR` and `stop_args`.
+    pub(crate) fn new(
+        name: &'static str,
+        files: &[(&str, &str)],
+        stop_args: &str,
+    ) -> Result<Launched, String> {
+        let scripts = tempfile::Builder::new()
+            .prefix(&format!("pm-{name}-launcher-"))
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        for (path, contents) in files {
+            let path = scripts.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot write the {name} launcher: {e}"))?;
+            }
+            std::fs::write(&path, contents)
+                .map_err(|e| format!("cannot write the {name} launcher: {e}"))?;
+        }
+        let launcher = scripts.path().join(files[0].0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pm-{name}-"))
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        // The watchdog first: if starting fails half-way, it still cleans up. It removes the
+        // launcher's copy too: what is kept for the life of a process (the tests' shared
+        // cluster) is never dropped, so its temporary directories would stay.
+        let script = format!(
+            "read _; bash '{launcher}' stop --dir '{dir}' {stop_args} >/dev/null 2>&1; rm -rf '{scripts}'",
+            launcher = launcher.display(),
+            dir = dir.path().display(),
+            scripts = scripts.path().display(),
+        );
+        let watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the {name} watchdog: {e}"))?;
+        Ok(Launched {
+            name,
+            dir,
+            launcher,
+            _scripts: scripts,
+            watchdog: Mutex::new(Some(watchdog)),
+        })
+    }
+
+    /// Runs the launcher with `args` and `--dir DIR`; its stdout, trimmed.
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("bash")
+            .arg(&self.launcher)
+            .args(args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run the {} launcher (bash): {e}", self.name))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{}.sh {} failed ({}): {}",
+                self.name,
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let watchdog = self
+            .watchdog
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = watchdog {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(b"\n");
+            }
+            // The stop is bounded by the launcher's own timeout.
+            let _ = child.wait();
+        }
+    }
 }
 
 /// What kind of cluster [`LocalCluster::start_with`] starts.
@@ -93,14 +194,10 @@ impl std::fmt::Debug for SaslSsl {
 /// Its nodes are numbered from 1.
 #[derive(Debug)]
 pub struct LocalCluster {
-    dir: tempfile::TempDir,
-    launcher: PathBuf,
-    /// Holds the launcher; removed last.
-    _scripts: tempfile::TempDir,
+    launched: Launched,
     brokers: String,
     sasl_ssl_brokers: Option<String>,
     nodes: usize,
-    watchdog: Mutex<Option<Child>>,
 }
 
 impl LocalCluster {
@@ -114,40 +211,20 @@ impl LocalCluster {
     /// Like [`LocalCluster::start`], as `options` say.
     pub fn start_with(options: &ClusterOptions) -> Result<LocalCluster, String> {
         let nodes = options.nodes;
-        let scripts = tempfile::Builder::new()
-            .prefix("pm-kafka-launcher-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let launcher = write_launcher(scripts.path())
-            .map_err(|e| format!("cannot write the Kafka launcher: {e}"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("pm-kafka-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        // The watchdog first: if starting fails half-way, it still cleans up. It removes
-        // the launcher's copy too: a cluster kept for the life of a process (the tests'
-        // shared one) is never dropped, so its temporary directories would stay.
-        let script = format!(
-            "read _; bash '{launcher}' stop --dir '{dir}' >/dev/null 2>&1; rm -rf '{scripts}'",
-            launcher = launcher.display(),
-            dir = dir.path().display(),
-            scripts = scripts.path().display(),
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
+        let launched = Launched::new(
+            "kafka",
+            &[
+                ("kafka.sh", LAUNCHER),
+                ("kafka/pom.xml", POM),
+                ("kafka/log4j2.properties", LOG4J),
+            ],
+            "",
+        )?;
         let mut cluster = LocalCluster {
-            dir,
-            launcher,
-            _scripts: scripts,
+            launched,
             brokers: String::new(),
             sasl_ssl_brokers: None,
             nodes,
-            watchdog: Mutex::new(Some(watchdog)),
         };
         let mut args = vec!["start".to_owned(), "--nodes".to_owned(), nodes.to_string()];
         if let Some(sasl) = &options.sasl_ssl {
@@ -163,7 +240,7 @@ impl LocalCluster {
             }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = cluster.run(&args)?;
+        let out = cluster.launched.run(&args)?;
         cluster.brokers = out
             .lines()
             .last()
@@ -206,19 +283,21 @@ impl LocalCluster {
 
     /// Kills node `n` with SIGKILL: no clean shutdown, as in a crash. Blocking.
     pub fn kill_node(&self, n: usize) -> Result<(), String> {
-        self.run(&["kill-node", &n.to_string(), "--signal", "KILL"])
+        self.launched
+            .run(&["kill-node", &n.to_string(), "--signal", "KILL"])
             .map(drop)
     }
 
     /// Stops node `n` cleanly (SIGTERM) and waits until it is gone. Blocking.
     pub fn stop_node(&self, n: usize) -> Result<(), String> {
-        self.run(&["kill-node", &n.to_string(), "--signal", "TERM"])
+        self.launched
+            .run(&["kill-node", &n.to_string(), "--signal", "TERM"])
             .map(drop)
     }
 
     /// Starts node `n` again with its data and ports. Blocking.
     pub fn start_node(&self, n: usize) -> Result<(), String> {
-        self.run(&["start-node", &n.to_string()]).map(drop)
+        self.launched.run(&["start-node", &n.to_string()]).map(drop)
     }
 
     /// The node that leads `partition` of `topic` (what a fault test kills). Blocking.
@@ -242,44 +321,7 @@ impl LocalCluster {
 
     /// The cluster's directory (node logs are in `node-N/server.log`).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("bash")
-            .arg(&self.launcher)
-            .args(args)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run the Kafka launcher (bash): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "kafka.sh {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        let watchdog = self
-            .watchdog
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(mut child) = watchdog {
-            if let Some(mut stdin) = child.stdin.take() {
-                let _ = stdin.write_all(b"\n");
-            }
-            // The stop is bounded by kafka.sh's own timeout.
-            let _ = child.wait();
-        }
+        self.launched.dir()
     }
 }
 

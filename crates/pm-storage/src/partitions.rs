@@ -112,8 +112,22 @@ pub struct MaintainOptions {
     /// this long for each one's lock; `None` leaves them as they are.
     pub cluster_closed: Option<Duration>,
     /// Drop outbox partitions whose whole range is older than this once every event in
-    /// them is published (one unpublished event keeps its partition).
+    /// them is published (see [`OutboxRelay`] for how that is known).
     pub outbox_retention: Duration,
+    /// Which relay publishes the outbox, and so how a partition is known to be published.
+    pub outbox_relay: OutboxRelay,
+}
+
+/// Which relay publishes the outbox. The polling relay marks each event it published
+/// (`published_at`); Debezium reads the write-ahead log and marks nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutboxRelay {
+    /// `pmctl outbox-relay`: a partition is dropped once none of its events is unpublished.
+    #[default]
+    Polling,
+    /// Debezium: a partition is dropped by age alone, but none while a logical replication
+    /// slot of this database is inactive — a stopped Debezium has perhaps not read them yet.
+    Debezium,
 }
 
 /// Why maintenance refused to run.
@@ -242,7 +256,13 @@ pub async fn maintain(
         if !opts.dry_run {
             if table == OUTBOX_TABLE {
                 run_table_maintenance(&mut conn, &schema, table, None).await?;
-                prune_outbox(&mut conn, Utc::now(), opts.outbox_retention).await?;
+                prune_outbox(
+                    &mut conn,
+                    Utc::now(),
+                    opts.outbox_retention,
+                    opts.outbox_relay,
+                )
+                .await?;
             } else {
                 run_table_maintenance(&mut conn, &schema, table, opts.retention).await?;
             }
@@ -289,15 +309,30 @@ pub async fn maintain(
 }
 
 /// Drops the outbox partitions whose range ended more than `retention` before `now` and
-/// that hold no unpublished event, each checked under a lock that keeps a relay from
-/// marking (and so needing) its rows meanwhile.
+/// whose events are published. With the polling relay that means none is unpublished, each
+/// partition checked under a lock that keeps a relay from marking (and so needing) its rows
+/// meanwhile; with Debezium it means no logical replication slot of this database is
+/// inactive (a slot's reader that is down may not have read the oldest events yet).
 async fn prune_outbox(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     retention: Duration,
+    relay: OutboxRelay,
 ) -> Result<Vec<String>, MaintainError> {
     let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let mut dropped = Vec::new();
+    if relay == OutboxRelay::Debezium {
+        let idle: Vec<String> = sqlx::query_scalar(
+            "SELECT slot_name::text FROM pg_replication_slots \
+             WHERE database = current_database() AND slot_type = 'logical' AND NOT active",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        if !idle.is_empty() {
+            tracing::warn!(slots = ?idle, "a logical replication slot of this database is inactive; keeping the old outbox partitions until its reader (Debezium) runs again");
+            return Ok(dropped);
+        }
+    }
     for p in partitions(conn, OUTBOX_TABLE).await? {
         let Some(to) = p.to else { continue };
         if to > cutoff {
@@ -309,12 +344,13 @@ async fn prune_outbox(
             .persistent(false)
             .execute(&mut *tx)
             .await?;
-        let pending: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {name} WHERE published_at IS NULL)"
-        ))
-        .persistent(false)
-        .fetch_one(&mut *tx)
-        .await?;
+        let pending = relay == OutboxRelay::Polling
+            && sqlx::query_scalar::<_, bool>(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {name} WHERE published_at IS NULL)"
+            ))
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
         if pending {
             tracing::warn!(partition = %p.name, "an old outbox partition still holds unpublished events; is a relay running?");
             continue;

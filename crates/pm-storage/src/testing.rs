@@ -5,7 +5,8 @@
 //! the one named by `PM_TEST_DATABASE_URL` (an admin URL, e.g.
 //! `postgres://postgres@127.0.0.1:5432/postgres`) or, when that is not set, a private
 //! throw-away cluster started from the machine's PostgreSQL binaries — the same embedded
-//! cluster `pmctl demo` uses — which lives as long as the test process.
+//! cluster `pmctl demo` uses, with `wal_level = logical` — which lives as long as the test
+//! process.
 //!
 //! The template's name carries a fingerprint of the migrations, and it is built under an
 //! advisory lock and renamed into place only when complete, so concurrent test processes
@@ -157,6 +158,8 @@ async fn init_server() -> Result<Server, String> {
                 durable: false,
                 port: None,
                 tls: None,
+                // The Debezium tests stream the outbox through a logical replication slot.
+                logical_replication: true,
             })
             .await
             .map_err(|e| {

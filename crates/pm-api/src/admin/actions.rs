@@ -517,6 +517,7 @@ pub(crate) async fn maintain(
         dry_run: false,
         cluster_closed: None,
         outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
+        outbox_relay: Default::default(),
     };
     let result = partitions::maintain(app.pool(), &opts).await;
     let outcome = match &result {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pm_storage::partitions::{
-    self, ClusterOutcome, ClusteredPartition, MaintainError, MaintainOptions,
+    self, ClusterOutcome, ClusteredPartition, MaintainError, MaintainOptions, OutboxRelay,
 };
 use pm_storage::testing::TestDatabase;
 
@@ -18,6 +18,7 @@ fn opts(retention: Option<Duration>) -> MaintainOptions {
         dry_run: false,
         cluster_closed: None,
         outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
+        outbox_relay: Default::default(),
     }
 }
 
@@ -431,4 +432,72 @@ async fn the_overview_lists_every_partition_with_its_estimated_rows() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// An outbox event `days` old, published or not; returns its partition's name.
+async fn old_outbox_event(db: &TestDatabase, days: i32, published: bool) -> String {
+    sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type, \
+                             schema_version, payload, created_at, published_at) \
+         SELECT gen_random_uuid(), 'order', 'o-old', 1, 'order_created', 1, '{}', t, \
+                CASE WHEN $2 THEN t END \
+         FROM (SELECT now() - make_interval(days => $1) AS t) AS at \
+         RETURNING tableoid::regclass::text",
+    )
+    .bind(days)
+    .bind(published)
+    .fetch_one(&db.pool)
+    .await
+    .expect("an old outbox event")
+}
+
+async fn exists(db: &TestDatabase, table: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(&db.pool)
+        .await
+        .expect("lookup")
+}
+
+#[tokio::test]
+async fn old_outbox_partitions_go_once_published_or_by_age_when_debezium_reads_them() {
+    let db = TestDatabase::new().await;
+    let published = old_outbox_event(&db, 4, true).await;
+    let unpublished = old_outbox_event(&db, 3, false).await;
+    assert_ne!(published, unpublished);
+    let run = |relay| MaintainOptions {
+        outbox_retention: DAY,
+        outbox_relay: relay,
+        ..opts(None)
+    };
+
+    // The polling relay marks what it published: the unpublished event keeps its day.
+    partitions::maintain(&db.pool, &run(OutboxRelay::Polling))
+        .await
+        .expect("maintain");
+    assert!(!exists(&db, &published).await, "published and old: dropped");
+    assert!(exists(&db, &unpublished).await, "unpublished: kept");
+
+    // Debezium marks nothing, so age decides — but not while its slot is idle: a stopped
+    // Debezium may not have read the day yet.
+    sqlx::query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')")
+        .bind(&db.name)
+        .execute(&db.pool)
+        .await
+        .expect("a logical slot (the test cluster runs with wal_level=logical)");
+    partitions::maintain(&db.pool, &run(OutboxRelay::Debezium))
+        .await
+        .expect("maintain");
+    assert!(exists(&db, &unpublished).await, "an idle slot keeps it");
+
+    sqlx::query("SELECT pg_drop_replication_slot($1)")
+        .bind(&db.name)
+        .execute(&db.pool)
+        .await
+        .expect("drop the slot");
+    partitions::maintain(&db.pool, &run(OutboxRelay::Debezium))
+        .await
+        .expect("maintain");
+    assert!(!exists(&db, &unpublished).await, "old enough: dropped");
+    assert_eq!(count(&db.pool, "SELECT count(*) FROM outbox").await, 0);
 }

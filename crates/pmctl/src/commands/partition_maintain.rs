@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use comfy_table::Table;
 use pm_domain::time;
-use pm_storage::partitions::{self, ClusterOutcome, MaintainOptions, MaintenanceReport};
+use pm_storage::partitions::{
+    self, ClusterOutcome, MaintainOptions, MaintenanceReport, OutboxRelay,
+};
 
 use crate::args::{duration, DatabaseArgs};
 
@@ -38,12 +40,37 @@ pub(crate) struct Args {
     /// (a partition with an unpublished event is kept, and a warning logged).
     #[arg(long, env = "PM_OUTBOX_RETENTION", default_value = "7d", value_parser = duration)]
     outbox_retention: Duration,
+    /// Which relay publishes the outbox: `polling` (`pmctl outbox-relay`, which marks what it
+    /// published) or `debezium` (which marks nothing: old partitions are dropped by age,
+    /// unless a logical replication slot of the database is inactive).
+    #[arg(
+        long,
+        env = "PM_OUTBOX_PUBLISHED_BY",
+        value_enum,
+        default_value = "polling"
+    )]
+    outbox_published_by: RelayArg,
     /// Report what exists; change nothing.
     #[arg(long)]
     dry_run: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RelayArg {
+    Polling,
+    Debezium,
+}
+
+impl From<RelayArg> for OutboxRelay {
+    fn from(r: RelayArg) -> OutboxRelay {
+        match r {
+            RelayArg::Polling => OutboxRelay::Polling,
+            RelayArg::Debezium => OutboxRelay::Debezium,
+        }
+    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -54,6 +81,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         cluster_closed: args.cluster_closed.then_some(args.cluster_lock_timeout),
         outbox_retention: args.outbox_retention,
+        outbox_relay: args.outbox_published_by.into(),
     };
     let report = partitions::maintain(&pool, &opts).await?;
     if args.json {

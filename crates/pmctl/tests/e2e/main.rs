@@ -7,6 +7,7 @@ mod bench;
 mod captures;
 mod cli;
 mod compose;
+mod debezium;
 mod deploy;
 mod ingest;
 mod kafka_faults;

@@ -16,7 +16,7 @@ use crate::process::{chargeback_json, eventually, order_json, send_webhook, Pmct
 /// One published message: (key, event id, sequence, event type).
 type Published = (String, String, i64, String);
 
-fn published(config: &KafkaConfig, topic: &str) -> Vec<Published> {
+pub(crate) fn published(config: &KafkaConfig, topic: &str) -> Vec<Published> {
     pm_kafka::testing::read_all(config, topic)
         .into_iter()
         .map(|m| {
@@ -40,7 +40,7 @@ fn published(config: &KafkaConfig, topic: &str) -> Vec<Published> {
 
 /// Every outbox event is on the topic, and each aggregate's first deliveries come in
 /// sequence order (redeliveries after a crash may repeat earlier ones).
-async fn check_published(db: &TestDatabase, config: &KafkaConfig, topic: &str) -> usize {
+pub(crate) async fn check_published(db: &TestDatabase, config: &KafkaConfig, topic: &str) -> usize {
     let rows: Vec<(String, i64, String)> =
         sqlx::query_as("SELECT aggregate_id, sequence, event_id::text FROM outbox ORDER BY 1, 2")
             .fetch_all(&db.pool)
