@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use pm_domain::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -216,6 +216,82 @@ pub struct WebhookAck {
     /// ingest has not applied it yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
+}
+
+/// Orders created per UTC day (`GET /analytics/orders`), oldest first: the analytics
+/// projection's count of `order_created` events by the day they were stored.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderVolume {
+    pub days: Vec<OrderDay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderDay {
+    /// A UTC day, `YYYY-MM-DD`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub day: NaiveDate,
+    pub orders_created: i64,
+}
+
+/// Settled captures per UTC day and currency (`GET /analytics/captures`), oldest first.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CaptureVolume {
+    pub days: Vec<CaptureDay>,
+}
+
+/// One currency's captures on one day: those the provider made, and those it declined.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CaptureDay {
+    /// A UTC day, `YYYY-MM-DD`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub day: NaiveDate,
+    #[cfg_attr(feature = "openapi", schema(example = "USD"))]
+    pub currency: String,
+    pub captured: i64,
+    /// Their sum in the currency's minor units (cents for USD, yen for JPY).
+    pub captured_minor_units: i64,
+    /// The same sum as a number with the currency's precision.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 100.50))]
+    pub captured_amount: Box<RawValue>,
+    pub failed: i64,
+    pub failed_minor_units: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 0.00))]
+    pub failed_amount: Box<RawValue>,
+}
+
+/// Decided disputes (`GET /analytics/disputes`): outcomes per reason and the time from
+/// opening to decision, over the disputes decided on the requested days.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DisputeAnalytics {
+    /// Most decided reason first.
+    pub outcomes: Vec<ReasonOutcome>,
+    pub time_to_decision: DecisionTimes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReasonOutcome {
+    pub reason: String,
+    pub won: i64,
+    pub lost: i64,
+    /// won / (won + lost).
+    pub win_rate: f64,
+}
+
+/// Seconds from a dispute's opening to its decision (the provider's times); `null` when no
+/// dispute was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DecisionTimes {
+    pub decided: i64,
+    pub mean_seconds: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
 }
 
 /// Readiness of each dependency: `status` is `ok` or `unavailable`; each check says `ok`

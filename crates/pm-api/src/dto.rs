@@ -5,6 +5,7 @@ pub mod requests;
 
 use pm_domain::evidence::EvidenceFile as DomainFile;
 use pm_domain::pagination::Page;
+use pm_storage::analytics;
 use pm_storage::audit::AuditRecord;
 use pm_storage::captures::CaptureRecord;
 use pm_storage::disputes::{DisputeRecord, EvidenceRecord};
@@ -13,8 +14,9 @@ use pm_storage::orders::OrderRecord;
 use serde_json::value::RawValue;
 
 pub use pm_api_types::{
-    Aggregate, AuditEntry, Capture, Dispute, Event, Evidence, EvidenceFile, Health, Hold, List,
-    Order, Submission, WebhookAck,
+    Aggregate, AuditEntry, Capture, CaptureDay, CaptureVolume, DecisionTimes, Dispute,
+    DisputeAnalytics, Event, Evidence, EvidenceFile, Health, Hold, List, Order, OrderDay,
+    OrderVolume, ReasonOutcome, Submission, WebhookAck,
 };
 
 /// A storage page as a list response.
@@ -138,5 +140,68 @@ pub fn evidence(e: EvidenceRecord) -> Evidence {
             )
             .collect(),
         updated_at: e.updated_at,
+    }
+}
+
+/// Orders created per day, from the analytics projection.
+pub fn order_volume(days: Vec<analytics::OrderDay>) -> OrderVolume {
+    OrderVolume {
+        days: days
+            .into_iter()
+            .map(|d| OrderDay {
+                day: d.day,
+                orders_created: d.orders_created,
+            })
+            .collect(),
+    }
+}
+
+/// A sum in minor units as a JSON number with the currency's precision (`301.50`).
+fn minor_units_json(currency: pm_domain::Currency, minor: i64) -> Box<RawValue> {
+    // Digits with an optional sign and point: always a JSON number.
+    RawValue::from_string(currency.format_minor_units(minor))
+        .unwrap_or_else(|_| RawValue::from_string("0".to_owned()).unwrap_or_default())
+}
+
+/// Captures per day and currency, from the analytics projection.
+pub fn capture_volume(days: Vec<analytics::CaptureDay>) -> CaptureVolume {
+    CaptureVolume {
+        days: days
+            .into_iter()
+            .map(|d| CaptureDay {
+                day: d.day,
+                currency: d.currency.code().to_owned(),
+                captured: d.captured,
+                captured_minor_units: d.captured_minor,
+                captured_amount: minor_units_json(d.currency, d.captured_minor),
+                failed: d.failed,
+                failed_minor_units: d.failed_minor,
+                failed_amount: minor_units_json(d.currency, d.failed_minor),
+            })
+            .collect(),
+    }
+}
+
+/// Dispute outcomes per reason and the time to decision, from the analytics projection.
+pub fn dispute_analytics(
+    outcomes: Vec<analytics::ReasonOutcomes>,
+    times: analytics::DecisionTimes,
+) -> DisputeAnalytics {
+    DisputeAnalytics {
+        outcomes: outcomes
+            .into_iter()
+            .map(|o| ReasonOutcome {
+                win_rate: o.win_rate(),
+                reason: o.reason,
+                won: o.won,
+                lost: o.lost,
+            })
+            .collect(),
+        time_to_decision: DecisionTimes {
+            decided: times.count,
+            mean_seconds: times.mean_seconds,
+            p50_seconds: times.p50_seconds,
+            p90_seconds: times.p90_seconds,
+        },
     }
 }

@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
-use crate::routes::{audit, disputes, ops, orders, profile, webhooks};
+use crate::routes::{analytics, audit, disputes, ops, orders, profile, webhooks};
 
 /// The API description served at `/openapi.json`.
 #[derive(Debug, OpenApi)]
@@ -20,10 +20,13 @@ use crate::routes::{audit, disputes, ops, orders, profile, webhooks};
         disputes::list_disputes, disputes::get_dispute, disputes::list_dispute_events,
         disputes::get_evidence, disputes::put_evidence, disputes::submit,
         ops::live, ops::ready, ops::metrics, ops::openapi, audit::list_audit, profile::cpu_profile,
+        analytics::orders, analytics::captures, analytics::disputes,
     ),
     components(schemas(
         dto::Order, dto::Dispute, dto::Event, dto::Hold, dto::Capture, dto::Evidence, dto::EvidenceFile,
         dto::Submission, dto::WebhookAck, dto::Health, dto::AuditEntry, pm_http::Problem,
+        dto::OrderVolume, dto::OrderDay, dto::CaptureVolume, dto::CaptureDay,
+        dto::DisputeAnalytics, dto::ReasonOutcome, dto::DecisionTimes,
         dto::requests::HoldRequest, dto::requests::CaptureRequest, dto::requests::EvidenceRequest,
         dto::requests::EvidenceFileRequest, dto::requests::OrderWebhookRequest,
         dto::requests::ChargebackWebhookRequest, dto::requests::EnvelopeRequest,

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use pm_domain::pagination::{PageError, PageRequest, Sort};
 use pm_http::Problem;
 
@@ -71,6 +71,24 @@ impl Params {
             }
             v => Ok(v),
         }
+    }
+
+    /// At most one UTC day, `YYYY-MM-DD`, in years 1–9999.
+    pub(crate) fn day(&mut self, name: &str) -> Result<Option<NaiveDate>, Problem> {
+        self.text(name)?
+            .map(|v| {
+                NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                    .ok()
+                    // `%Y` also takes signs and more digits; a day is written one way.
+                    .filter(|d| (1..=9999).contains(&d.year()) && d.to_string() == v)
+                    .ok_or_else(|| {
+                        Self::bad(
+                            name,
+                            format!("must be a day such as 2026-01-31 (got {v:?})"),
+                        )
+                    })
+            })
+            .transpose()
     }
 
     pub(crate) fn time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, Problem> {
@@ -178,10 +196,10 @@ impl Params {
     }
 }
 
-/// Checks that `from < to` when both are given.
-pub(crate) fn check_window(
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+/// Checks that `from < to` when both are given (times, or days).
+pub(crate) fn check_window<T: PartialOrd>(
+    from: Option<T>,
+    to: Option<T>,
     names: (&str, &str),
 ) -> Result<(), Problem> {
     match (from, to) {

@@ -7,6 +7,7 @@ use crate::auth::{self, Guard};
 use crate::state::AppState;
 use pm_domain::api_key::Scope;
 
+pub(crate) mod analytics;
 pub(crate) mod audit;
 pub(crate) mod disputes;
 pub(crate) mod ops;
@@ -44,6 +45,9 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
             "/disputes/{dispute_id}/evidence",
             get(disputes::get_evidence),
         )
+        .route("/analytics/orders", get(analytics::orders))
+        .route("/analytics/captures", get(analytics::captures))
+        .route("/analytics/disputes", get(analytics::disputes))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route_layer(guard(Scope::Read));

@@ -4,13 +4,18 @@
 //! Each event is one message: an [`Envelope`] naming the event, its aggregate and that
 //! aggregate's sequence number, with the event's data. The data of each type is described by a
 //! JSON Schema in `docs/events/` (one file per type and version); a change that is not
-//! backwards compatible gets a new [`SCHEMA_VERSION`].
+//! backwards compatible gets a new [`SCHEMA_VERSION`]. The producing side writes an
+//! [`Envelope`]; consumers read messages back with [`incoming::IncomingEvent`].
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+
+pub mod incoming;
+
+pub use incoming::{IncomingError, IncomingEvent};
 
 /// The version of every event type's data schema.
 pub const SCHEMA_VERSION: i32 = 1;

@@ -57,6 +57,13 @@ impl Currency {
     pub fn minor_units(&self) -> u32 {
         u32::from(self.minor_units)
     }
+
+    /// `minor` minor units of this currency (a total, so zero is allowed) as exact decimal
+    /// text with the currency's precision: `301.50` for 30150 USD cents, `1000` for 1000 JPY.
+    pub fn format_minor_units(&self, minor: i64) -> String {
+        // At most 3 minor-unit digits: well inside Decimal's scale of 28.
+        Decimal::new(minor, self.minor_units()).to_string()
+    }
 }
 
 impl fmt::Display for Currency {
@@ -187,6 +194,14 @@ impl Money {
         self.currency
     }
 
+    /// The amount in the currency's minor units: 10050 for 100.50 USD, 1000 for 1000 JPY.
+    pub fn minor_units(&self) -> i64 {
+        let mut d = self.amount.0;
+        d.rescale(self.currency.minor_units());
+        // An amount is below 10^15 with at most 3 minor-unit digits: below 10^18 < i64::MAX.
+        i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
+    }
+
     /// The amount written with the currency's minor-unit precision: `100.50` for USD.
     pub fn amount_text(&self) -> String {
         let mut d = self.amount.0;
@@ -312,6 +327,29 @@ mod tests {
         assert!(Amount::from_json(&raw("true")).is_err());
         assert!(Amount::from_json(&raw("[1]")).is_err());
         assert!(Amount::from_json(&raw("\"\"")).is_err());
+    }
+
+    #[test]
+    fn minor_units_count_exactly_both_ways() {
+        let m = |a: &str, c: &str| money(a, c).expect("money").minor_units();
+        assert_eq!(m("100.5", "USD"), 10050);
+        assert_eq!(m("1000", "JPY"), 1000);
+        assert_eq!(m("0.1", "KWD"), 100);
+        assert_eq!(m("999999999999999", "KWD"), 999_999_999_999_999_000);
+        let usd = Currency::parse("USD").expect("usd");
+        assert_eq!(usd.format_minor_units(30150), "301.50");
+        assert_eq!(usd.format_minor_units(0), "0.00");
+        assert_eq!(usd.format_minor_units(5), "0.05");
+        assert_eq!(
+            Currency::parse("JPY")
+                .expect("jpy")
+                .format_minor_units(1000),
+            "1000"
+        );
+        assert_eq!(
+            Currency::parse("KWD").expect("kwd").format_minor_units(1),
+            "0.001"
+        );
     }
 
     #[test]

@@ -117,7 +117,9 @@ pub async fn ensure_topics(
         .dlq_retention
         .map_or("-1".to_owned(), |d| d.as_millis().to_string());
     let main = [&topics.orders, &topics.disputes];
-    let dlqs = main.map(|t| Topics::dlq(t));
+    // The domain events' consumers (`pmctl project-analytics`) dead-letter what is not an
+    // event at all, so its partition moves on.
+    let dlqs = [&topics.orders, &topics.disputes, &topics.domain_events].map(|t| Topics::dlq(t));
     let new_topic = |name| {
         NewTopic::new(name, settings.partitions, TopicReplication::Fixed(rf))
             .set("min.insync.replicas", &min_isr)

@@ -9,6 +9,7 @@
 //! It depends on sqlx and the domain, never on HTTP or Kafka: the API and the Kafka
 //! consumers both call the same functions here.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod captures;

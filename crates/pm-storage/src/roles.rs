@@ -9,8 +9,9 @@
 //!   may read and write rows: `SELECT, INSERT, UPDATE` on the tables and the sequences'
 //!   `USAGE` — no `DELETE` (nothing the services do deletes; pruning is maintenance), no
 //!   `TRUNCATE`, no DDL (it owns nothing and cannot create in the schema), and on
-//!   `audit_log` only `SELECT, INSERT`.
-//! - the **read-only** role may `SELECT`, for reporting and support.
+//!   `audit_log` only `SELECT, INSERT`. The same holds in the `analytics` schema (the read
+//!   models `pmctl project-analytics` writes), which it may use but not create in.
+//! - the **read-only** role may `SELECT`, for reporting and support (analytics included).
 //!
 //! Default privileges make the rules hold for what the owner creates later (new tables
 //! of a migration, tomorrow's partitions), so a migration does not need to repeat them.
@@ -204,20 +205,37 @@ pub async fn bootstrap(
         exec(&mut tx, &sql).await?;
     }
 
-    // Objects of the public schema made by someone else (migrations run as a superuser
-    // before the bootstrap) go to the owner. Partitions included: pg_partman maintains
-    // a partition set only as the owner of its parent. Identity sequences are skipped:
+    // The analytics schema, when a migration made it already: the owner's, and used (not
+    // created in) by the others, like public.
+    let analytics: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(ANALYTICS_SCHEMA)
+            .fetch_one(&mut *tx)
+            .await?;
+    if analytics {
+        for sql in [
+            format!("ALTER SCHEMA {ANALYTICS_SCHEMA} OWNER TO \"{owner}\""),
+            format!("REVOKE ALL ON SCHEMA {ANALYTICS_SCHEMA} FROM PUBLIC"),
+        ] {
+            exec(&mut tx, &sql).await?;
+        }
+    }
+
+    // Objects of our schemas made by someone else (migrations run as a superuser before
+    // the bootstrap) go to the owner. Partitions included: pg_partman maintains a
+    // partition set only as the owner of its parent. Identity sequences are skipped:
     // they follow their table.
     let foreign: Vec<(String, String)> = sqlx::query_as(
         "SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' \
                 WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, \
                 format('%I.%I', n.nspname, c.relname) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v', 'm') \
+         WHERE n.nspname IN ('public', $2) AND c.relkind IN ('r', 'p', 'S', 'v', 'm') \
            AND pg_get_userbyid(c.relowner) <> $1 \
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i')",
     )
     .bind(owner)
+    .bind(ANALYTICS_SCHEMA)
     .fetch_all(&mut *tx)
     .await?;
     for (kind, name) in &foreign {
@@ -286,9 +304,13 @@ pub async fn bootstrap(
     Ok(report)
 }
 
+/// The schema of the analytics read models (migration `…_analytics.sql`).
+const ANALYTICS_SCHEMA: &str = "analytics";
+
 /// The grants on the tables that exist now: rows for the application role (without
-/// `DELETE`, and only `SELECT, INSERT` on the audit log), reads for the read-only role.
-/// Run by the owner (as `migrate`) or a superuser.
+/// `DELETE`, and only `SELECT, INSERT` on the audit log), reads for the read-only role; the
+/// same in the analytics schema, with its use. Run by the owner (as `migrate`) or a
+/// superuser.
 async fn table_grants(conn: &mut sqlx::PgConnection, names: &RoleNames) -> Result<(), sqlx::Error> {
     let RoleNames { app, readonly, .. } = names;
     let mut statements = vec![
@@ -297,6 +319,20 @@ async fn table_grants(conn: &mut sqlx::PgConnection, names: &RoleNames) -> Resul
         format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{app}\""),
         format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{readonly}\""),
     ];
+    let analytics: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(ANALYTICS_SCHEMA)
+            .fetch_one(&mut *conn)
+            .await?;
+    if analytics {
+        let a = ANALYTICS_SCHEMA;
+        statements.extend([
+            format!("GRANT USAGE ON SCHEMA {a} TO \"{app}\", \"{readonly}\""),
+            format!("REVOKE ALL ON ALL TABLES IN SCHEMA {a} FROM \"{app}\", \"{readonly}\""),
+            format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {a} TO \"{app}\""),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA {a} TO \"{readonly}\""),
+        ]);
+    }
     // Narrower rules for the tables that have them, where they exist yet: audit rows are
     // append-only; the role registry and the migration history are the owner's business.
     let narrower: Vec<String> = sqlx::query_scalar(

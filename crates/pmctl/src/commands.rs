@@ -1,5 +1,6 @@
 //! One module per subcommand, and what several of them share.
 
+pub(crate) mod analytics;
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod bench;
@@ -11,6 +12,7 @@ pub(crate) mod loadtest;
 pub(crate) mod migrate;
 pub(crate) mod outbox_relay;
 pub(crate) mod partition_maintain;
+pub(crate) mod project_analytics;
 pub(crate) mod reconcile_captures;
 pub(crate) mod replay_dlq;
 pub(crate) mod send;

@@ -39,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show the analytics read models: orders per day, captures, dispute outcomes and times.
+    Analytics(commands::analytics::Args),
     /// Create, list and revoke the API keys operators and tools authenticate with.
     ApiKeys(commands::api_keys::Args),
     /// Show the audit trail of operator actions (who did what to which object, when).
@@ -63,6 +65,8 @@ enum Command {
     OutboxRelay(commands::outbox_relay::Args),
     /// Run pg_partman maintenance: premake partitions, apply retention, prune webhook dedupe.
     PartitionMaintain(commands::partition_maintain::Args),
+    /// Consume `domain-events` into the analytics read models, each event once (inbox).
+    ProjectAnalytics(commands::project_analytics::Args),
     /// Send one signed webhook (order or chargeback) and print the answer.
     Send(commands::send::Args),
     /// Serve the core API (webhooks, reads, operator actions, the admin UI) on port 3000.
@@ -83,6 +87,7 @@ impl Command {
     /// The default `service.name` of the spans this subcommand exports.
     fn service_name(&self) -> &'static str {
         match self {
+            Command::Analytics(_) => "pmctl-analytics",
             Command::ApiKeys(_) => "pmctl-api-keys",
             Command::Audit(_) => "pmctl-audit",
             Command::Bench(_) => "pmctl-bench",
@@ -94,6 +99,7 @@ impl Command {
             Command::Migrate(_) => "pmctl-migrate",
             Command::OutboxRelay(_) => "pmctl-outbox-relay",
             Command::PartitionMaintain(_) => "pmctl-partition-maintain",
+            Command::ProjectAnalytics(_) => "pmctl-project-analytics",
             Command::Send(_) => "pmctl-send",
             Command::ServeApi(_) => "pmctl-serve-api",
             Command::ServeIngest(_) => "pmctl-serve-ingest",
@@ -127,6 +133,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Analytics(a) => commands::analytics::run(a).await,
             Command::ApiKeys(a) => commands::api_keys::run(a).await,
             Command::Audit(a) => commands::audit::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
@@ -138,6 +145,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(a) => commands::migrate::run(a).await,
             Command::OutboxRelay(a) => commands::outbox_relay::run(a).await,
             Command::PartitionMaintain(a) => commands::partition_maintain::run(a).await,
+            Command::ProjectAnalytics(a) => commands::project_analytics::run(a).await,
             Command::Send(a) => commands::send::run(a).await,
             Command::ServeApi(a) => commands::serve_api::run(*a).await,
             Command::ServeIngest(a) => commands::serve_ingest::run(a).await,

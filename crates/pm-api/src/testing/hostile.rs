@@ -297,8 +297,16 @@ const PAGE: &[Param] = &[
     ("cursor", &["YTE3NjcyMjU2MDAwMDAwMDB8b3JkLTE"]),
 ];
 
+const DAYS: &[Param] = &[
+    ("from", &["2026-01-01", "0001-01-01"]),
+    ("to", &["2026-01-02", "9999-12-31"]),
+];
+
 /// The read routes and the parameters each knows, with values it accepts.
 pub const READ_ROUTES: &[(&str, &[Param])] = &[
+    ("/analytics/orders", DAYS),
+    ("/analytics/captures", DAYS),
+    ("/analytics/disputes", DAYS),
     (
         "/orders",
         &[
@@ -343,7 +351,7 @@ pub fn read_request() -> impl Strategy<Value = String> {
     (0..READ_ROUTES.len())
         .prop_flat_map(|index| {
             let (route, own) = READ_ROUTES[index];
-            let paged = !route.ends_with("/captures");
+            let paged = !route.ends_with("/captures") && !route.starts_with("/analytics/");
             let known: Vec<Param> = own
                 .iter()
                 .chain(if paged { PAGE.iter() } else { [].iter() })

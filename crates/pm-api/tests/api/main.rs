@@ -2,6 +2,7 @@
 //! wiremock provider whose received requests are asserted exactly.
 
 mod admin;
+mod analytics;
 mod app;
 mod audit;
 mod auth;

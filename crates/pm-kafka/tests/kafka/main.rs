@@ -2,6 +2,7 @@
 //! its own topics and consumer groups.
 
 mod consumer;
+mod group;
 mod harness;
 mod rebalance;
 mod replay;

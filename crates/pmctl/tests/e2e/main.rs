@@ -2,6 +2,7 @@
 //! PostgreSQL, a real Kafka-protocol broker, and HTTP between them.
 
 mod admin_ui;
+mod analytics;
 mod auth;
 mod bench;
 mod captures;

@@ -69,6 +69,26 @@ async fn refused(conn: &mut sqlx::PgConnection, sql: &str) -> Option<String> {
     }
 }
 
+/// What `pmctl project-analytics` does with an event, as the pool's role: its inbox row and
+/// its count in a read model.
+async fn projects_analytics(pool: &pm_storage::PgPool, n: u32) {
+    let event = json!({
+        "event_id": format!("0190a5c4-0000-7000-8000-{n:012}"), "event_type": "order_created",
+        "schema_version": 1, "aggregate_type": "order", "aggregate_id": "roles-o",
+        "sequence": 1, "occurred_at": "2026-01-01T00:00:00Z", "correlation_id": null,
+        "trace_id": null,
+        "data": {"order_id": "roles-o", "user_id": crate::process::USER, "status": "created",
+                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"},
+    });
+    let event = pm_domain::domain_event::IncomingEvent::parse(event.to_string().as_bytes())
+        .expect("an event");
+    let applied = pm_storage::analytics::apply(pool, &event).await;
+    assert!(
+        matches!(applied, Ok(pm_storage::analytics::Applied::Projected)),
+        "{applied:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_fresh_database_is_bootstrapped_migrated_and_maintained_without_a_superuser() {
     let db = TestDatabase::new().await;
@@ -113,6 +133,7 @@ async fn a_fresh_database_is_bootstrapped_migrated_and_maintained_without_a_supe
     )
     .await;
     assert!(key.is_ok(), "{key:?}");
+    projects_analytics(&pool, 1).await;
     let mut conn = sqlx::PgConnection::connect(&app).await.unwrap();
     assert_eq!(
         refused(&mut conn, "DROP TABLE orders").await.as_deref(),
@@ -156,6 +177,10 @@ async fn the_application_role_runs_the_api_and_can_change_no_schema_nor_audit_ro
         ("ALTER TABLE audit_log OWNER TO CURRENT_USER", "take the audit log"),
         ("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (1, 'x', now(), true, '', 0)", "fake a migration"),
         ("CREATE ROLE intruder", "create a role"),
+        ("DELETE FROM analytics.inbox", "forget analytics events"),
+        ("TRUNCATE analytics.orders_daily", "truncate a read model"),
+        ("CREATE TABLE analytics.mine (x int)", "create an analytics table"),
+        ("DROP SCHEMA analytics CASCADE", "drop the analytics schema"),
     ] {
         assert_eq!(
             refused(&mut app, sql).await.as_deref(),
@@ -170,6 +195,21 @@ async fn the_application_role_runs_the_api_and_can_change_no_schema_nor_audit_ro
         refused(&mut readonly, "SELECT count(*) FROM orders").await,
         None
     );
+    assert_eq!(
+        refused(&mut readonly, "SELECT count(*) FROM analytics.inbox").await,
+        None
+    );
+    assert_eq!(
+        refused(
+            &mut readonly,
+            "INSERT INTO analytics.orders_daily VALUES ('2026-01-01', 1)"
+        )
+        .await
+        .as_deref(),
+        Some("42501")
+    );
+    let app_pool = pm_storage::connect(&app_url, &Default::default()).unwrap();
+    projects_analytics(&app_pool, 2).await;
     assert_eq!(
         refused(&mut readonly, "INSERT INTO audit_log (created_at, actor, action, object_type, object_id, outcome, detail) VALUES (now(), 'x', 'x', 'x', 'x', 'x', '{}')").await.as_deref(),
         Some("42501")
