@@ -195,6 +195,11 @@ publication.name=$publication
 publication.autocreate.mode=disabled
 slot.name=$slot
 snapshot.mode=no_data
+# How long the connector waits for more changes before it hands a batch to Connect; the
+# default (500 ms) adds up to that much lag to a quiet outbox.
+poll.interval.ms=50
+max.batch.size=4096
+max.queue.size=16384
 # Lets the slot advance while the outbox is quiet but other tables write WAL.
 heartbeat.interval.ms=10000
 topic.creation.default.partitions=-1

@@ -91,6 +91,15 @@ impl LocalDebezium {
         &self.rest
     }
 
+    /// The worker's process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir().join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The worker's files (`connect.log` says what the connector did).
     pub fn dir(&self) -> &std::path::Path {
         self.launched.dir()

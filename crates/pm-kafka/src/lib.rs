@@ -9,7 +9,8 @@
 //!   committed or the message was durably dead-lettered, errors classified as transient
 //!   (retry forever, the partition waits), retryable (bounded, then DLQ) or permanent (DLQ);
 //! - [`dlq`]: dead-letter headers; [`replay`]: listing and replaying dead letters;
-//!   [`group`]: a group's committed offsets, read from outside the group;
+//!   [`group`]: a group's committed offsets, read from outside the group; [`tail`]: a
+//!   topic read as it grows, committing nothing;
 //! - [`local`]: Apache Kafka on this machine (demo, benchmarks, tests);
 //! - [`debezium`]: Debezium on this machine, the second outbox relay (benchmarks, tests);
 //! - [`Error`]: a broker that refuses our login or TLS handshake is reported as that,
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod probe;
 pub mod producer;
 pub mod replay;
+pub mod tail;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topics;

@@ -6,6 +6,11 @@
 //!
 //! Writers: the order webhooks (in their single statements, see `webhooks.rs`), and through
 //! [`append`] the chargebacks, holds, captures, evidence and submissions.
+//!
+//! For benchmarks only, a session with the setting [`BENCH_WITHOUT_OUTBOX`] `= on` writes
+//! no event (everything else unchanged), which is the baseline `pmctl bench outbox` measures
+//! the outbox's write-path cost against. Set it through the connection URL
+//! (`?options=-c%20pm.bench_without_outbox%3Don`); never in production: the events are lost.
 
 use chrono::{DateTime, Utc};
 use pm_domain::domain_event::{AggregateType, Envelope, EventType, SCHEMA_VERSION};
@@ -14,6 +19,18 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::statement;
 use crate::StorageError;
+
+/// The PostgreSQL setting that turns the outbox writes off, for a benchmark's baseline.
+pub const BENCH_WITHOUT_OUTBOX: &str = "pm.bench_without_outbox";
+
+/// The SQL condition under which an event is written: unless [`BENCH_WITHOUT_OUTBOX`] is on.
+/// A constant, so that it is the same text in every statement.
+macro_rules! outbox_on {
+    () => {
+        "coalesce(current_setting('pm.bench_without_outbox', true), '') <> 'on'"
+    };
+}
+pub(crate) use outbox_on;
 
 /// A domain event to write.
 #[derive(Debug, Clone)]
@@ -76,18 +93,24 @@ pub(crate) async fn append(
         AggregateType::Order => ("orders", "order_id = $1"),
         AggregateType::Dispute => ("disputes", "dispute_id = $1::uuid"),
     };
+    // The answer is whether the aggregate exists (a data-modifying CTE runs whether or not
+    // the rest reads it).
     let sql = format!(
         "WITH seq AS (
              UPDATE {table} SET outbox_sequence = outbox_sequence + 1 WHERE {key}
              RETURNING outbox_sequence
+         ), written AS (
+             INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
+                                 schema_version, payload, correlation_id, trace_id, created_at)
+             SELECT $2, $3, $1, seq.outbox_sequence, $4, $5,
+                    jsonb_set($6::jsonb, '{{sequence}}', to_jsonb(seq.outbox_sequence)), $7, $8, $9
+             FROM seq
+             WHERE {on}
          )
-         INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, event_type,
-                             schema_version, payload, correlation_id, trace_id, created_at)
-         SELECT $2, $3, $1, seq.outbox_sequence, $4, $5,
-                jsonb_set($6::jsonb, '{{sequence}}', to_jsonb(seq.outbox_sequence)), $7, $8, $9
-         FROM seq"
+         SELECT count(*) FROM seq",
+        on = outbox_on!()
     );
-    let statement = sqlx::query(&sql)
+    let statement = sqlx::query_scalar::<_, i64>(&sql)
         .bind(event.aggregate_id)
         .bind(envelope.event_id)
         .bind(aggregate.as_str())
@@ -97,11 +120,9 @@ pub(crate) async fn append(
         .bind(envelope.correlation_id.as_deref())
         .bind(envelope.trace_id.as_deref())
         .bind(event.at)
-        .execute(conn);
-    let written = statement::run("INSERT", "outbox", statement)
-        .await?
-        .rows_affected();
-    if written != 1 {
+        .fetch_one(conn);
+    let found = statement::run("INSERT", "outbox", statement).await?;
+    if found != 1 {
         return Err(StorageError::corrupt(
             "outbox aggregate",
             format!(

@@ -307,7 +307,8 @@ impl<'a> RoundColumns<'a> {
 /// order it may say `stale` where `final_kept` was meant; the state change itself is exact.
 /// A change also bumps the order's `outbox_sequence` and writes its domain event
 /// (`order_created` or `order_status_changed`, [`crate::outbox`]) with that sequence.
-const APPLY_ORDER_SQL: &str = r"
+const APPLY_ORDER_SQL: &str = concat!(
+    r"
 WITH dedupe AS (
     INSERT INTO processed_webhooks (source, provider_event_id, processed_at)
     VALUES ('order', $1, $2)
@@ -352,9 +353,13 @@ WITH dedupe AS (
     FROM upsert
     CROSS JOIN LATERAL (SELECT CASE WHEN upsert.created THEN 'order_created'
                                     ELSE 'order_status_changed' END AS event_type) t
+    WHERE ",
+    crate::outbox::outbox_on!(),
+    "
 )
 SELECT effect FROM effect
-";
+"
+);
 
 /// A round of order webhooks in one statement, so one round trip (and, outside a
 /// transaction, no BEGIN/COMMIT) applies them: the webhook rate of sync mode is bounded by
@@ -374,7 +379,8 @@ SELECT effect FROM effect
 /// the same order it may say `stale` where `final_kept` was meant; the state change itself
 /// is exact. Each change also bumps its order's `outbox_sequence` and writes its domain
 /// event ([`crate::outbox`]) with that sequence.
-const APPLY_ORDERS_SQL: &str = r"
+const APPLY_ORDERS_SQL: &str = concat!(
+    r"
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[],
                          $6::timestamptz[], $7::timestamptz[], $8::uuid[], $9::text[],
@@ -429,10 +435,14 @@ WITH input AS (
     FROM fresh JOIN upsert ON upsert.order_id = fresh.order_id
     CROSS JOIN LATERAL (SELECT CASE WHEN upsert.created THEN 'order_created'
                                     ELSE 'order_status_changed' END AS event_type) t
+    WHERE ",
+    crate::outbox::outbox_on!(),
+    "
 )
 SELECT input.position, effect.effect
 FROM input LEFT JOIN effect ON effect.position = input.position
-";
+"
+);
 
 #[derive(sqlx::FromRow)]
 struct DisputeProgressRow {

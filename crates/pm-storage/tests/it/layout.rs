@@ -125,7 +125,7 @@ async fn webhooks_and_maintenance_work_on_the_unpartitioned_layout() {
             dry_run: false,
             cluster_closed: Some(std::time::Duration::from_secs(1)),
             outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
-        outbox_relay: Default::default(),
+            outbox_relay: Default::default(),
         },
     )
     .await

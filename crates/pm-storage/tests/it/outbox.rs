@@ -367,3 +367,53 @@ async fn relays_claim_each_aggregate_in_order_and_never_past_a_held_event() {
         .is_empty());
     assert_eq!(outbox::backlog(&db.pool).await.expect("backlog").0, 0);
 }
+
+/// The benchmark's baseline: a session with `pm.bench_without_outbox = on` (set in the URL,
+/// as `pmctl bench outbox` does) changes the same state and writes no event.
+#[tokio::test]
+async fn the_benchmark_switch_writes_no_event_and_changes_the_same_state() {
+    let db = TestDatabase::new().await;
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{separator}options=-c%20{}%3Don",
+        db.url,
+        outbox::BENCH_WITHOUT_OUTBOX
+    );
+    let pool = pm_storage::connect(&url, &Default::default()).expect("pool");
+    apply_order_tx(
+        &pool,
+        &order("b1", "ox-1", OrderStatus::Created, 1),
+        &delivery("b"),
+    )
+    .await
+    .expect("order");
+    let batch = [
+        order("b2", "ox-1", OrderStatus::Success, 2),
+        order("b3", "ox-2", OrderStatus::Created, 1),
+    ];
+    let items: Vec<_> = batch.iter().map(|w| (w, delivery("b"))).collect();
+    let mut tx = pool.begin().await.expect("tx");
+    apply_orders(&mut tx, &items).await.expect("batch");
+    tx.commit().await.expect("commit");
+    apply_chargeback_tx(
+        &pool,
+        &chargeback("b4", "ox-1", ChargebackStatus::Opened, 3),
+        &delivery("b"),
+    )
+    .await
+    .expect("chargeback");
+    assert!(events(&db).await.is_empty(), "no event with the switch on");
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .expect("orders");
+    let disputes: i64 = sqlx::query_scalar("SELECT count(*) FROM disputes")
+        .fetch_one(&db.pool)
+        .await
+        .expect("disputes");
+    assert_eq!((orders, disputes), (2, 1), "the state changed as usual");
+
+    // Without it (the default), the same kind of change writes its event.
+    apply(&db, order("b5", "ox-3", OrderStatus::Created, 1)).await;
+    assert_eq!(events(&db).await.len(), 1);
+}

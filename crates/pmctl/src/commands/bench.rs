@@ -25,6 +25,7 @@ use crate::args::{duration, DatabaseArgs};
 
 mod kafka;
 mod layouts;
+mod outbox;
 
 /// Benchmarks whose results go to `bench-results/`.
 #[derive(Debug, clap::Args)]
@@ -56,6 +57,12 @@ enum BenchCommand {
     /// `GET /disputes/events` over the last 1 and 30 days (a closed model: each waits for
     /// its page). Every complete walk is checked to see every row of its window once.
     Layouts(layouts::LayoutsArgs),
+    /// The outbox's two relays side by side — `pmctl outbox-relay` and Debezium — on the
+    /// same writes: the rate each drains a backlog at, and the commit-to-consumer lag under
+    /// a steady write rate; and the write path's cost of the outbox row (webhooks applied
+    /// with the outbox on and off). Starts its own PostgreSQL (wal_level=logical), a local
+    /// single-node Apache Kafka unless --kafka-brokers is given, and Debezium.
+    Outbox(outbox::OutboxBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +129,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Baseline(a) => run_baseline(a).await,
         BenchCommand::Kafka(a) => kafka::run(a).await,
         BenchCommand::Layouts(a) => layouts::run(a).await,
+        BenchCommand::Outbox(a) => outbox::run(a).await,
     }
 }
 

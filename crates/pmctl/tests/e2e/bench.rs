@@ -112,3 +112,66 @@ async fn bench_layouts_writes_and_walks_both_layouts_and_checks_every_walk() {
             .expect("count");
     assert_eq!(left, 0);
 }
+
+/// `pmctl bench outbox`: both relays drain a backlog and carry a steady load with nothing
+/// missing, and the write path runs with the outbox off and on (tiny sizes: this checks the
+/// benchmark works, not the numbers).
+#[tokio::test]
+async fn bench_outbox_measures_both_relays_and_the_write_path() {
+    let brokers = pm_kafka::testing::brokers();
+    let out = tempfile::tempdir().expect("temp dir");
+    let done = tokio::task::spawn_blocking({
+        let out = out.path().display().to_string();
+        move || {
+            run(
+                &[
+                    "bench",
+                    "outbox",
+                    "--kafka-brokers",
+                    &brokers,
+                    "--backlog",
+                    "300",
+                    "--rate",
+                    "50",
+                    "--duration",
+                    "2s",
+                    "--writes",
+                    "200",
+                    "--writers",
+                    "4",
+                    "--write-rounds",
+                    "1",
+                    "--out",
+                    &out,
+                ],
+                &[],
+            )
+        }
+    })
+    .await
+    .expect("bench ran");
+    assert!(done.status.success(), "{}", text(&done));
+    let json = std::fs::read_dir(out.path())
+        .expect("out dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a JSON report");
+    let report: Value = serde_json::from_slice(&std::fs::read(json).expect("read")).expect("JSON");
+    let relays = report["relays"].as_array().expect("relays");
+    let names: Vec<&str> = relays.iter().filter_map(|r| r["relay"].as_str()).collect();
+    assert_eq!(names, ["polling", "debezium"]);
+    for r in relays {
+        assert_eq!(r["backlog"], 300, "{r}");
+        assert_eq!(r["missing"], 0, "every steady event read: {r}");
+        assert_eq!(r["lag"]["count"], 100, "a lag per steady event: {r}");
+        assert!(r["drain_rate"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+    }
+    let writes = report["write_path"].as_array().expect("write_path");
+    let outbox: Vec<bool> = writes
+        .iter()
+        .filter_map(|w| w["outbox"].as_bool())
+        .collect();
+    assert_eq!(outbox, [false, true]);
+    assert!(writes.iter().all(|w| w["webhooks"] == 200));
+}
