@@ -28,6 +28,11 @@ pub const MAINTAINED_TABLES: [&str; 3] =
 /// the database, and for looking into what was sent).
 pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long the analytics projection's inbox remembers an event by default: longer than
+/// `domain-events` keeps it (the broker's default is 7 days), so a replay from the topic's
+/// start finds every event it can read.
+pub const DEFAULT_ANALYTICS_INBOX_KEEP: Duration = Duration::from_secs(35 * 24 * 3600);
+
 /// The index each partitioned table's closed partitions are clustered on (see
 /// [`cluster_closed`]): `(kind, created_at)`, the order reports by kind and time read in.
 pub const CLUSTER_INDEXES: [(&str, &str); 2] = [
@@ -97,6 +102,8 @@ pub struct MaintenanceReport {
     pub dedupe_pruned: u64,
     /// Rows left in it.
     pub dedupe_rows: i64,
+    /// Events the analytics inbox forgot (see [`MaintainOptions::analytics_inbox_keep`]).
+    pub inbox_pruned: u64,
 }
 
 /// Maintenance settings.
@@ -116,6 +123,10 @@ pub struct MaintainOptions {
     pub outbox_retention: Duration,
     /// Which relay publishes the outbox, and so how a partition is known to be published.
     pub outbox_relay: OutboxRelay,
+    /// Forget analytics inbox rows older than this. Keep it longer than the
+    /// `domain-events` topic's retention: an event replayed after its row is gone would be
+    /// counted again.
+    pub analytics_inbox_keep: Duration,
 }
 
 /// Which relay publishes the outbox. The polling relay marks each event it published
@@ -269,12 +280,21 @@ pub async fn maintain(
         }
         tables.push(table_report(&mut conn, table, &before).await?);
     }
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(opts.dedupe_keep).unwrap_or(chrono::Duration::MAX);
-    let dedupe_pruned = if opts.dry_run {
-        0
+    let before = |keep: Duration| {
+        Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX)
+    };
+    let (dedupe_pruned, inbox_pruned) = if opts.dry_run {
+        (0, 0)
     } else {
-        prune_dedupe(&mut conn, cutoff).await?
+        (
+            prune_before(&mut conn, "processed_webhooks", before(opts.dedupe_keep)).await?,
+            prune_before(
+                &mut conn,
+                "analytics.inbox",
+                before(opts.analytics_inbox_keep),
+            )
+            .await?,
+        )
     };
     let dedupe_rows = sqlx::query_scalar("SELECT count(*) FROM processed_webhooks")
         .fetch_one(&mut *conn)
@@ -305,6 +325,7 @@ pub async fn maintain(
         clustered,
         dedupe_pruned,
         dedupe_rows,
+        inbox_pruned,
     })
 }
 
@@ -540,15 +561,20 @@ async fn cluster_one(
     })
 }
 
-/// Deletes processed webhook ids older than `cutoff`, in batches so no single
-/// transaction grows large.
-async fn prune_dedupe(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
+/// Deletes the rows of `table` (the webhook dedupe table, the analytics inbox: both have a
+/// `processed_at`) processed before `cutoff`, in batches so no single transaction grows
+/// large.
+async fn prune_before(
+    conn: &mut PgConnection,
+    table: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, StorageError> {
     let mut total = 0;
     loop {
-        let n = sqlx::query(
-            "DELETE FROM processed_webhooks WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM processed_webhooks WHERE processed_at < $1 LIMIT 10000))",
-        )
+        let n = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM {table} WHERE processed_at < $1 LIMIT 10000))"
+        ))
         .bind(cutoff)
         .execute(&mut *conn)
         .await?

@@ -518,6 +518,7 @@ pub(crate) async fn maintain(
         cluster_closed: None,
         outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
         outbox_relay: Default::default(),
+        analytics_inbox_keep: partitions::DEFAULT_ANALYTICS_INBOX_KEEP,
     };
     let result = partitions::maintain(app.pool(), &opts).await;
     let outcome = match &result {

@@ -126,6 +126,7 @@ async fn webhooks_and_maintenance_work_on_the_unpartitioned_layout() {
             cluster_closed: Some(std::time::Duration::from_secs(1)),
             outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
             outbox_relay: Default::default(),
+            analytics_inbox_keep: partitions::DEFAULT_ANALYTICS_INBOX_KEEP,
         },
     )
     .await

@@ -19,6 +19,7 @@ fn opts(retention: Option<Duration>) -> MaintainOptions {
         cluster_closed: None,
         outbox_retention: partitions::DEFAULT_OUTBOX_RETENTION,
         outbox_relay: Default::default(),
+        analytics_inbox_keep: partitions::DEFAULT_ANALYTICS_INBOX_KEEP,
     }
 }
 
@@ -500,4 +501,42 @@ async fn old_outbox_partitions_go_once_published_or_by_age_when_debezium_reads_t
         .expect("maintain");
     assert!(!exists(&db, &unpublished).await, "old enough: dropped");
     assert_eq!(count(&db.pool, "SELECT count(*) FROM outbox").await, 0);
+}
+
+#[tokio::test]
+async fn the_analytics_inbox_forgets_events_older_than_it_keeps_them() {
+    let db = TestDatabase::new().await;
+    for days in [40, 36, 2] {
+        sqlx::query(
+            "INSERT INTO analytics.inbox (event_id, event_type, schema_version, aggregate_type, \
+                                          aggregate_id, sequence, outcome, processed_at) \
+             VALUES (gen_random_uuid(), 'order_created', 1, 'order', 'o-1', 1, 'projected', \
+                     now() - make_interval(days => $1))",
+        )
+        .bind(days)
+        .execute(&db.pool)
+        .await
+        .expect("an inbox row");
+    }
+    let dry = partitions::maintain(
+        &db.pool,
+        &MaintainOptions {
+            dry_run: true,
+            ..opts(None)
+        },
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(dry.inbox_pruned, 0);
+    let report = partitions::maintain(&db.pool, &opts(None))
+        .await
+        .expect("maintain");
+    assert_eq!(
+        report.inbox_pruned, 2,
+        "the 36- and 40-day-old rows (35 days kept)"
+    );
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM analytics.inbox").await,
+        1
+    );
 }

@@ -50,6 +50,11 @@ pub(crate) struct Args {
         default_value = "polling"
     )]
     outbox_published_by: RelayArg,
+    /// Forget events the analytics projection's inbox recorded longer ago than this. Keep it
+    /// longer than the `domain-events` topic's retention: an event replayed from the topic
+    /// after its inbox row is gone would be counted again.
+    #[arg(long, env = "PM_ANALYTICS_INBOX_KEEP", default_value = "35d", value_parser = duration)]
+    analytics_inbox_keep: Duration,
     /// Report what exists; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -82,6 +87,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         cluster_closed: args.cluster_closed.then_some(args.cluster_lock_timeout),
         outbox_retention: args.outbox_retention,
         outbox_relay: args.outbox_published_by.into(),
+        analytics_inbox_keep: args.analytics_inbox_keep,
     };
     let report = partitions::maintain(&pool, &opts).await?;
     if args.json {
@@ -164,10 +170,11 @@ fn print_report(report: &MaintenanceReport, dry_run: bool) {
         println!("{clustered}");
     }
     println!(
-        "pg_partman {}; webhook dedupe: {} pruned, {} kept{}",
+        "pg_partman {}; webhook dedupe: {} pruned, {} kept; analytics inbox: {} pruned{}",
         report.pg_partman_version,
         report.dedupe_pruned,
         report.dedupe_rows,
+        report.inbox_pruned,
         if dry_run {
             " (--dry-run: nothing was changed)"
         } else {
