@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod args;
 mod commands;
 mod exit;
+mod ops;
 mod relay;
 mod secrets;
 mod server;

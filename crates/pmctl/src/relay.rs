@@ -9,6 +9,7 @@
 //! later round sends them again: publication is at least once, and consumers deduplicate on
 //! `event_id` (the envelope's, also in the `pm-event-id` header).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pm_kafka::{headers, Producer};
@@ -72,9 +73,26 @@ impl RelayMetrics {
         );
         m
     }
+}
 
-    fn unregistered() -> Self {
-        Self::register(&mut Registry::default())
+/// Whether the relay's last round succeeded: what `outbox-relay --listen` answers
+/// `/health/ready` with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RelayHealth {
+    /// The last round's error while rounds fail; `None` once one succeeds.
+    failing: Arc<Mutex<Option<String>>>,
+}
+
+impl RelayHealth {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match &*self.failing.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(e) => Err(format!("the outbox relay's rounds fail: {e}")),
+        }
+    }
+
+    fn set(&self, failing: Option<String>) {
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = failing;
     }
 }
 
@@ -84,10 +102,10 @@ pub(crate) async fn run(
     pool: PgPool,
     producer: Producer,
     settings: RelaySettings,
-    metrics: Option<RelayMetrics>,
+    metrics: RelayMetrics,
+    health: RelayHealth,
     cancel: CancellationToken,
 ) {
-    let metrics = metrics.unwrap_or_else(RelayMetrics::unregistered);
     let backoff =
         pm_domain::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
@@ -96,6 +114,7 @@ pub(crate) async fn run(
         let pause = match round(&pool, &producer, &settings, &metrics).await {
             Ok(0) => {
                 failures = 0;
+                health.set(None);
                 if let Ok((waiting, _)) = outbox::backlog(&pool).await {
                     metrics.backlog.set(waiting);
                 }
@@ -103,10 +122,12 @@ pub(crate) async fn run(
             }
             Ok(_) => {
                 failures = 0;
+                health.set(None);
                 continue;
             }
             Err(e) => {
                 metrics.failed_rounds.inc();
+                health.set(Some(e.to_string()));
                 let pause = backoff.delay(failures);
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis(), "outbox relay round failed; its events are sent again");

@@ -21,6 +21,11 @@ pub(crate) struct Args {
     kafka: KafkaArgs,
     #[command(flatten)]
     relay: RelayArgs,
+    /// Serve `GET /metrics` (Prometheus: `pm_outbox_*`, the pool's), `GET /health/live` and
+    /// `GET /health/ready` (503 while rounds fail) on this address, e.g. `127.0.0.1:9465`;
+    /// open to whoever reaches it, so keep it inside your network.
+    #[arg(long, env = "PM_OUTBOX_RELAY_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// The relay's own settings (shared with serve-api).
@@ -68,7 +73,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .prepare(&args.kafka, "pmctl-outbox-relay")
         .await?;
     let cancel = crate::signals::on_shutdown();
-    relay::run(pool.clone(), producer, settings, None, cancel).await;
+    let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
+    let registry = root.sub_registry_with_prefix("pm");
+    let metrics = relay::RelayMetrics::register(registry);
+    pm_storage::metrics::register(registry, std::slice::from_ref(&pool));
+    let health = relay::RelayHealth::default();
+    let ops = match args.listen {
+        Some(addr) => {
+            let health = health.clone();
+            let ready = move || health.check();
+            let registry = pm_telemetry::metrics::SharedRegistry::new(root);
+            Some(crate::ops::serve(addr, registry, ready, &cancel).await?)
+        }
+        None => None,
+    };
+    relay::run(pool.clone(), producer, settings, metrics, health, cancel).await;
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     pool.close().await;
     Ok(())
 }

@@ -106,7 +106,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let health = ConsumerHealth::new(&topics.domain_events, Duration::from_secs(60));
     let ops = match args.listen {
         Some(addr) => {
-            Some(serve_ops(addr, SharedRegistry::new(root), health.clone(), &shutdown).await?)
+            let health = health.clone();
+            let ready = move || health.check();
+            Some(crate::ops::serve(addr, SharedRegistry::new(root), ready, &shutdown).await?)
         }
         None => None,
     };
@@ -257,50 +259,4 @@ impl Handler for Projection {
         }
         Ok(outcomes)
     }
-}
-
-/// `/metrics` and the health probes on `addr` until shutdown. A plain axum server: this
-/// port is for the scraper inside the network, not for the public (compare `server.rs`).
-async fn serve_ops(
-    addr: SocketAddr,
-    registry: SharedRegistry,
-    health: ConsumerHealth,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use axum::http::{header, StatusCode};
-    use axum::routing::get;
-
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /health/*");
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, pm_telemetry::metrics::CONTENT_TYPE)],
-                    registry.render(),
-                )
-            }),
-        )
-        .route("/health/live", get(|| async { "ok" }))
-        .route(
-            "/health/ready",
-            get(move || async move {
-                match health.check() {
-                    Ok(()) => (StatusCode::OK, "ok".to_owned()),
-                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
-                }
-            }),
-        );
-    let stop = shutdown.clone();
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the metrics listener failed");
-        }
-    }))
 }

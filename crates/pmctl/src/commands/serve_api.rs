@@ -314,7 +314,10 @@ async fn start_relay(
         pool.clone(),
         producer,
         settings,
-        Some(metrics),
+        metrics,
+        // Its readiness is not the API's: a broker outage must not take the API out of
+        // rotation. The embedded relay's failures show in its metrics and logs.
+        crate::relay::RelayHealth::default(),
         shutdown.clone(),
     )))
 }

@@ -69,8 +69,9 @@ pub(crate) async fn check_published(db: &TestDatabase, config: &KafkaConfig, top
     rows.len()
 }
 
+/// A relay with its operations endpoints (`--listen`, which `Pmctl::start` adds).
 async fn relay(db: &TestDatabase, brokers: &str, prefix: &str) -> Pmctl {
-    Pmctl::background(
+    Pmctl::start(
         &[
             "outbox-relay",
             "--kafka-brokers",
@@ -82,6 +83,7 @@ async fn relay(db: &TestDatabase, brokers: &str, prefix: &str) -> Pmctl {
         ],
         &[("PM_DATABASE_URL", &db.url)],
     )
+    .await
 }
 
 #[tokio::test]
@@ -136,8 +138,8 @@ async fn the_relay_publishes_every_event_in_order_and_survives_a_kill() {
     assert_eq!(written, i64::from(orders) * 3 + 2, "one event per change");
 
     // Two relays at once finish the job.
-    let _a = relay(&db, &brokers, &prefix).await;
-    let _b = relay(&db, &brokers, &prefix).await;
+    let a = relay(&db, &brokers, &prefix).await;
+    let b = relay(&db, &brokers, &prefix).await;
     eventually("every event published", || async {
         count(
             &db,
@@ -149,6 +151,23 @@ async fn the_relay_publishes_every_event_in_order_and_survives_a_kill() {
     .await;
     let rows = check_published(&db, &config, &topic).await;
     assert_eq!(rows as i64, written);
+    // Each relay says what it published, and that its rounds succeed.
+    let mut published_by_both = 0;
+    for r in [&a, &b] {
+        let ready = reqwest::get(r.url("/health/ready")).await.expect("ready");
+        assert_eq!(ready.status(), 200);
+        let text = reqwest::get(r.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        published_by_both += crate::kafka_mode::counter_total(&text, "pm_outbox_published_total");
+    }
+    assert!(
+        published_by_both > 0 && published_by_both <= written as u64,
+        "the second wave's relays counted {published_by_both} of {written}"
+    );
     let mut ob2: Vec<(i64, String)> = published(&config, &topic)
         .into_iter()
         .filter(|(key, ..)| key == "ob-2")
