@@ -93,6 +93,10 @@ impl PgBinaries {
     pub(crate) fn postgres(&self) -> PathBuf {
         self.bin_dir.join("postgres")
     }
+
+    pub(crate) fn basebackup(&self) -> PathBuf {
+        self.bin_dir.join("pg_basebackup")
+    }
 }
 
 /// Reads the major version out of `postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`.

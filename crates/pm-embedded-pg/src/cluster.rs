@@ -71,6 +71,12 @@ pub struct EmbeddedOptions {
     /// Debezium (`scripts/debezium.sh`) reads the outbox through. It writes a little more
     /// WAL; off by default.
     pub logical_replication: bool,
+    /// Start as a streaming standby of the primary on this port of 127.0.0.1 (another
+    /// embedded cluster, whose superuser may replicate without a password): a fresh data
+    /// directory is copied from it with `pg_basebackup` instead of being initialised, and the
+    /// server follows it read-only (hot standby). See [`EmbeddedCluster::start_standby`].
+    /// A reused data directory is started as it is.
+    pub standby_of: Option<u16>,
 }
 
 /// A PostgreSQL server running from the machine's own binaries, owned by this process.
@@ -191,6 +197,41 @@ impl EmbeddedCluster {
                 }
             }
         }
+    }
+
+    /// Starts a streaming standby of this cluster with `options` (fresh and temporary by
+    /// default, like [`EmbeddedOptions::default`]): a copy taken with `pg_basebackup` that
+    /// replays this cluster's WAL as it is written and serves reads. It is ready when it
+    /// accepts connections; how far behind it is, is `pg_last_xact_replay_timestamp()` on it
+    /// and `pg_stat_replication` here.
+    pub async fn start_standby(&self, options: EmbeddedOptions) -> Result<Self, EmbeddedError> {
+        Self::start(EmbeddedOptions {
+            standby_of: Some(self.port),
+            ..options
+        })
+        .await
+    }
+
+    /// Starts a primary with `options` and `standbys` streaming standbys of it (temporary,
+    /// with the primary's durability and logical-replication setting).
+    pub async fn start_with_standbys(
+        options: EmbeddedOptions,
+        standbys: usize,
+    ) -> Result<(Self, Vec<Self>), EmbeddedError> {
+        let primary = Self::start(options.clone()).await?;
+        let mut started = Vec::with_capacity(standbys);
+        for _ in 0..standbys {
+            started.push(
+                primary
+                    .start_standby(EmbeddedOptions {
+                        durable: options.durable,
+                        logical_replication: options.logical_replication,
+                        ..EmbeddedOptions::default()
+                    })
+                    .await?,
+            );
+        }
+        Ok((primary, started))
     }
 
     /// Shuts the server down (fast shutdown: open transactions are aborted and clients
@@ -450,6 +491,9 @@ impl Launch {
 
         if data_dir.join("PG_VERSION").is_file() {
             self.check_version(&data_dir)?;
+        } else if let Some(primary_port) = self.options.standby_of {
+            self.user.take_ownership(&data_dir)?;
+            self.base_backup(&data_dir, primary_port)?;
         } else {
             self.user.take_ownership(&data_dir)?;
             self.initdb(&data_dir)?;
@@ -524,6 +568,45 @@ impl Launch {
         let lines: Vec<&str> = text.lines().collect();
         Err(EmbeddedError::Initdb {
             status: output.status,
+            data_dir: data_dir.to_path_buf(),
+            output: lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n"),
+        })
+    }
+
+    /// Copies the primary into `data_dir` (empty, the server user's) and leaves it set up as
+    /// its standby: `-R` writes `standby.signal` and the `primary_conninfo` to follow, and
+    /// `-X stream` brings the WAL the copy needs to be consistent.
+    fn base_backup(&self, data_dir: &Path, primary_port: u16) -> Result<(), EmbeddedError> {
+        // initdb sets the mode a server insists on; pg_basebackup keeps an existing
+        // directory's (a temporary one is 0755 under the usual umask).
+        std::fs::set_permissions(
+            data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|source| EmbeddedError::io("restrict the permissions of", data_dir, source))?;
+        let output = self
+            .user
+            .command(&self.binaries.basebackup())
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(primary_port.to_string())
+            .args(["-U", SUPERUSER, "-X", "stream", "-R", "--no-sync", "-D"])
+            .arg(data_dir)
+            .current_dir("/")
+            .env_remove("PGDATA")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| EmbeddedError::spawn(self.binaries.basebackup().display(), source))?;
+        if output.status.success() {
+            // The copy brings the primary's log along; the standby's starts empty.
+            let _ = std::fs::remove_file(data_dir.join(LOG_FILE));
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let lines: Vec<&str> = text.lines().collect();
+        Err(EmbeddedError::BaseBackup {
+            status: output.status,
+            primary_port,
             data_dir: data_dir.to_path_buf(),
             output: lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n"),
         })

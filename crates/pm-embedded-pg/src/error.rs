@@ -85,6 +85,18 @@ pub enum EmbeddedError {
         source: io::Error,
     },
 
+    /// `pg_basebackup` could not copy the primary for a standby.
+    #[error("pg_basebackup from the primary on port {primary_port} failed ({status}) for {}:\n{output}", data_dir.display())]
+    BaseBackup {
+        /// Its exit status.
+        status: ExitStatus,
+        primary_port: u16,
+        /// The directory it was copying into.
+        data_dir: PathBuf,
+        /// The end of what it printed.
+        output: String,
+    },
+
     /// `initdb` ran and failed.
     #[error("initdb failed ({status}) for {}:\n{output}", data_dir.display())]
     Initdb {

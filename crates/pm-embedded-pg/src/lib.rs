@@ -18,6 +18,11 @@
 //! (plain files: this crate knows nothing of where they come from), so that tests can prove
 //! what clients check.
 //!
+//! [`EmbeddedCluster::start_with_standbys`] starts a primary with streaming standbys (each a
+//! `pg_basebackup` copy following the primary's WAL, read-only), for tests of read replicas
+//! and replication lag; [`EmbeddedOptions::logical_replication`] makes a cluster logical
+//! decoding (Debezium) can read.
+//!
 //! PostgreSQL refuses to run as root. When this process is root (as tests and CI are), `initdb`
 //! and `postgres` run as the `postgres` system user, which then owns the data directory.
 

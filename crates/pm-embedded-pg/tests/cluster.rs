@@ -197,6 +197,70 @@ async fn logical_replication_is_off_unless_asked_for() {
 }
 
 #[tokio::test]
+async fn standbys_stream_the_primarys_writes_and_serve_reads_only() {
+    let (primary, standbys) = EmbeddedCluster::start_with_standbys(EmbeddedOptions::default(), 2)
+        .await
+        .unwrap_or_else(|error| panic!("a primary with two standbys did not start: {error}"));
+    assert_eq!(standbys.len(), 2);
+    let mut on_primary = connect(&primary).await;
+    sqlx::query("create table ledger (n int)")
+        .execute(&mut on_primary)
+        .await
+        .expect("table");
+    sqlx::query("insert into ledger select generate_series(1, 1000)")
+        .execute(&mut on_primary)
+        .await
+        .expect("insert");
+    let streaming: i64 =
+        sqlx::query_scalar("select count(*) from pg_stat_replication where state = 'streaming'")
+            .fetch_one(&mut on_primary)
+            .await
+            .expect("pg_stat_replication");
+    assert_eq!(streaming, 2, "both standbys stream from the primary");
+
+    for standby in &standbys {
+        assert_ne!(standby.port(), primary.port());
+        let mut on_standby = connect(standby).await;
+        let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+            .fetch_one(&mut on_standby)
+            .await
+            .expect("recovery");
+        assert!(in_recovery, "a standby replays, it does not accept writes");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let rows: Option<i64> = sqlx::query_scalar("select count(*) from ledger")
+                .fetch_one(&mut on_standby)
+                .await
+                .ok();
+            if rows == Some(1000) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby never saw the rows: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let refused = sqlx::query("insert into ledger values (0)")
+            .execute(&mut on_standby)
+            .await
+            .expect_err("a standby refuses writes");
+        assert_eq!(
+            refused
+                .as_database_error()
+                .and_then(|e| e.code())
+                .as_deref(),
+            Some("25006"),
+            "read_only_sql_transaction: {refused}"
+        );
+    }
+    for standby in standbys {
+        standby.stop().await.expect("stop a standby");
+    }
+    primary.stop().await.expect("stop the primary");
+}
+
+#[tokio::test]
 async fn an_existing_data_directory_is_reused_with_its_data() {
     let parent = tempfile::tempdir().expect("tempdir");
     let options = EmbeddedOptions {

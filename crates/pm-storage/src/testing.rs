@@ -160,6 +160,7 @@ async fn init_server() -> Result<Server, String> {
                 tls: None,
                 // The Debezium tests stream the outbox through a logical replication slot.
                 logical_replication: true,
+                standby_of: None,
             })
             .await
             .map_err(|e| {
