@@ -50,6 +50,10 @@ pub fn router(state: AppState, limits: &pm_http::limits::Limits) -> Router {
         .route("/analytics/disputes", get(analytics::disputes))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::state::choose_read,
+        ))
         .route_layer(guard(Scope::Read));
     let actions = Router::new()
         .route("/orders/{order_id}/hold", post(orders::hold))

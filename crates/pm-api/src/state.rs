@@ -9,6 +9,7 @@ use std::time::Duration;
 use pm_http::intake::IntakeConfig;
 use pm_http::telemetry::HttpMetrics;
 use pm_provider::ProviderClient;
+use pm_storage::replicas::ReadPools;
 use pm_storage::PgPool;
 use pm_telemetry::metrics::{Registry, SharedRegistry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -179,6 +180,52 @@ impl ApiMetrics {
     }
 }
 
+tokio::task_local! {
+    /// The replica (or, `None`, the primary) the current request reads from.
+    static CHOSEN_READ: Option<usize>;
+}
+
+/// The response header naming the server a read came from when replicas are configured:
+/// `primary`, or `replica` with [`READ_LAG_HEADER`].
+pub const READ_SOURCE_HEADER: &str = "pm-read-source";
+/// How stale a read from a replica may be: its lag when last measured, in milliseconds.
+pub const READ_LAG_HEADER: &str = "pm-read-lag-ms";
+
+/// Middleware of the read routes: picks the server the request reads from once, and says
+/// in the response which it was and how stale it may be (only when replicas are
+/// configured: without them every read is the primary's).
+pub(crate) async fn choose_read(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let reads = app.inner.reads.clone();
+    if !reads.has_replicas() {
+        return next.run(request).await;
+    }
+    let read = reads.pick();
+    let (chosen, lag) = (read.replica, read.lag);
+    let mut response = CHOSEN_READ.scope(chosen, next.run(request)).await;
+    let headers = response.headers_mut();
+    match lag {
+        Some(lag) => {
+            headers.insert(
+                READ_SOURCE_HEADER,
+                axum::http::HeaderValue::from_static("replica"),
+            );
+            let millis = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+            headers.insert(READ_LAG_HEADER, axum::http::HeaderValue::from(millis));
+        }
+        None => {
+            headers.insert(
+                READ_SOURCE_HEADER,
+                axum::http::HeaderValue::from_static("primary"),
+            );
+        }
+    }
+    response
+}
+
 /// An extra readiness check (e.g. the Kafka consumers in kafka mode).
 pub type Readiness =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -191,7 +238,7 @@ pub struct AppState {
 
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
-    pub(crate) read_pool: PgPool,
+    pub(crate) reads: Arc<ReadPools>,
     pub(crate) config: ApiConfig,
     pub(crate) provider: ProviderClient,
     pub(crate) metrics: ApiMetrics,
@@ -211,12 +258,12 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// `pool` serves writes (webhooks, operator actions) and readiness; `read_pool`, a
-    /// separate and smaller pool, serves the read routes, so a flood of reads can never
-    /// take the connections webhook processing needs.
+    /// `pool` serves writes (webhooks, operator actions) and readiness; `reads` — a
+    /// separate and smaller pool on the primary, and the read replicas — serve the read
+    /// routes, so a flood of reads can never take the connections webhook processing needs.
     pub fn new(
         pool: PgPool,
-        read_pool: PgPool,
+        reads: Arc<ReadPools>,
         config: ApiConfig,
         provider: ProviderClient,
         metrics: ApiMetrics,
@@ -235,7 +282,7 @@ impl AppState {
                 admin,
                 groups,
                 pool,
-                read_pool,
+                reads,
                 keyring,
                 config,
                 provider,
@@ -271,8 +318,13 @@ impl AppState {
         &self.inner.pool
     }
 
+    /// The pool of a read: the one the request's [`choose_read`] picked (every read of a
+    /// request goes to one server), else the current pick.
     pub(crate) fn read_pool(&self) -> &PgPool {
-        &self.inner.read_pool
+        let reads = &self.inner.reads;
+        CHOSEN_READ
+            .try_with(|chosen| *chosen)
+            .map_or_else(|_| reads.pick().pool, |chosen| reads.get(chosen).pool)
     }
 
     /// Constant-time check of a bearer token against the configured service token.

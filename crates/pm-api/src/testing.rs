@@ -26,6 +26,8 @@ pub struct TestApi {
     capture_stale_after: Duration,
     limits: Limits,
     read_pool: Option<PgPool>,
+    replicas: Vec<(String, PgPool)>,
+    max_replica_lag: Duration,
     pprof: bool,
     trusted_proxies: Vec<std::net::IpAddr>,
     webhook_groups: crate::groups::GroupSettings,
@@ -80,6 +82,14 @@ impl ServedApi {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Drop for RunningApi {
     fn drop(&mut self) {
         self.task.abort();
@@ -100,6 +110,8 @@ impl TestApi {
             capture_stale_after: Duration::from_secs(30),
             limits: Limits::default(),
             read_pool: None,
+            replicas: Vec::new(),
+            max_replica_lag: Duration::from_secs(5),
             pprof: false,
             trusted_proxies: Vec::new(),
             webhook_groups: crate::groups::GroupSettings::default(),
@@ -120,6 +132,18 @@ impl TestApi {
     /// A pool of its own for the read routes (default: the one pool for everything).
     pub fn read_pool(mut self, pool: PgPool) -> Self {
         self.read_pool = Some(pool);
+        self
+    }
+
+    /// A read replica (checked every 100 ms, in rotation while its lag is at most
+    /// [`max_replica_lag`](Self::max_replica_lag)).
+    pub fn replica(mut self, name: &str, pool: PgPool) -> Self {
+        self.replicas.push((name.to_owned(), pool));
+        self
+    }
+
+    pub fn max_replica_lag(mut self, lag: Duration) -> Self {
+        self.max_replica_lag = lag;
         self
     }
 
@@ -196,9 +220,20 @@ impl TestApi {
         let mut registry = Registry::with_prefix("pm");
         let metrics = ApiMetrics::register(&mut registry);
         let read_pool = self.read_pool.unwrap_or_else(|| pool.clone());
+        let reads = std::sync::Arc::new(pm_storage::replicas::ReadPools::new(
+            read_pool,
+            self.replicas,
+            self.max_replica_lag,
+        ));
+        reads.register(&mut registry);
+        let monitor = tokio::spawn(
+            reads
+                .clone()
+                .monitor(Duration::from_millis(100), std::future::pending()),
+        );
         let state = AppState::new(
             pool,
-            read_pool,
+            reads,
             config,
             client,
             metrics,
@@ -213,6 +248,8 @@ impl TestApi {
         let base = format!("http://{}", listener.local_addr().expect("bound address"));
         let limits = self.limits;
         let task = tokio::spawn(async move {
+            // Aborting the server drops this future, and the guard stops the monitor with it.
+            let _monitor = AbortOnDrop(monitor);
             let app = router(state, &limits).into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });

@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod orders;
 pub mod outbox;
 pub mod partitions;
+pub mod replicas;
 pub mod roles;
 mod statement;
 #[cfg(feature = "testing")]

@@ -112,6 +112,16 @@ pub(crate) struct DatabaseArgs {
     /// locked table, a long transaction) fails and the request is answered 503.
     #[arg(long = "db-lock-timeout", env = "PM_DB_LOCK_TIMEOUT", default_value = "2s", value_parser = duration)]
     lock_timeout: Duration,
+    /// serve-api: PostgreSQL URLs of streaming read replicas (repeat the flag, or a comma
+    /// list). The read routes use the least-lagged one in rotation (each its own pool of
+    /// `--db-read-max-connections`), the primary when none is; writes and operator actions
+    /// always use the primary. Their password is in the URL.
+    #[arg(long = "database-replica-url", env = "PM_DATABASE_REPLICA_URL", hide_env_values = true, value_delimiter = ',', value_parser = secret)]
+    replica_urls: Vec<SecretString>,
+    /// serve-api: a replica whose replay is further behind than this (or that does not
+    /// answer) is taken out of rotation until it catches up.
+    #[arg(long = "replica-max-lag", env = "PM_REPLICA_MAX_LAG", default_value = "5s", value_parser = duration)]
+    replica_max_lag: Duration,
 }
 
 impl DatabaseArgs {
@@ -182,6 +192,51 @@ impl DatabaseArgs {
         )
         .context("invalid database URL")?;
         Ok((write, read))
+    }
+
+    /// Where the service reads: `primary_reads` (the read pool of [`service_pools`]) and a
+    /// pool per `--database-replica-url`, with the read pool's size and timeouts.
+    ///
+    /// [`service_pools`]: Self::service_pools
+    pub(crate) fn read_pools(
+        &self,
+        application_name: &str,
+        primary_reads: pm_storage::PgPool,
+    ) -> anyhow::Result<pm_storage::replicas::ReadPools> {
+        let mut replicas = Vec::with_capacity(self.replica_urls.len());
+        for (i, url) in self.replica_urls.iter().enumerate() {
+            let url = url.expose_secret();
+            crate::secrets::remember(url);
+            let opts = pm_storage::PoolOptions {
+                max_connections: self.read_max_connections.max(1),
+                application_name: format!("{application_name}-replica-{}", i + 1),
+                statement_timeout: Some(self.statement_timeout),
+                lock_timeout: Some(self.lock_timeout),
+                ..Default::default()
+            };
+            let pool = pm_storage::connect(url, &opts).with_context(|| {
+                format!("invalid replica URL {}", crate::secrets::redact_url(url))
+            })?;
+            replicas.push((replica_name(url), pool));
+        }
+        Ok(pm_storage::replicas::ReadPools::new(
+            primary_reads,
+            replicas,
+            self.replica_max_lag,
+        ))
+    }
+}
+
+/// How logs and metrics name a replica: its host, port and database.
+fn replica_name(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}{}",
+            u.host_str().unwrap_or("?"),
+            u.port().unwrap_or(5432),
+            u.path()
+        ),
+        Err(_) => "replica".to_owned(),
     }
 }
 

@@ -16,4 +16,5 @@ mod orders;
 mod overload;
 mod profile;
 mod reads;
+mod replicas;
 mod webhooks;

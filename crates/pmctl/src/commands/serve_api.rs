@@ -159,7 +159,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut root = pm_telemetry::metrics::service_registry(crate::BUILD);
     let registry = root.sub_registry_with_prefix("pm");
     let metrics = ApiMetrics::register(registry);
-    pm_storage::metrics::register(registry, &[pool.clone(), read_pool.clone()]);
+    let reads = std::sync::Arc::new(args.db.read_pools("pmctl-serve-api", read_pool)?);
+    reads.register(registry);
+    let mut pools = reads.pools();
+    pools.insert(0, pool.clone());
+    pm_storage::metrics::register(registry, &pools);
     pm_telemetry::traces::register_metrics(registry);
     let mut watchers = vec![watch_partitions(
         pool.clone(),
@@ -191,9 +195,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.outbox_relay {
         watchers.push(start_relay(&args, &pool, registry, &shutdown).await?);
     }
+    if reads.has_replicas() {
+        watchers.push(tokio::spawn(
+            reads
+                .clone()
+                .monitor(Duration::from_secs(1), shutdown.clone().cancelled_owned()),
+        ));
+    }
     let state = AppState::new(
         pool.clone(),
-        read_pool.clone(),
+        reads,
         config,
         provider,
         metrics,
@@ -220,8 +231,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for watcher in watchers {
         let _ = watcher.await;
     }
-    pool.close().await;
-    read_pool.close().await;
+    for pool in pools {
+        pool.close().await;
+    }
     tracing::info!("serve-api stopped");
     Ok(())
 }

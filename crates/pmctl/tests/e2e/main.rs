@@ -17,6 +17,7 @@ mod observability;
 mod outbox;
 mod overload;
 mod process;
+mod replicas;
 mod roles;
 mod scenarios;
 mod secrets;
