@@ -3,7 +3,7 @@
 //! hardware, the server version and its settings, and results from different machines are
 //! not comparable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -169,12 +169,27 @@ fn cpu_time(stat: &str) -> Option<std::time::Duration> {
 /// CPU seconds used so far, from `/proc`, by the process groups a benchmark on this machine
 /// runs: this process (the load generator), one service process by pid, every `postgres`
 /// process and every `java` process (a local Kafka). Zero where `/proc` cannot be read.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+///
+/// [`since`](Self::since) compares process by process: a process that exited between two
+/// samples (a PostgreSQL backend whose connection closed, another cluster stopping) takes
+/// its time with it, and summing the groups alone would then go backwards. Its use within
+/// the window is lost instead, so a share is never negative but may be a little low.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuSample {
     pub this_process: f64,
     pub service: f64,
     pub postgres: f64,
     pub java: f64,
+    /// Each counted process's group and CPU seconds, by pid.
+    processes: HashMap<u32, (Group, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    ThisProcess,
+    Service,
+    Postgres,
+    Java,
 }
 
 /// Cores each group used over a window (CPU seconds per second).
@@ -216,27 +231,62 @@ impl CpuSample {
                 .split_once('(')
                 .and_then(|(_, rest)| rest.rsplit_once(')'))
                 .map_or("", |(comm, _)| comm);
-            if pid == own {
-                sample.this_process += seconds;
+            let group = if pid == own {
+                Group::ThisProcess
             } else if Some(pid) == service_pid {
-                sample.service += seconds;
+                Group::Service
             } else if comm == "postgres" {
-                sample.postgres += seconds;
+                Group::Postgres
             } else if comm == "java" {
-                sample.java += seconds;
-            }
+                Group::Java
+            } else {
+                continue;
+            };
+            *sample.group_mut(group) += seconds;
+            sample.processes.insert(pid, (group, seconds));
         }
         sample
     }
 
-    /// Cores used between `earlier` and this sample, over `window` seconds.
+    fn group_mut(&mut self, group: Group) -> &mut f64 {
+        match group {
+            Group::ThisProcess => &mut self.this_process,
+            Group::Service => &mut self.service,
+            Group::Postgres => &mut self.postgres,
+            Group::Java => &mut self.java,
+        }
+    }
+
+    /// Cores used between `earlier` and this sample, over `window` seconds: per process,
+    /// what it used since `earlier` (all of it when it started since), summed by group.
     pub fn since(&self, earlier: &CpuSample, window: f64) -> CoreShare {
         let window = window.max(0.001);
+        let used = if self.processes.is_empty() && earlier.processes.is_empty() {
+            // Samples made by hand (tests): only the sums are known.
+            CpuSample {
+                this_process: self.this_process - earlier.this_process,
+                service: self.service - earlier.service,
+                postgres: self.postgres - earlier.postgres,
+                java: self.java - earlier.java,
+                processes: HashMap::new(),
+            }
+        } else {
+            let mut used = CpuSample::default();
+            for (pid, (group, seconds)) in &self.processes {
+                let before = earlier
+                    .processes
+                    .get(pid)
+                    .filter(|(g, _)| g == group)
+                    .map_or(0.0, |(_, s)| *s);
+                *used.group_mut(*group) += (seconds - before).max(0.0);
+            }
+            used
+        };
         CoreShare {
-            generator: (self.this_process - earlier.this_process) / window,
-            service: (self.service - earlier.service) / window,
-            postgres: (self.postgres - earlier.postgres) / window,
-            kafka: (self.java - earlier.java) / window,
+            generator: used.this_process / window,
+            service: used.service / window,
+            postgres: used.postgres / window,
+            kafka: used.java / window,
         }
     }
 }
@@ -266,12 +316,43 @@ mod tests {
             service: 0.0,
             postgres: now.postgres - 2.0,
             java: now.java,
+            processes: HashMap::new(),
         };
-        let share = now.since(&earlier, 2.0);
+        let by_hand = CpuSample {
+            processes: HashMap::new(),
+            ..now.clone()
+        };
+        let share = by_hand.since(&earlier, 2.0);
         assert_eq!(
             (share.generator, share.postgres, share.kafka),
             (0.5, 1.0, 0.0)
         );
+    }
+
+    #[test]
+    fn a_process_that_exited_between_two_samples_never_makes_a_share_negative() {
+        let sample = |processes: &[(u32, Group, f64)]| {
+            let mut s = CpuSample::default();
+            for &(pid, group, seconds) in processes {
+                *s.group_mut(group) += seconds;
+                s.processes.insert(pid, (group, seconds));
+            }
+            s
+        };
+        // Backend 11 used 5 s and exited; backend 12 used 1 s more; 13 is new with 0.5 s.
+        let earlier = sample(&[
+            (10, Group::Postgres, 2.0),
+            (11, Group::Postgres, 5.0),
+            (12, Group::Postgres, 1.0),
+        ]);
+        let later = sample(&[
+            (10, Group::Postgres, 2.5),
+            (12, Group::Postgres, 2.0),
+            (13, Group::Postgres, 0.5),
+        ]);
+        assert!(later.postgres < earlier.postgres, "the sums went backwards");
+        let share = later.since(&earlier, 1.0);
+        assert_eq!(share.postgres, 2.0, "0.5 + 1.0 + 0.5");
     }
 
     #[test]
