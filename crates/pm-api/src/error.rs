@@ -70,11 +70,14 @@ impl ApiError {
                 p.retry_after = Some(1);
                 p
             }
-            // Nothing was stored; the caller (a provider, ingest, an operator) may retry.
+            // The caller (a provider, ingest, an operator) may retry. Usually nothing was
+            // stored; when the connection broke after COMMIT was sent (a failover), it may
+            // have been, and the retry is then recognised as a duplicate.
             ApiError::Storage(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable");
                 Problem::unavailable(
-                    "the database is unavailable; nothing was stored, retry later",
+                    "the database is unavailable; retry later (a retry is safe: what was \
+                     already stored is recognised)",
                     1,
                 )
             }

@@ -80,8 +80,9 @@ impl StorageError {
     }
 
     /// True when the same operation may well succeed if simply retried later: the
-    /// database is down or restarting, the pool is exhausted, or PostgreSQL aborted the
-    /// transaction for a concurrency reason (serialization failure, deadlock).
+    /// database is down, restarting or failing over (a write that reached a standby), the
+    /// pool is exhausted, or PostgreSQL aborted the transaction for a concurrency reason
+    /// (serialization failure, deadlock).
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Database(e) => is_transient_sqlx(e),
@@ -121,12 +122,14 @@ fn is_transient_sqlx(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 40001 serialization failure; 40P01 deadlock;
-            // 53: insufficient resources; 57P0x: shutdown or restart; 55P03 lock timeout.
+            // 53: insufficient resources; 57P0x: shutdown or restart; 55P03 lock timeout;
+            // 25006 a write on a server in recovery: during a failover a connection may
+            // reach the old primary, now a standby, until the proxy or the pool moves on.
             code.starts_with("08")
                 || code.starts_with("53")
                 || matches!(
                     &*code,
-                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03"
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "25006"
                 )
         }),
         _ => false,

@@ -10,6 +10,7 @@ mod cli;
 mod compose;
 mod debezium;
 mod deploy;
+mod ha;
 mod ingest;
 mod kafka_faults;
 mod kafka_mode;
