@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 use tokio::time::Instant;
 
+use crate::recovery::{self, Recovery, RECOVERY_TIMEOUT};
 use crate::server_user::ServerUser;
 use crate::tls::InstalledTls;
 use crate::watchdog::Watchdog;
@@ -77,6 +78,16 @@ pub struct EmbeddedOptions {
     /// server follows it read-only (hot standby). See [`EmbeddedCluster::start_standby`].
     /// A reused data directory is started as it is.
     pub standby_of: Option<u16>,
+    /// Further server parameters, passed as `-c name=value` after the cluster's own, so they
+    /// override its choices (`max_connections`, `wal_level`, `shared_preload_libraries`, the
+    /// durability settings); e.g. `archive_mode = on` with an `archive_command` to ship WAL to
+    /// a backup repository. Checked before anything starts: a name must be a parameter name,
+    /// and where the server listens and its TLS (`port`, `listen_addresses`,
+    /// `unix_socket_directories`, `ssl*`) are the cluster's to decide — use [`Self::port`] and
+    /// [`Self::tls`]. Like every setting here they apply to this start only: nothing is
+    /// written into the data directory. Standbys started by
+    /// [`EmbeddedCluster::start_with_standbys`] do not inherit them.
+    pub settings: Vec<(String, String)>,
 }
 
 /// A PostgreSQL server running from the machine's own binaries, owned by this process.
@@ -90,6 +101,12 @@ pub struct EmbeddedOptions {
 /// [`EmbeddedOptions::tls`]) and on a Unix socket inside its data directory; the superuser
 /// `postgres` connects without a password. It loads `pg_stat_statements` when the
 /// installation has the module (the extension itself is created by whoever reads it).
+///
+/// A reused data directory holding `recovery.signal` (and no `standby.signal`) — what a
+/// point-in-time restore leaves, with its recovery target in `postgresql.auto.conf` — is in
+/// archive recovery: `start` returns only once the server has replayed to its target and
+/// promoted, so the cluster it returns takes writes. A recovery that pauses at its target
+/// instead is an error ([`EmbeddedError::RecoveryPaused`]).
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     port: u16,
@@ -101,13 +118,17 @@ pub struct EmbeddedCluster {
     log_start: u64,
     major_version: u32,
     temporary: bool,
+    /// Started in archive recovery: ready only once promoted.
+    recovering: bool,
     watchdog: Option<Watchdog>,
 }
 
 impl EmbeddedCluster {
     /// Finds the server binaries, initialises the data directory if needed, starts the server
-    /// and waits until it accepts connections.
+    /// and waits until it accepts connections — and, for a directory in archive recovery,
+    /// until it has promoted (see [`EmbeddedCluster`]).
     pub async fn start(options: EmbeddedOptions) -> Result<Self, EmbeddedError> {
+        crate::settings::validate(&options.settings)?;
         let (binaries, user) = tokio::task::spawn_blocking(|| {
             Ok::<_, EmbeddedError>((PgBinaries::discover()?, ServerUser::detect()?))
         })
@@ -176,6 +197,18 @@ impl EmbeddedCluster {
                         detail,
                     });
                 }
+                Err(NotStarted::RecoveryPaused) => {
+                    let error = EmbeddedError::RecoveryPaused {
+                        data_dir: cluster.data_dir.clone(),
+                        log_path: cluster.log_path.clone(),
+                        log_tail: cluster.log_tail(),
+                    };
+                    // Stopped before returning, so the caller can start the directory again
+                    // (resumed, or restored anew) at once; the error says what is wrong, a
+                    // failure to stop would only hide it.
+                    let _ = cluster.stop().await;
+                    return Err(error);
+                }
                 Err(NotStarted::Exited { status, log_tail }) => {
                     return Err(EmbeddedError::ExitedDuringStartup {
                         status,
@@ -189,7 +222,7 @@ impl EmbeddedCluster {
                     log_tail,
                 }) => {
                     return Err(EmbeddedError::NotReady {
-                        timeout: READY_TIMEOUT,
+                        timeout: cluster.ready_timeout(),
                         last_error,
                         log_path: cluster.log_path.clone(),
                         log_tail,
@@ -309,8 +342,17 @@ impl EmbeddedCluster {
         self.temporary
     }
 
+    /// How long [`Self::wait_until_ready`] waits.
+    fn ready_timeout(&self) -> Duration {
+        if self.recovering {
+            RECOVERY_TIMEOUT
+        } else {
+            READY_TIMEOUT
+        }
+    }
+
     async fn wait_until_ready(&self) -> Result<(), NotStarted> {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + self.ready_timeout();
         let mut connect_options = PgConnectOptions::new()
             .host("127.0.0.1")
             .port(self.port)
@@ -325,16 +367,16 @@ impl EmbeddedCluster {
         loop {
             // A probe can fail because the server is still starting ("the database system is
             // starting up", connection refused) or because it died; only the watchdog knows.
-            let last_error =
-                match tokio::time::timeout(CONNECT_TIMEOUT, connect_options.connect()).await {
-                    Ok(Ok(connection)) => {
-                        // Failing to say goodbye cleanly changes nothing about readiness.
-                        let _ = connection.close().await;
-                        return self.check_addresses(&connect_options).await;
-                    }
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-                };
+            let last_error = match self.probe(&connect_options).await {
+                Ok(Recovery::Over) => return self.check_addresses(&connect_options).await,
+                Ok(Recovery::Paused) => return Err(NotStarted::RecoveryPaused),
+                Ok(Recovery::Replaying) => {
+                    "it accepts connections but is still replaying WAL towards its recovery \
+                     target"
+                        .to_owned()
+                }
+                Err(error) => error,
+            };
             if let Some(status) = self
                 .watchdog
                 .as_ref()
@@ -359,6 +401,22 @@ impl EmbeddedCluster {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// One readiness probe: connects and, in archive recovery, asks how far it got.
+    async fn probe(&self, options: &PgConnectOptions) -> Result<Recovery, String> {
+        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_elapsed| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+            .map_err(|error| error.to_string())?;
+        let state = if self.recovering {
+            recovery::state(&mut connection).await
+        } else {
+            Ok(Recovery::Over)
+        };
+        // Failing to say goodbye cleanly changes nothing about readiness.
+        let _ = connection.close().await;
+        state
     }
 
     /// Checks that every address but the first (which the readiness probe used) reaches this
@@ -456,6 +514,8 @@ enum NotStarted {
         address: IpAddr,
         detail: String,
     },
+    /// It was started in archive recovery and paused at the target instead of promoting.
+    RecoveryPaused,
 }
 
 /// One attempt to bring a server up; blocking, so it runs on tokio's blocking pool.
@@ -498,6 +558,7 @@ impl Launch {
             self.user.take_ownership(&data_dir)?;
             self.initdb(&data_dir)?;
         }
+        let recovering = recovery::in_archive_recovery(&data_dir);
         let tls = self
             .options
             .tls
@@ -534,6 +595,7 @@ impl Launch {
             log_start,
             major_version: self.binaries.major_version(),
             temporary,
+            recovering,
             watchdog: Some(watchdog),
         })
     }
@@ -679,6 +741,13 @@ impl Launch {
             settings.push(("ssl_cert_file", tls.cert_file.clone().into()));
             settings.push(("ssl_key_file", tls.key_file.clone().into()));
         }
+        // The caller's come last: of two `-c` for one name, the server keeps the last.
+        settings.extend(
+            self.options
+                .settings
+                .iter()
+                .map(|(name, value)| (name.as_str(), OsString::from(value))),
+        );
         for (name, value) in settings {
             let mut setting = OsString::from(format!("{name}="));
             setting.push(value);

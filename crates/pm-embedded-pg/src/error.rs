@@ -65,6 +65,15 @@ pub enum EmbeddedError {
         detail: String,
     },
 
+    /// One of [`crate::EmbeddedOptions::settings`] cannot be passed to the server.
+    #[error("server setting {name:?} refused: {reason}")]
+    InvalidSetting {
+        /// The parameter's name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// A file-system operation on the cluster's directory failed.
     #[error("could not {action} {}: {source}", path.display())]
     Io {
@@ -125,9 +134,10 @@ pub enum EmbeddedError {
         log_tail: String,
     },
 
-    /// The server kept running but did not accept a connection before the deadline.
+    /// The server kept running but did not accept a connection (or, recovering to a target,
+    /// did not finish recovery and take writes) before the deadline.
     #[error(
-        "PostgreSQL did not accept connections within {timeout:?} (last error: {last_error}); \
+        "PostgreSQL was not ready within {timeout:?} (last error: {last_error}); \
          last lines of {}:\n{log_tail}",
         log_path.display()
     )]
@@ -136,6 +146,26 @@ pub enum EmbeddedError {
         timeout: Duration,
         /// The error of the last connection attempt.
         last_error: String,
+        /// The server log.
+        log_path: PathBuf,
+        /// Its last lines.
+        log_tail: String,
+    },
+
+    /// A data directory in archive recovery (`recovery.signal`, as a restore leaves it)
+    /// paused instead of promoting — at its recovery target, with `recovery_target_action =
+    /// 'pause'` — so it would take no writes until someone resumed it; the server was stopped.
+    #[error(
+        "PostgreSQL's recovery of {} paused instead of promoting (recovery_target_action = \
+         'pause', PostgreSQL's default, waits at the target; the log may give another reason); \
+         restore with recovery_target_action = 'promote', or start the directory yourself and \
+         run `SELECT pg_wal_replay_resume()`; last lines of {}:\n{log_tail}",
+        data_dir.display(),
+        log_path.display()
+    )]
+    RecoveryPaused {
+        /// The recovered data directory.
+        data_dir: PathBuf,
         /// The server log.
         log_path: PathBuf,
         /// Its last lines.

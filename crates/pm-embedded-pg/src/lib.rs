@@ -23,13 +23,19 @@
 //! and replication lag; [`EmbeddedOptions::logical_replication`] makes a cluster logical
 //! decoding (Debezium) can read.
 //!
+//! [`EmbeddedOptions::settings`] passes further server parameters (WAL archiving to a backup
+//! repository, say), and a data directory a point-in-time restore left in archive recovery is
+//! started until it has promoted, so that the cluster `start` returns takes writes.
+//!
 //! PostgreSQL refuses to run as root. When this process is root (as tests and CI are), `initdb`
 //! and `postgres` run as the `postgres` system user, which then owns the data directory.
 
 mod binaries;
 mod cluster;
 mod error;
+mod recovery;
 mod server_user;
+mod settings;
 mod tls;
 mod watchdog;
 

@@ -161,6 +161,7 @@ async fn init_server() -> Result<Server, String> {
                 // The Debezium tests stream the outbox through a logical replication slot.
                 logical_replication: true,
                 standby_of: None,
+                settings: Vec::new(),
             })
             .await
             .map_err(|e| {

@@ -4,6 +4,7 @@
 mod admin_ui;
 mod analytics;
 mod auth;
+mod backup;
 mod bench;
 mod captures;
 mod cli;
