@@ -211,12 +211,25 @@ async fn standbys_stream_the_primarys_writes_and_serve_reads_only() {
         .execute(&mut on_primary)
         .await
         .expect("insert");
-    let streaming: i64 =
-        sqlx::query_scalar("select count(*) from pg_stat_replication where state = 'streaming'")
-            .fetch_one(&mut on_primary)
-            .await
-            .expect("pg_stat_replication");
-    assert_eq!(streaming, 2, "both standbys stream from the primary");
+    // A standby is ready once it accepts connections; its WAL receiver may connect to the
+    // primary a moment later.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let streaming: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_replication where state = 'streaming'",
+        )
+        .fetch_one(&mut on_primary)
+        .await
+        .expect("pg_stat_replication");
+        if streaming == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both standbys stream from the primary: {streaming} do"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     for standby in &standbys {
         assert_ne!(standby.port(), primary.port());
