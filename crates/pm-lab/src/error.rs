@@ -75,6 +75,9 @@ pub enum LabError {
     Walk(String),
     #[error("HTTP baseline: {0}")]
     Http(String),
+    /// A standby did not keep up or catch up in time.
+    #[error("replication: {0}")]
+    Replication(String),
     /// A task panicked or was cancelled.
     #[error("a lab task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -18,7 +18,9 @@ use crate::generate::{hash, pick, timestamp, CURRENCIES, REASONS, STATUSES};
 use crate::loadtest::latency::ms;
 use crate::loadtest::report::{Knee, ScenarioInfo, StepReport};
 use crate::machine::MachineFacts;
-use crate::report::{fmt_count, fmt_ms};
+use crate::report::{
+    fmt_count, fmt_ms, fmt_services_env, fmt_walk_check, fmt_walk_mean, run_facts,
+};
 use crate::walks::WalkResult;
 use crate::LabError;
 
@@ -248,26 +250,7 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
         "# Partitioned vs unpartitioned, through the API — {}\n",
         r.started_at.format("%Y-%m-%d %H:%M UTC")
     );
-    let _ = writeln!(md, "- command: `{}`", r.machine.command_line);
-    let _ = writeln!(
-        md,
-        "- revision: {} · machine: {}",
-        r.machine.git_revision.as_deref().unwrap_or("unknown"),
-        r.machine.summary()
-    );
-    if let Some(v) = &r.machine.postgres_version {
-        let _ = writeln!(md, "- `{v}`");
-    }
-    if !r.machine.postgres_settings.is_empty() {
-        let settings = r
-            .machine
-            .postgres_settings
-            .iter()
-            .map(|(k, v)| format!("`{k}={v}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(md, "- settings: {settings}");
-    }
+    run_facts(&mut md, &r.machine);
     let _ = writeln!(
         md,
         "- history: {} order events and {} dispute events over the {} days before {}, in time order",
@@ -281,19 +264,10 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
         "- read walks: {} users for {} s per window, `GET /disputes/events?time_from=…&time_to=…&limit={}` page after page",
         r.walk.users, r.walk.seconds, r.walk.page_size
     );
-    let env = r
-        .services_env
-        .iter()
-        .map(|(k, v)| format!("`{k}={v}`"))
-        .collect::<Vec<_>>();
     let _ = writeln!(
         md,
         "- services: one `pmctl serve-api` per layout, {}",
-        if env.is_empty() {
-            "with its default settings (read pool of 4 connections)".to_owned()
-        } else {
-            format!("with {} (the rest default)", env.join(", "))
-        }
+        fmt_services_env(&r.services_env, "read pool of 4 connections")
     );
     for l in &r.layouts {
         let _ = writeln!(
@@ -326,25 +300,14 @@ pub fn markdown(r: &LayoutsReport, svg_name: &str) -> String {
                     ms(w.pages.p90_us),
                     ms(w.pages.p99_us),
                     w.walks.count,
-                    if w.walks.count == 0 {
-                        "–".to_owned()
-                    } else {
-                        fmt_ms(w.walks.mean_us / 1000.0)
-                    },
+                    fmt_walk_mean(w),
                     w.pages_per_walk,
                     fmt_count(w.rows_in_window),
                     w.cores.map_or("–".to_owned(), |c| format!(
                         "{:.2} / {:.2} / {:.2}",
                         c.generator, c.service, c.postgres
                     )),
-                    if w.ok() {
-                        "✓".to_owned()
-                    } else {
-                        format!(
-                            "✗ {} failed pages, {} walks off",
-                            w.failed_pages, w.inconsistent_walks
-                        )
-                    },
+                    fmt_walk_check(w),
                 );
             }
         }
@@ -439,6 +402,7 @@ mod tests {
             pages_per_walk: 10,
             inconsistent_walks: 0,
             cores: None,
+            read_sources: Default::default(),
         }
     }
 

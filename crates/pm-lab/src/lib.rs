@@ -20,6 +20,8 @@
 //!   `GET /disputes/events` over a fixed window (a closed model), every complete walk checked.
 //! - [`layouts`] puts the services on partitioned and unpartitioned event tables side by side
 //!   (`pmctl bench layouts`): the same history, the write knee and the read walks.
+//! - [`replication`] measures streaming standbys (`pmctl bench replication`): how stale their
+//!   reads are under a steady write load, and what routing the read walks to them changes.
 //!
 //! The lab talks to the system under test only from outside: over HTTP (webhooks to ingest
 //! or the API, reads from the API), and to PostgreSQL through a pool the caller hands it (a
@@ -33,6 +35,7 @@ pub mod layouts;
 pub mod loadtest;
 pub mod machine;
 pub mod partitioning;
+pub mod replication;
 pub mod report;
 pub mod statements;
 pub mod verify;

@@ -182,6 +182,11 @@ pub struct CpuSample {
     pub java: f64,
     /// Each counted process's group and CPU seconds, by pid.
     processes: HashMap<u32, (Group, f64)>,
+    /// Each counted process's parent, by pid: which PostgreSQL server a backend belongs to.
+    parents: HashMap<u32, u32>,
+    /// CPU seconds the whole machine has been busy (every process, this benchmark's or
+    /// not), from `/proc/stat`.
+    machine: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +212,13 @@ pub struct CoreShare {
 impl CpuSample {
     /// Reads every process's CPU time once; `service_pid` is the service under test's.
     pub fn take(service_pid: Option<u32>) -> CpuSample {
-        let mut sample = CpuSample::default();
+        let mut sample = CpuSample {
+            machine: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|t| busy_seconds(&t))
+                .unwrap_or(0.0),
+            ..CpuSample::default()
+        };
         let own = std::process::id();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return sample;
@@ -244,6 +255,9 @@ impl CpuSample {
             };
             *sample.group_mut(group) += seconds;
             sample.processes.insert(pid, (group, seconds));
+            if let Some(parent) = parent_pid(&stat) {
+                sample.parents.insert(pid, parent);
+            }
         }
         sample
     }
@@ -268,7 +282,7 @@ impl CpuSample {
                 service: self.service - earlier.service,
                 postgres: self.postgres - earlier.postgres,
                 java: self.java - earlier.java,
-                processes: HashMap::new(),
+                ..CpuSample::default()
             }
         } else {
             let mut used = CpuSample::default();
@@ -289,6 +303,57 @@ impl CpuSample {
             kafka: used.java / window,
         }
     }
+
+    /// Cores that the PostgreSQL server whose postmaster is `postmaster` used between
+    /// `earlier` and this sample: the postmaster and its children (backends, WAL sender or
+    /// receiver, replay, checkpointer …), process by process as in [`since`](Self::since).
+    /// Tells one server's share from another's on a machine running several.
+    pub fn server_cores(&self, earlier: &CpuSample, postmaster: u32, window: f64) -> f64 {
+        let used: f64 = self
+            .processes
+            .iter()
+            .filter(|(pid, (group, _))| {
+                *group == Group::Postgres
+                    && (**pid == postmaster || self.parents.get(pid) == Some(&postmaster))
+            })
+            .map(|(pid, (_, seconds))| {
+                let before = earlier.processes.get(pid).map_or(0.0, |(_, s)| *s);
+                (seconds - before).max(0.0)
+            })
+            .sum();
+        used / window.max(0.001)
+    }
+
+    /// Cores the whole machine was busy between `earlier` and this sample: with the groups'
+    /// shares, what else (another build, another benchmark) took its part meanwhile.
+    pub fn machine_cores(&self, earlier: &CpuSample, window: f64) -> f64 {
+        (self.machine - earlier.machine).max(0.0) / window.max(0.001)
+    }
+}
+
+/// The parent's pid of a `/proc/<pid>/stat` line (the field after the state).
+fn parent_pid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Busy CPU seconds of the machine from `/proc/stat`'s first line (`cpu  user nice system
+/// idle iowait irq softirq steal …`, in USER_HZ): everything but idle and iowait.
+fn busy_seconds(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy as f64 / 100.0)
 }
 
 /// `MemTotal:       24576000 kB` → bytes.
@@ -316,7 +381,7 @@ mod tests {
             service: 0.0,
             postgres: now.postgres - 2.0,
             java: now.java,
-            processes: HashMap::new(),
+            ..CpuSample::default()
         };
         let by_hand = CpuSample {
             processes: HashMap::new(),
@@ -353,6 +418,62 @@ mod tests {
         assert!(later.postgres < earlier.postgres, "the sums went backwards");
         let share = later.since(&earlier, 1.0);
         assert_eq!(share.postgres, 2.0, "0.5 + 1.0 + 0.5");
+    }
+
+    #[test]
+    fn one_servers_share_counts_its_postmaster_and_its_children_only() {
+        let sample = |processes: &[(u32, u32, f64)]| {
+            let mut s = CpuSample::default();
+            for &(pid, parent, seconds) in processes {
+                s.postgres += seconds;
+                s.processes.insert(pid, (Group::Postgres, seconds));
+                s.parents.insert(pid, parent);
+            }
+            s
+        };
+        // Server 100 (backends 101, 102) and server 200 (backend 201) on one machine.
+        let earlier = sample(&[
+            (100, 1, 1.0),
+            (101, 100, 2.0),
+            (200, 1, 1.0),
+            (201, 200, 3.0),
+        ]);
+        let later = sample(&[
+            (100, 1, 1.5),
+            (101, 100, 3.0),
+            (102, 100, 0.5),
+            (200, 1, 1.0),
+            (201, 200, 5.0),
+        ]);
+        assert_eq!(
+            later.server_cores(&earlier, 100, 2.0),
+            1.0,
+            "(0.5 + 1 + 0.5) / 2"
+        );
+        assert_eq!(later.server_cores(&earlier, 200, 2.0), 1.0);
+        assert_eq!(later.server_cores(&earlier, 300, 2.0), 0.0);
+    }
+
+    #[test]
+    fn reads_parents_and_the_machines_busy_time() {
+        let stat = "1234 (postgres: walsender) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 31";
+        assert_eq!(parent_pid(stat), Some(77));
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        let proc_stat = "cpu  100 5 50 9000 300 1 4 0 0 0\ncpu0 50 2 25 4500 150 0 2 0 0 0\n";
+        assert_eq!(busy_seconds(proc_stat), Some(1.6));
+        assert_eq!(busy_seconds("nothing"), None);
+        let (a, b) = (
+            CpuSample {
+                machine: 10.0,
+                ..CpuSample::default()
+            },
+            CpuSample {
+                machine: 13.0,
+                ..CpuSample::default()
+            },
+        );
+        assert_eq!(b.machine_cores(&a, 2.0), 1.5);
+        assert!(CpuSample::take(None).machine > 0.0);
     }
 
     #[test]

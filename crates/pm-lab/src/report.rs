@@ -73,6 +73,22 @@ pub fn write_layouts(
     .map_err(LabError::from)
 }
 
+/// Writes `replication-<ts>.json`, `.md` and `.svg` into `dir` (created if missing).
+pub fn write_replication(
+    dir: &Path,
+    report: &crate::replication::ReplicationReport,
+) -> Result<Written, LabError> {
+    write_files(
+        dir,
+        "replication",
+        &timestamp_slug(report.started_at),
+        &serde_json::to_string_pretty(report)?,
+        |svg_name| crate::replication::markdown(report, svg_name),
+        &chart::replication(report)?,
+    )
+    .map_err(LabError::from)
+}
+
 /// A report file that could not be written.
 #[derive(Debug)]
 pub struct FileError {
@@ -140,6 +156,75 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
     } else {
         format!("{ms:.2}")
     }
+}
+
+/// A complete walk's mean time in ms, `–` when no walk completed.
+pub(crate) fn fmt_walk_mean(w: &crate::walks::WalkResult) -> String {
+    if w.walks.count == 0 {
+        "–".to_owned()
+    } else {
+        fmt_ms(w.walks.mean_us / 1000.0)
+    }
+}
+
+/// `✓` for walks that all saw their window once without a failed page, else what went
+/// wrong.
+pub(crate) fn fmt_walk_check(w: &crate::walks::WalkResult) -> String {
+    if w.ok() {
+        "✓".to_owned()
+    } else {
+        format!(
+            "✗ {} failed pages, {} walks off",
+            w.failed_pages, w.inconsistent_walks
+        )
+    }
+}
+
+/// The server settings a report records, as `` `name=value` `` items; `None` without any.
+pub(crate) fn fmt_settings(m: &crate::machine::MachineFacts) -> Option<String> {
+    (!m.postgres_settings.is_empty()).then(|| {
+        m.postgres_settings
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// The list items a report of the services opens with: the command, the revision and
+/// machine, the server's version and its settings.
+pub(crate) fn run_facts(out: &mut String, m: &crate::machine::MachineFacts) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "- command: `{}`", m.command_line);
+    let _ = writeln!(
+        out,
+        "- revision: {} · machine: {}",
+        m.git_revision.as_deref().unwrap_or("unknown"),
+        m.summary()
+    );
+    if let Some(v) = &m.postgres_version {
+        let _ = writeln!(out, "- `{v}`");
+    }
+    if let Some(settings) = fmt_settings(m) {
+        let _ = writeln!(out, "- settings: {settings}");
+    }
+}
+
+/// How the services were configured: `with its default settings (<defaults>)`, or the
+/// `PM_*` settings they were given.
+pub(crate) fn fmt_services_env(
+    env: &std::collections::BTreeMap<String, String>,
+    defaults: &str,
+) -> String {
+    if env.is_empty() {
+        return format!("with its default settings ({defaults})");
+    }
+    let given = env
+        .iter()
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("with {given} (the rest default)")
 }
 
 /// `6.9×`, or `–` when undefined.

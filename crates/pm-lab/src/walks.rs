@@ -17,6 +17,7 @@
 //!
 //! [Goose]: https://book.goose.rs
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,12 @@ pub struct WalkResult {
     /// caller measured them (it knows the API's process).
     #[serde(default)]
     pub cores: Option<crate::machine::CoreShare>,
+    /// Answered pages by the server the API says they were read from (its `PM-Read-Source`
+    /// header: `primary` or `replica`; `unnamed` when the API has no replica configured
+    /// and so does not say). These include the pages that arrive after Goose stopped
+    /// counting at the end of the run, so they may add up to a little more than `pages`.
+    #[serde(default)]
+    pub read_sources: BTreeMap<String, u64>,
 }
 
 impl WalkResult {
@@ -141,6 +148,8 @@ struct Walk {
     rows_in_window: u64,
     /// Each complete walk.
     seen: Mutex<Vec<Walked>>,
+    /// Answered pages by read source.
+    sources: Mutex<BTreeMap<String, u64>>,
 }
 
 /// One complete walk.
@@ -177,6 +186,9 @@ struct PageShape {
     items: Vec<serde::de::IgnoredAny>,
     next_cursor: Option<String>,
 }
+
+/// The API's response header naming the server a read came from (when it has replicas).
+const READ_SOURCE_HEADER: &str = "pm-read-source";
 
 fn transaction_error(message: String) -> Box<TransactionError> {
     Box::new(TransactionError::Custom(message))
@@ -222,6 +234,15 @@ async fn next_page(user: &mut GooseUser, walk: Arc<Walk>) -> TransactionResult {
             return Err(transaction_error(format!("no answer: {e}")));
         }
     };
+    let source = response
+        .headers()
+        .get(READ_SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unnamed")
+        .to_owned();
+    if let Ok(mut sources) = walk.sources.lock() {
+        *sources.entry(source).or_default() += 1;
+    }
     let page: PageShape = match response.json().await {
         Ok(page) => page,
         Err(e) => {
@@ -292,6 +313,7 @@ pub async fn walk(
         authorization: format!("Bearer {}", config.api_key),
         rows_in_window,
         seen: Mutex::new(Vec::new()),
+        sources: Mutex::new(BTreeMap::new()),
     });
     let shared = Arc::clone(&walk);
     let function: TransactionFunction =
@@ -341,6 +363,7 @@ pub async fn walk(
                 )
             });
     let seen = walk.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let read_sources = walk.sources.lock().map(|s| s.clone()).unwrap_or_default();
     // Goose times failed requests too; the count is of answered pages.
     let page_timing = Timing {
         count: ok_pages,
@@ -359,6 +382,7 @@ pub async fn walk(
         pages_per_walk: seen.first().map_or(0, |w| w.pages),
         inconsistent_walks: seen.iter().filter(|w| w.rows != rows_in_window).count() as u64,
         cores: None,
+        read_sources,
     })
 }
 

@@ -61,24 +61,24 @@ pub(crate) fn partitioning(report: &PartitioningReport) -> Result<String, LabErr
             super::fmt_count(report.setup.rows),
             report.setup.days
         ),
-        &groups,
         (
             "median execution time, ms (log scale)",
+            &groups,
             series(|l| l.median_ms),
         ),
         (
             "pages touched, shared hit + read (log scale)",
+            &groups,
             series(|l| l.pages as f64),
         ),
     )
 }
 
-/// A titled chart of two panels of grouped bars over the same groups.
+/// A titled chart of two panels of grouped bars, each a caption, its groups and its series.
 fn two_panels(
     title: &str,
-    groups: &[String],
-    (top_caption, top_series): (&str, Vec<Series>),
-    (bottom_caption, bottom_series): (&str, Vec<Series>),
+    (top_caption, top_groups, top_series): (&str, &[String], Vec<Series>),
+    (bottom_caption, bottom_groups, bottom_series): (&str, &[String], Vec<Series>),
 ) -> Result<String, LabError> {
     let mut svg = String::new();
     {
@@ -89,8 +89,8 @@ fn two_panels(
             .titled(title, ("sans-serif", 22))
             .map_err(chart_error)?;
         let (top, bottom) = root.split_vertically(PANEL_HEIGHT);
-        grouped_bars(&top, top_caption, groups, &top_series)?;
-        grouped_bars(&bottom, bottom_caption, groups, &bottom_series)?;
+        grouped_bars(&top, top_caption, top_groups, &top_series)?;
+        grouped_bars(&bottom, bottom_caption, bottom_groups, &bottom_series)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -219,19 +219,87 @@ pub(crate) fn layouts(report: &crate::layouts::LayoutsReport) -> Result<String, 
             "GET /disputes/events walks, {} users, per layout",
             report.walk.users
         ),
-        &groups,
         (
             "page time, mean ms (log scale)",
+            &groups,
             series(|w| w.pages.mean_us / 1000.0),
         ),
         (
             "complete walk, mean ms (log scale)",
+            &groups,
             series(|w| w.walks.mean_us / 1000.0),
         ),
     )
 }
 
 /// `65`, `3.8k`, `0.42`: fits above a bar.
+/// A bar series: its legend, its colour and the value it takes of each item.
+type Measure<T> = (&'static str, Layout, fn(&T) -> f64);
+
+/// One series per measure, one value per item (no bar where it is not above zero).
+fn series_of<T>(items: &[T], measures: &[Measure<T>]) -> Vec<Series> {
+    measures
+        .iter()
+        .map(|(label, layout, value)| Series {
+            label: (*label).to_owned(),
+            color: color(*layout),
+            values: items
+                .iter()
+                .map(|item| Some(value(item)).filter(|v| *v > 0.0))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Streaming replicas: each standby's staleness above, the read walks per number of
+/// replicas below.
+pub(crate) fn replication(
+    report: &crate::replication::ReplicationReport,
+) -> Result<String, LabError> {
+    fn ms(us: u64) -> f64 {
+        us as f64 / 1000.0
+    }
+    let standbys = &report.load.standbys;
+    let staleness = series_of(
+        standbys,
+        &[
+            ("p50", Layout::Indexed, |s| ms(s.visible_after.p50_us)),
+            ("p99", Layout::Partitioned, |s| ms(s.visible_after.p99_us)),
+            ("max", Layout::Clustered, |s| ms(s.visible_after.max_us)),
+        ],
+    );
+    let walks = series_of(
+        &report.reads,
+        &[
+            ("pages/s", Layout::Indexed, |r| r.walk.pages_per_second),
+            ("page p99, ms", Layout::Clustered, |r| {
+                ms(r.walk.pages.p99_us)
+            }),
+        ],
+    );
+    let reads: Vec<String> = report
+        .reads
+        .iter()
+        .map(|r| format!("{} replica(s)", r.replicas))
+        .collect();
+    two_panels(
+        "Streaming replicas: staleness under load, reads routed to them",
+        (
+            "visible on the standby after the primary's ack, ms (log scale)",
+            &standbys
+                .iter()
+                .map(|s| s.standby.clone())
+                .collect::<Vec<_>>(),
+            staleness,
+        ),
+        (
+            "GET /disputes/events walks by replicas configured (log scale)",
+            &reads,
+            walks,
+        ),
+    )
+}
+
 fn short_number(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)

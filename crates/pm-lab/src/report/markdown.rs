@@ -18,13 +18,7 @@ fn machine_section(out: &mut String, m: &MachineFacts) {
     if let Some(v) = &m.postgres_version {
         let _ = writeln!(out, "- `{v}`");
     }
-    if !m.postgres_settings.is_empty() {
-        let settings = m
-            .postgres_settings
-            .iter()
-            .map(|(k, v)| format!("`{k}={v}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+    if let Some(settings) = super::fmt_settings(m) {
         let _ = writeln!(out, "- settings: {settings}");
     }
     let _ = writeln!(out, "- command: `{}`\n", m.command_line);

@@ -125,11 +125,7 @@ pub fn layouts_table(report: &crate::layouts::LayoutsReport) -> Table {
                     fmt_ms(w.pages.mean_us / 1000.0),
                     ms(w.pages.p99_us),
                     fmt_count(w.walks.count),
-                    if w.walks.count == 0 {
-                        "–".to_owned()
-                    } else {
-                        fmt_ms(w.walks.mean_us / 1000.0)
-                    },
+                    super::fmt_walk_mean(w),
                     fmt_count(w.pages_per_walk),
                     w.cores.map_or("–".to_owned(), |c| {
                         format!("{:.2}/{:.2}/{:.2}", c.generator, c.service, c.postgres)

@@ -26,6 +26,7 @@ use crate::args::{duration, DatabaseArgs};
 mod kafka;
 mod layouts;
 mod outbox;
+mod replication;
 
 /// Benchmarks whose results go to `bench-results/`.
 #[derive(Debug, clap::Args)]
@@ -63,6 +64,12 @@ enum BenchCommand {
     /// with the outbox on and off). Starts its own PostgreSQL (wal_level=logical), a local
     /// single-node Apache Kafka unless --kafka-brokers is given, and Debezium.
     Outbox(outbox::OutboxBenchArgs),
+    /// Streaming replicas: how stale each of two standbys' reads are while the primary
+    /// takes a steady webhook load near the sync-mode knee (a heartbeat written on the
+    /// primary, polled on each standby: p50/p99/max), and the read walks of `bench layouts`
+    /// through a `serve-api` given 0, 1 and 2 of them as `--database-replica-url`, with the
+    /// CPU of each process. Starts its own durable PostgreSQL with two streaming standbys.
+    Replication(replication::ReplicationArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +137,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Kafka(a) => kafka::run(a).await,
         BenchCommand::Layouts(a) => layouts::run(a).await,
         BenchCommand::Outbox(a) => outbox::run(a).await,
+        BenchCommand::Replication(a) => replication::run(a).await,
     }
 }
 

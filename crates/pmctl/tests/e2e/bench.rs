@@ -6,6 +6,23 @@ use serde_json::Value;
 
 use crate::process::{run, text};
 
+/// A benchmark's report, `<kind>-<time>` as JSON, Markdown and SVG, is in `dir`.
+fn assert_report_written(dir: &std::path::Path, kind: &str) {
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .expect("out")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for ext in ["json", "md", "svg"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with(&format!("{kind}-")) && f.ends_with(ext)),
+            "{files:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bench_layouts_writes_and_walks_both_layouts_and_checks_every_walk() {
     let db = TestDatabase::new().await;
@@ -91,19 +108,7 @@ async fn bench_layouts_writes_and_walks_both_layouts_and_checks_every_walk() {
             .join(writes["report"].as_str().expect("report file"));
         assert!(linked.exists(), "{}", linked.display());
     }
-    let files: Vec<String> = std::fs::read_dir(out.path())
-        .expect("out")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    for ext in ["json", "md", "svg"] {
-        assert!(
-            files
-                .iter()
-                .any(|f| f.starts_with("layouts-") && f.ends_with(ext)),
-            "{files:?}"
-        );
-    }
+    assert_report_written(out.path(), "layouts");
     // The benchmark's databases are gone.
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'pm_bench_%'")
@@ -174,4 +179,112 @@ async fn bench_outbox_measures_both_relays_and_the_write_path() {
         .collect();
     assert_eq!(outbox, [false, true]);
     assert!(writes.iter().all(|w| w["webhooks"] == 200));
+}
+
+/// `pmctl bench replication`: a primary with two standbys, the staleness of each measured
+/// under a (tiny) webhook load, and the walks with reads routed to 0, 1 and 2 replicas —
+/// checks that the benchmark works and says where reads went, not the numbers.
+#[tokio::test]
+async fn bench_replication_measures_staleness_and_routes_walks_to_replicas() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let done = tokio::task::spawn_blocking({
+        let out = out.path().display().to_string();
+        move || {
+            run(
+                &[
+                    "bench",
+                    "replication",
+                    "--rate",
+                    "50",
+                    "--duration",
+                    "2s",
+                    "--warmup",
+                    "1s",
+                    "--connections",
+                    "4",
+                    "--history-days",
+                    "2",
+                    "--history-rows",
+                    "2000",
+                    "--users",
+                    "2",
+                    "--walk-duration",
+                    "2s",
+                    "--page-size",
+                    "250",
+                    "--json",
+                    "--out",
+                    &out,
+                ],
+                &[],
+            )
+        }
+    })
+    .await
+    .expect("bench ran");
+    assert!(done.status.success(), "{}", text(&done));
+    let report: Value = serde_json::from_slice(&done.stdout).expect("a JSON report");
+    assert_eq!(report["standbys"], 2);
+
+    let load = &report["load"];
+    let step = &load["writes"]["steps"][0];
+    assert_eq!(step["offered_rate"], 50.0, "{load}");
+    assert!(step["achieved_rate"].as_f64() > Some(0.0), "{load}");
+    let linked = out
+        .path()
+        .join(load["writes"]["report"].as_str().expect("report file"));
+    assert!(linked.exists(), "{}", linked.display());
+    let standbys = load["standbys"].as_array().expect("standbys");
+    assert_eq!(standbys.len(), 2, "{load}");
+    for s in standbys {
+        // 2 s of a heartbeat every 10 ms: about 200, each seen on the standby.
+        let beats = s["heartbeats"].as_u64().expect("heartbeats");
+        assert!(beats >= 50, "{s}");
+        assert_eq!(s["missing"], 0, "{s}");
+        assert_eq!(s["visible_after"]["count"].as_u64(), Some(beats), "{s}");
+        assert!(s["behind_bytes"]["samples"].as_u64() > Some(0), "{s}");
+    }
+    assert!(load["cores"]["primary"].as_f64() > Some(0.0), "{load}");
+    assert_eq!(load["cores"]["standbys"].as_array().map(Vec::len), Some(2));
+
+    let reads = report["reads"].as_array().expect("reads");
+    let replicas: Vec<u64> = reads
+        .iter()
+        .filter_map(|r| r["replicas"].as_u64())
+        .collect();
+    assert_eq!(replicas, [0, 1, 2]);
+    for r in reads {
+        let w = &r["walk"];
+        // 2,000 rows over 2 days: about 1,000 in the last day, in pages of 250.
+        let rows = w["rows_in_window"].as_u64().expect("rows");
+        assert!((900..=1100).contains(&rows), "{w}");
+        assert!(
+            w["walks"]["count"].as_u64() > Some(0),
+            "a walk completed: {w}"
+        );
+        assert_eq!(w["failed_pages"], 0, "{w}");
+        assert_eq!(w["inconsistent_walks"], 0, "{w}");
+        // Pages by where they were read from (the readers count pages Goose answered after
+        // its run time too, so the sum may exceed `pages.count` a little).
+        let pages = w["pages"]["count"].as_u64().expect("pages");
+        let sources = w["read_sources"].as_object().expect("read sources");
+        let only = |source: &str| {
+            sources.len() == 1 && sources.get(source).and_then(Value::as_u64) >= Some(pages)
+        };
+        if r["replicas"] == 0 {
+            // Without replicas the API does not say: every read is the primary's.
+            assert!(only("unnamed"), "{w}");
+        } else {
+            assert!(only("replica"), "every read from a replica: {w}");
+            // The standbys' share of the CPU shows which served the reads.
+            let standby_cores: f64 = r["cores"]["standbys"]
+                .as_array()
+                .expect("standbys' cores")
+                .iter()
+                .filter_map(Value::as_f64)
+                .sum();
+            assert!(standby_cores > 0.0, "{r}");
+        }
+    }
+    assert_report_written(out.path(), "replication");
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use pm_embedded_pg::EmbeddedCluster;
 use pm_lab::layouts::{self, History, LayoutRun, LayoutsReport, StepBrief, WalkSettings, Writes};
 use pm_lab::loadtest::engine::EngineConfig;
@@ -51,34 +51,14 @@ pub(super) struct LayoutsArgs {
     /// Windows (days before the run) the readers walk, one measurement each.
     #[arg(long, value_delimiter = ',', default_value = "1,30")]
     windows: Vec<u32>,
-    /// Concurrent readers (Goose users, each waiting for a page before the next).
-    #[arg(long, default_value_t = 8)]
-    users: usize,
-    /// How long the readers walk each window.
-    #[arg(long, default_value = "30s", value_parser = duration)]
-    walk_duration: Duration,
-    /// Events per page (`limit`, 1 to 1000).
-    #[arg(long, default_value_t = 1000)]
-    page_size: u32,
+    #[command(flatten)]
+    readers: ReaderArgs,
     /// Offered webhook rates of a write sweep against each layout, e.g. `1000,2000,3000`;
     /// without them, reads only.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
-    /// Scenario the webhooks of the sweep come from (as for `pmctl loadtest`).
-    #[arg(long, default_value = loadtest::DEFAULT_SCENARIO)]
-    scenario: PathBuf,
-    /// Measured duration of each sweep step.
-    #[arg(long, default_value = "20s", value_parser = duration)]
-    duration: Duration,
-    /// Warm-up before each step.
-    #[arg(long, default_value = "2s", value_parser = duration)]
-    warmup: Duration,
-    /// Webhook generator connections.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// A sweep step passes when its p99 is at most this.
-    #[arg(long, default_value = "50ms", value_parser = duration)]
-    slo_p99: Duration,
+    #[command(flatten)]
+    load: WriteArgs,
     /// Keep the two databases afterwards (to look at them; pointless with the embedded
     /// server).
     #[arg(long)]
@@ -104,6 +84,35 @@ impl LayoutsArgs {
                 self.history_days
             );
         }
+        self.readers.check()
+    }
+
+    fn write_plan(&self) -> WritePlan<'_> {
+        WritePlan {
+            bench: "bench layouts",
+            load: &self.load,
+            rates: self.rates.clone(),
+            out: &self.out,
+        }
+    }
+}
+
+/// The readers of a benchmark's walks through its `serve-api` (see `pm_lab::walks`).
+#[derive(Debug, clap::Args)]
+pub(super) struct ReaderArgs {
+    /// Concurrent readers (Goose users, each waiting for a page before the next).
+    #[arg(long, default_value_t = 8)]
+    pub(super) users: usize,
+    /// How long the readers walk in each measurement.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub(super) walk_duration: Duration,
+    /// Events per page (`limit`, 1 to 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub(super) page_size: u32,
+}
+
+impl ReaderArgs {
+    pub(super) fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.users > 0, "--users: at least one reader");
         anyhow::ensure!(
             (1..=1000).contains(&self.page_size),
@@ -116,13 +125,69 @@ impl LayoutsArgs {
         Ok(())
     }
 
+    /// The walks against `api_url` with `api_key`, over windows ending at `until`.
+    pub(super) fn config(&self, api_url: &str, api_key: &str, until: DateTime<Utc>) -> WalkConfig {
+        WalkConfig {
+            api_url: api_url.to_owned(),
+            api_key: api_key.to_owned(),
+            users: self.users,
+            duration: self.walk_duration,
+            page_size: self.page_size,
+            until,
+        }
+    }
+
+    /// The settings for the report, with the windows walked.
+    pub(super) fn settings(&self, windows_days: Vec<u32>) -> WalkSettings {
+        WalkSettings {
+            users: self.users,
+            seconds: self.walk_duration.as_secs(),
+            page_size: self.page_size,
+            windows_days,
+        }
+    }
+}
+
+/// How a benchmark's webhook load is sent: a scenario's webhooks straight to its own
+/// `serve-api` at fixed rates, one load-test step per rate.
+#[derive(Debug, clap::Args)]
+pub(super) struct WriteArgs {
+    /// Scenario the webhooks come from (as for `pmctl loadtest`).
+    #[arg(long, default_value = loadtest::DEFAULT_SCENARIO)]
+    scenario: PathBuf,
+    /// Measured duration of each step of the write load.
+    #[arg(long, default_value = "20s", value_parser = duration)]
+    pub(super) duration: Duration,
+    /// Warm-up before each step.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub(super) warmup: Duration,
+    /// Webhook generator connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// A step passes when its p99 is at most this.
+    #[arg(long, default_value = "50ms", value_parser = duration)]
+    slo_p99: Duration,
+}
+
+/// A write load at `rates` (the load test's engine; its full report is written into `out`
+/// beside the benchmark's).
+pub(super) struct WritePlan<'a> {
+    /// The command, for the load-test report's note on statement statistics.
+    pub(super) bench: &'static str,
+    pub(super) load: &'a WriteArgs,
+    pub(super) rates: Vec<f64>,
+    pub(super) out: &'a std::path::Path,
+}
+
+impl WritePlan<'_> {
     fn settings(&self) -> Settings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let load = self.load;
         Settings {
-            connections: self.connections,
-            warmup_ms: ms(self.warmup),
-            duration_ms: ms(self.duration),
-            slo_p99_ms: self.slo_p99.as_secs_f64() * 1000.0,
+            connections: load.connections,
+            warmup_ms: ms(load.warmup),
+            duration_ms: ms(load.duration),
+            slo_p99_ms: load.slo_p99.as_secs_f64() * 1000.0,
             request_timeout_ms: 10_000,
             late_after_ms: 5,
             give_up_after_ms: 10_000,
@@ -162,7 +227,7 @@ async fn recreate(admin: &PgPool, name: &str) -> anyhow::Result<()> {
 
 /// A database of `layout` holding the history; returns its URL and how long the history
 /// took to write.
-async fn prepare(
+pub(super) async fn prepare(
     admin: &PgPool,
     admin_url: &str,
     layout: Layout,
@@ -188,14 +253,15 @@ async fn prepare(
     Ok((url, pool, seconds))
 }
 
-/// The write sweep against one layout's API; its full report is written beside ours.
-async fn writes(
-    args: &LayoutsArgs,
+/// The write sweep against a benchmark's API; its full report is written beside ours.
+pub(super) async fn writes(
+    plan: &WritePlan<'_>,
     api_url: &str,
     secret: &str,
     facts: &MachineFacts,
 ) -> anyhow::Result<(Writes, ScenarioInfo)> {
-    let (text, file) = loadtest::scenario_text(&args.scenario)?;
+    let load = plan.load;
+    let (text, file) = loadtest::scenario_text(&load.scenario)?;
     let scenario =
         Scenario::from_toml(&text).map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
     let info = ScenarioInfo {
@@ -213,20 +279,20 @@ async fn writes(
             run_id: run_id.clone(),
         },
     )?;
-    let settings = args.settings();
+    let settings = plan.settings();
     let config = SweepConfig {
         engine: EngineConfig {
             target: api_url.to_owned(),
             secret: secret.as_bytes().to_vec(),
-            connections: args.connections,
+            connections: load.connections,
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             late_after: Duration::from_millis(settings.late_after_ms),
             give_up_after: Duration::from_millis(settings.give_up_after_ms),
         },
-        rates: args.rates.clone(),
-        warmup: args.warmup,
-        duration: args.duration,
-        criteria: SloCriteria::new(args.slo_p99),
+        rates: plan.rates.clone(),
+        warmup: load.warmup,
+        duration: load.duration,
+        criteria: SloCriteria::new(load.slo_p99),
         verify: None,
         cooldown: Duration::from_secs(2),
         progress: true,
@@ -243,10 +309,10 @@ async fn writes(
         database: DatabaseSide {
             facts: facts.clone(),
             statements: None,
-            statements_unavailable: Some(
-                "not collected by `bench layouts` (run `pmctl loadtest --database-url` on one layout)"
-                    .to_owned(),
-            ),
+            statements_unavailable: Some(format!(
+                "not collected by `{}` (run `pmctl loadtest --database-url` against its setup)",
+                plan.bench
+            )),
         },
         baseline: None,
         // Progress goes to stderr: stdout is the report's (--json).
@@ -254,7 +320,7 @@ async fn writes(
         kafka: None,
     })
     .await?;
-    let written = pm_lab::loadtest::report::write_reports(&args.out, &run)?;
+    let written = pm_lab::loadtest::report::write_reports(plan.out, &run)?;
     let file_name = |p: &std::path::Path| {
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
@@ -269,6 +335,21 @@ async fn writes(
     ))
 }
 
+/// An API key with scope `read` for a benchmark's readers, named `name`.
+pub(super) async fn readers_key(pool: &PgPool, name: &str) -> anyhow::Result<String> {
+    let (_, key) = pm_storage::api_keys::create(
+        pool,
+        name,
+        &[pm_domain::api_key::Scope::Read],
+        None,
+        &pm_storage::audit::Actor::new(format!("cli:{name}"), None),
+        pm_domain::time::now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the readers' API key: {e}"))?;
+    Ok(key)
+}
+
 /// Everything for one layout: database, history, API, writes, walks.
 async fn one_layout(
     args: &LayoutsArgs,
@@ -281,16 +362,7 @@ async fn one_layout(
 ) -> anyhow::Result<(LayoutRun, Option<ScenarioInfo>)> {
     let (url, pool, seed_seconds) = prepare(admin, admin_url, layout, history).await?;
     let dispute_events_bytes = layouts::dispute_events_bytes(&pool).await?;
-    let (_, key) = pm_storage::api_keys::create(
-        &pool,
-        "bench-layouts",
-        &[pm_domain::api_key::Scope::Read],
-        None,
-        &pm_storage::audit::Actor::new("cli:bench-layouts", None),
-        pm_domain::time::now(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot create the readers' API key: {e}"))?;
+    let key = readers_key(&pool, "bench-layouts").await?;
     let secret = format!("whsec_{}", random_token());
     let mut api = spawn(
         "serve-api",
@@ -309,24 +381,17 @@ async fn one_layout(
             (None, None)
         } else {
             eprintln!("write sweep, {layout}:");
-            let (w, s) = writes(args, &api.url, &secret, facts).await?;
+            let (w, s) = writes(&args.write_plan(), &api.url, &secret, facts).await?;
             (Some(w), Some(s))
         };
-        let config = WalkConfig {
-            api_url: api.url.clone(),
-            api_key: key.clone(),
-            users: args.users,
-            duration: args.walk_duration,
-            page_size: args.page_size,
-            until: history.until,
-        };
+        let config = args.readers.config(&api.url, &key, history.until);
         let mut results = Vec::new();
         for days in &args.windows {
             let rows = layouts::rows_in_window(&pool, history.until, *days).await?;
             eprintln!(
                 "read walks, {layout}, last {days} day(s) ({rows} rows): {} users for {} s…",
-                args.users,
-                args.walk_duration.as_secs()
+                args.readers.users,
+                args.readers.walk_duration.as_secs()
             );
             let before = (CpuSample::take(api.pid()), Instant::now());
             let mut result = walks::walk(&config, *days, rows).await?;
@@ -360,9 +425,30 @@ async fn one_layout(
     result
 }
 
+/// When a benchmark of the services starts: now, the history ending now (whole seconds), and
+/// the facts of the machine and of the server `admin` is on, for its report.
+pub(super) async fn started(
+    admin: &PgPool,
+    days: u32,
+    rows: u64,
+) -> anyhow::Result<(DateTime<Utc>, History, MachineFacts)> {
+    let started_at = Utc::now();
+    let history = History {
+        days,
+        rows,
+        until: started_at.trunc_subsecs(0),
+    };
+    let mut facts = MachineFacts::host(&command_line(), crate::BUILD.revision);
+    facts
+        .add_database(admin)
+        .await
+        .context("reading the server's version and settings for the report")?;
+    Ok((started_at, history, facts))
+}
+
 /// The `PM_*` settings the services inherit from this environment (pool sizes, group
 /// commit, …), for the report; anything that may hold a secret is left out.
-fn services_env() -> std::collections::BTreeMap<String, String> {
+pub(super) fn services_env() -> std::collections::BTreeMap<String, String> {
     std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("PM_")
@@ -377,17 +463,8 @@ pub(super) async fn run(args: LayoutsArgs) -> anyhow::Result<()> {
     args.check()?;
     let (admin_url, cluster) = server(&args.db).await?;
     let admin = bench_pool(&admin_url)?;
-    let started_at = Utc::now();
-    let history = History {
-        days: args.history_days,
-        rows: args.history_rows,
-        until: started_at.trunc_subsecs(0),
-    };
-    let mut facts = MachineFacts::host(&command_line(), crate::BUILD.revision);
-    facts
-        .add_database(&admin)
-        .await
-        .context("reading the server's version and settings for the report")?;
+    let (started_at, history, facts) =
+        started(&admin, args.history_days, args.history_rows).await?;
     let logs = std::env::temp_dir().join(format!("pmctl-bench-layouts-{}", &random_token()[..8]));
     std::fs::create_dir_all(&logs)?;
     let mut runs = Vec::new();
@@ -420,12 +497,7 @@ pub(super) async fn run(args: LayoutsArgs) -> anyhow::Result<()> {
         finished_at: Utc::now(),
         machine: facts,
         history,
-        walk: WalkSettings {
-            users: args.users,
-            seconds: args.walk_duration.as_secs(),
-            page_size: args.page_size,
-            windows_days: args.windows.clone(),
-        },
+        walk: args.readers.settings(args.windows.clone()),
         scenario,
         services_env: services_env(),
         layouts: runs,
