@@ -6,10 +6,12 @@
 //! of the last transaction it replayed (`pg_last_xact_replay_timestamp`) — and takes a
 //! replica out of rotation while that exceeds the maximum lag or it does not answer (with a
 //! log line and the metrics `pm_db_replica_lag_seconds` / `pm_db_replica_in_rotation`).
-//! [`ReadPools::pick`] returns the least-lagged replica in rotation, or the primary when none
-//! is; writes, and reads that must see a write just made, use the primary's pools directly.
+//! [`ReadPools::pick`] takes the replicas in rotation in turn (each is within the maximum
+//! lag, and taking turns is what makes a second replica add read capacity), or the primary
+//! when none is; writes, and reads that must see a write just made, use the primary's pools
+//! directly.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +61,8 @@ pub struct ReadPools {
     replicas: Vec<Replica>,
     max_lag: Duration,
     metrics: ReplicaMetrics,
+    /// Counts picks, so that the replicas in rotation take turns.
+    turn: AtomicUsize,
 }
 
 impl ReadPools {
@@ -83,6 +87,7 @@ impl ReadPools {
                 .collect(),
             max_lag,
             metrics: ReplicaMetrics::default(),
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -116,16 +121,22 @@ impl ReadPools {
             .collect()
     }
 
-    /// Where a read goes now: the least-lagged replica in rotation, else the primary.
+    /// Where a read goes now: the next replica in rotation, in turn, else the primary.
     pub fn pick(&self) -> Read<'_> {
-        let best = self
+        let in_rotation = |r: &&Replica| r.in_rotation.load(Ordering::Relaxed);
+        let count = self.replicas.iter().filter(in_rotation).count();
+        if count == 0 {
+            return self.get(None);
+        }
+        let nth = self.turn.fetch_add(1, Ordering::Relaxed) % count;
+        let chosen = self
             .replicas
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.in_rotation.load(Ordering::Relaxed))
-            .min_by_key(|(_, r)| r.lag_micros.load(Ordering::Relaxed))
+            .filter(|(_, r)| in_rotation(r))
+            .nth(nth)
             .map(|(i, _)| i);
-        self.get(best)
+        self.get(chosen)
     }
 
     /// The pool [`pick`](Self::pick) chose before (so that one request reads from one
@@ -236,4 +247,37 @@ async fn lag_of(pool: &PgPool) -> Result<Duration, sqlx::Error> {
     Ok(seconds.map_or(Duration::MAX, |s| {
         Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy_pool(port: u16) -> PgPool {
+        // Never connected: picking a pool does not touch it.
+        sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy(&format!("postgres://nobody@127.0.0.1:{port}/none"))
+            .expect("a lazy pool")
+    }
+
+    #[tokio::test]
+    async fn replicas_in_rotation_take_turns_and_the_primary_reads_when_none_is() {
+        let pools = ReadPools::new(
+            lazy_pool(1),
+            (2..=4)
+                .map(|p| (format!("replica-{p}"), lazy_pool(p)))
+                .collect(),
+            Duration::from_secs(5),
+        );
+        // None in rotation yet: the primary.
+        assert_eq!(pools.pick().replica, None);
+        pools.replicas[0].in_rotation.store(true, Ordering::Relaxed);
+        pools.replicas[2].in_rotation.store(true, Ordering::Relaxed);
+        let picked: Vec<_> = (0..4).map(|_| pools.pick().replica).collect();
+        assert_eq!(picked, [Some(0), Some(2), Some(0), Some(2)]);
+        pools.replicas[0]
+            .in_rotation
+            .store(false, Ordering::Relaxed);
+        assert!((0..3).all(|_| pools.pick().replica == Some(2)));
+    }
 }
