@@ -176,10 +176,12 @@ fn panel_expressions(dashboard: &str, panels: &[serde_json::Value], out: &mut Ve
     }
 }
 
-/// The `## ` headings of the runbook.
+/// The `## ` headings of the runbook's alert sections: those before its `# Procedures` part
+/// (failover, backup and restore), which belong to no alert.
 pub fn runbook_sections() -> Vec<String> {
     read(&runbook_path())
         .lines()
+        .take_while(|l| l.trim() != "# Procedures")
         .filter_map(|l| l.strip_prefix("## "))
         .map(|h| h.trim().to_owned())
         .collect()
