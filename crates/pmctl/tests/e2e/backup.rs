@@ -13,7 +13,7 @@ use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
 use pm_scenario::Ledger;
 use sqlx::PgPool;
 
-use crate::process::{eventually, free_port, path, run, text, Pmctl, SECRET};
+use crate::process::{api_key_in, eventually, free_port, path, run, text, Pmctl, SECRET};
 
 /// Tables whose rows must be at the restored moment exactly as they were.
 const TABLES: [&str; 7] = [
@@ -243,16 +243,7 @@ async fn a_restore_to_a_moment_holds_exactly_what_was_committed_by_then() {
     let migrated = run(&["migrate"], &[("PM_DATABASE_URL", &url), QUIET]);
     assert!(migrated.status.success(), "{}", text(&migrated));
     let pool = pm_storage::connect(&url, &Default::default()).expect("pool");
-    let (_, key) = pm_storage::api_keys::create(
-        &pool,
-        "backup-e2e",
-        &pm_domain::api_key::Scope::ALL,
-        None,
-        &pm_storage::audit::Actor::new("cli:e2e", None),
-        pm_domain::time::now(),
-    )
-    .await
-    .expect("an API key");
+    let key = api_key_in(&pool).await;
     backup_sh(&["backup", "full"], &config_dir);
 
     // A, an incremental backup, the moment, then B.

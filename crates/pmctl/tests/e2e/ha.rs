@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::process::{
-    eventually, free_port, order_json, run, send_webhook, text, write_file, Pmctl, SECRET,
+    api_key_in, eventually, free_port, order_json, run, send_webhook, text, write_file, Pmctl,
+    SECRET,
 };
 
 /// A cluster of `scripts/ha.sh`, stopped (and its directory deleted) on drop.
@@ -337,16 +338,7 @@ async fn api_on(ha: &Ha, provider_port: u16, args: &[&str], env: &[(&str, &str)]
     let out = run(&["migrate"], &[("PM_DATABASE_URL", &ha.write_url)]);
     assert!(out.status.success(), "migrate: {}", text(&out));
     let pool = pm_storage::connect(&ha.write_url, &Default::default()).expect("pool");
-    let (_, key) = pm_storage::api_keys::create(
-        &pool,
-        "ha-e2e",
-        &pm_domain::api_key::Scope::ALL,
-        None,
-        &pm_storage::audit::Actor::new("cli:e2e", None),
-        pm_domain::time::now(),
-    )
-    .await
-    .expect("an API key");
+    let key = api_key_in(&pool).await;
     pool.close().await;
     let provider = format!("http://127.0.0.1:{provider_port}");
     let mut all = vec![

@@ -314,9 +314,14 @@ pub fn signed_webhook(
 
 /// An API key with every scope in `db`.
 pub async fn api_key(db: &TestDatabase) -> String {
+    api_key_in(&db.pool).await
+}
+
+/// An API key with every scope in the database of `pool` (migrated).
+pub async fn api_key_in(pool: &pm_storage::PgPool) -> String {
     let name = format!("e2e-{}", pm_domain::api_key::NewKey::generate().id);
     pm_storage::api_keys::create(
-        &db.pool,
+        pool,
         &name,
         &pm_domain::api_key::Scope::ALL,
         None,

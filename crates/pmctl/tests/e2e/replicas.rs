@@ -4,7 +4,7 @@
 
 use pm_embedded_pg::{EmbeddedCluster, EmbeddedOptions};
 
-use crate::process::{eventually, order_json, send_webhook, Pmctl, SECRET};
+use crate::process::{api_key_in, eventually, order_json, send_webhook, Pmctl, SECRET};
 
 #[tokio::test]
 async fn serve_api_reads_from_a_current_replica_and_writes_to_the_primary() {
@@ -14,16 +14,7 @@ async fn serve_api_reads_from_a_current_replica_and_writes_to_the_primary() {
     let url = primary.admin_url();
     let pool = pm_storage::connect(&url, &Default::default()).expect("pool");
     pm_storage::migrate::run(&pool).await.expect("migrate");
-    let (_, key) = pm_storage::api_keys::create(
-        &pool,
-        "replica-e2e",
-        &pm_domain::api_key::Scope::ALL,
-        None,
-        &pm_storage::audit::Actor::new("cli:e2e", None),
-        pm_domain::time::now(),
-    )
-    .await
-    .expect("an API key");
+    let key = api_key_in(&pool).await;
     let mut api = Pmctl::start(
         &["serve-api"],
         &[
